@@ -4,7 +4,10 @@ include!("../build-support/wasm_plugins.rs");
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let workspace = manifest.parent().expect("host/ sits in the workspace").to_path_buf();
+    let workspace = manifest
+        .parent()
+        .expect("host/ sits in the workspace")
+        .to_path_buf();
     let out = build_wasm_plugins(
         &workspace,
         &[
@@ -15,5 +18,8 @@ fn main() {
         ],
         &["wit", "plugin-sdk", "plugins"],
     );
-    println!("cargo:rustc-env=SWITCHYARD_BUNDLED_PLUGINS_DIR={}", out.display());
+    println!(
+        "cargo:rustc-env=SWITCHYARD_BUNDLED_PLUGINS_DIR={}",
+        out.display()
+    );
 }

@@ -5,4 +5,15 @@
 //! SQLite-backed retry queue. `main.rs` is a thin shell around [`run`]; everything else lives
 //! here so tests can start the real service in-process.
 
+pub mod api;
+pub mod config;
+pub mod dispatch;
+pub mod metrics;
+pub mod net;
 pub mod plugins;
+pub mod server;
+pub mod signing;
+pub mod store;
+
+pub use config::Config;
+pub use server::{StartError, run};

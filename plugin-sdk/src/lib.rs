@@ -198,10 +198,10 @@ fn parse_config<C: DeserializeOwned>(config: &str) -> Result<C, Error> {
     match serde_json::from_str(config) {
         Ok(parsed) => Ok(parsed),
         Err(err) => {
-            if config.trim() == "null" {
-                if let Ok(parsed) = serde_json::from_str("{}") {
-                    return Ok(parsed);
-                }
+            if config.trim() == "null"
+                && let Ok(parsed) = serde_json::from_str("{}")
+            {
+                return Ok(parsed);
             }
             Err(Error(format!("invalid plugin config: {err}")))
         }

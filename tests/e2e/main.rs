@@ -3,5 +3,5 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod common;
-mod plugin_runtime;
 mod hot_reload;
+mod plugin_runtime;

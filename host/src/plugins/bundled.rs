@@ -4,10 +4,34 @@ use std::path::Path;
 
 /// `(name, component bytes)` of every bundled plugin.
 pub const BUNDLED: &[(&str, &[u8])] = &[
-    ("slack", include_bytes!(concat!(env!("SWITCHYARD_BUNDLED_PLUGINS_DIR"), "/slack.wasm"))),
-    ("discord", include_bytes!(concat!(env!("SWITCHYARD_BUNDLED_PLUGINS_DIR"), "/discord.wasm"))),
-    ("filter", include_bytes!(concat!(env!("SWITCHYARD_BUNDLED_PLUGINS_DIR"), "/filter.wasm"))),
-    ("reshape", include_bytes!(concat!(env!("SWITCHYARD_BUNDLED_PLUGINS_DIR"), "/reshape.wasm"))),
+    (
+        "slack",
+        include_bytes!(concat!(
+            env!("SWITCHYARD_BUNDLED_PLUGINS_DIR"),
+            "/slack.wasm"
+        )),
+    ),
+    (
+        "discord",
+        include_bytes!(concat!(
+            env!("SWITCHYARD_BUNDLED_PLUGINS_DIR"),
+            "/discord.wasm"
+        )),
+    ),
+    (
+        "filter",
+        include_bytes!(concat!(
+            env!("SWITCHYARD_BUNDLED_PLUGINS_DIR"),
+            "/filter.wasm"
+        )),
+    ),
+    (
+        "reshape",
+        include_bytes!(concat!(
+            env!("SWITCHYARD_BUNDLED_PLUGINS_DIR"),
+            "/reshape.wasm"
+        )),
+    ),
 ];
 
 /// Writes each bundled plugin into `dir` as `<name>.wasm` unless a file of that name exists.

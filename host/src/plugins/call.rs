@@ -9,9 +9,9 @@ use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
 
+use super::bindings::Transformer;
 use super::bindings::switchyard::plugin::host::{self, Level};
 use super::bindings::switchyard::plugin::types;
-use super::bindings::Transformer;
 use super::runtime::{LoadedPlugin, Runtime};
 use super::{Limits, PluginError};
 
@@ -112,7 +112,10 @@ impl State {
         Self {
             wasi,
             table: ResourceTable::new(),
-            limiter: MemoryLimiter { limit: limits.memory_bytes, denied: false },
+            limiter: MemoryLimiter {
+                limit: limits.memory_bytes,
+                denied: false,
+            },
             logs: LogBuffer::new(limits),
             stdout,
             stderr,
@@ -122,7 +125,10 @@ impl State {
 
 impl WasiView for State {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -137,19 +143,34 @@ impl types::Host for State {}
 /// Links the world's own import (`host.log`) and WASI p2 (which Rust's std imports even when a
 /// plugin never uses it; the context above makes it capability-free).
 pub(super) fn add_to_linker(linker: &mut Linker<State>) -> Result<(), PluginError> {
-    let link_err = |e: wasmtime::Error| PluginError::Compile(format!("linking host functions: {e:#}"));
-    Transformer::add_to_linker::<State, wasmtime::component::HasSelf<State>>(linker, |s| s).map_err(link_err)?;
+    let link_err =
+        |e: wasmtime::Error| PluginError::Compile(format!("linking host functions: {e:#}"));
+    Transformer::add_to_linker::<State, wasmtime::component::HasSelf<State>>(linker, |s| s)
+        .map_err(link_err)?;
     wasmtime_wasi::p2::add_to_linker_async(linker).map_err(link_err)?;
     Ok(())
 }
 
 impl Runtime {
     /// Runs `plugin`'s `transform` on one event with the subscription's config (JSON text).
-    pub async fn transform(&self, plugin: &LoadedPlugin, event: PluginEvent, config: &str) -> CallReport {
+    pub async fn transform(
+        &self,
+        plugin: &LoadedPlugin,
+        event: PluginEvent,
+        config: &str,
+    ) -> CallReport {
         let limits = self.limits.clone();
         if event.payload.len() > limits.input_bytes {
-            let err = PluginError::InputTooLarge { size: event.payload.len(), limit: limits.input_bytes };
-            return CallReport { result: Err(err), logs: Vec::new(), dropped_logs: 0, duration: Duration::ZERO };
+            let err = PluginError::InputTooLarge {
+                size: event.payload.len(),
+                limit: limits.input_bytes,
+            };
+            return CallReport {
+                result: Err(err),
+                logs: Vec::new(),
+                dropped_logs: 0,
+                duration: Duration::ZERO,
+            };
         }
         let event = types::Event {
             id: event.id,
@@ -159,16 +180,26 @@ impl Runtime {
             payload: event.payload,
         };
         self.run(plugin, async |instance, store| {
-            instance.switchyard_plugin_transform().call_transform(store, &event, config).await
+            instance
+                .switchyard_plugin_transform()
+                .call_transform(store, &event, config)
+                .await
         })
         .await
         .map_result(|outcome| check_outcome(outcome, &limits))
     }
 
     /// Runs `plugin`'s `validate-config` on a subscription's config (JSON text).
-    pub async fn validate_config(&self, plugin: &LoadedPlugin, config: &str) -> Result<(), PluginError> {
+    pub async fn validate_config(
+        &self,
+        plugin: &LoadedPlugin,
+        config: &str,
+    ) -> Result<(), PluginError> {
         self.run(plugin, async |instance, store| {
-            instance.switchyard_plugin_transform().call_validate_config(store, config).await
+            instance
+                .switchyard_plugin_transform()
+                .call_validate_config(store, config)
+                .await
         })
         .await
         .result
@@ -190,7 +221,10 @@ impl Runtime {
             if start.elapsed() >= budget {
                 Ok(UpdateDeadline::Interrupt)
             } else {
-                Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
+                Ok(UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(tokio::task::yield_now()),
+                ))
             }
         });
         // Belt and braces: a call stuck somewhere epochs cannot reach is dropped (cancelled).
@@ -209,7 +243,12 @@ impl Runtime {
             Ok(Err(err)) => Err(classify(&err, &state, limits)),
         };
         let (logs, dropped_logs) = state.logs.finish(&state.stdout, &state.stderr);
-        RawReport { result, logs, dropped_logs, duration }
+        RawReport {
+            result,
+            logs,
+            dropped_logs,
+            duration,
+        }
     }
 }
 
@@ -236,13 +275,22 @@ impl<R> RawReport<R> {
 fn classify(err: &wasmtime::Error, state: &State, limits: &Limits) -> PluginError {
     let stderr = pipe_text(&state.stderr);
     if state.limiter.denied {
-        return PluginError::OutOfMemory { limit: limits.memory_bytes, stderr };
+        return PluginError::OutOfMemory {
+            limit: limits.memory_bytes,
+            stderr,
+        };
     }
     match err.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => PluginError::Timeout(limits.deadline),
         Some(Trap::StackOverflow) => PluginError::StackOverflow,
-        Some(trap) => PluginError::Trap { message: trap.to_string(), stderr },
-        None => PluginError::Trap { message: format!("{err:#}"), stderr },
+        Some(trap) => PluginError::Trap {
+            message: trap.to_string(),
+            stderr,
+        },
+        None => PluginError::Trap {
+            message: format!("{err:#}"),
+            stderr,
+        },
     }
 }
 
@@ -253,7 +301,10 @@ fn check_outcome(outcome: types::Outcome, limits: &Limits) -> Result<Decision, P
         types::Outcome::Deliver(delivery) => delivery,
     };
     if delivery.body.len() > limits.output_bytes {
-        return Err(PluginError::OutputTooLarge { size: delivery.body.len(), limit: limits.output_bytes });
+        return Err(PluginError::OutputTooLarge {
+            size: delivery.body.len(),
+            limit: limits.output_bytes,
+        });
     }
     if delivery.headers.len() > limits.max_headers {
         return Err(PluginError::InvalidHeader(format!(
@@ -271,24 +322,40 @@ fn check_outcome(outcome: types::Outcome, limits: &Limits) -> Result<Decision, P
         check_header_value("content-type", &delivery.content_type)?;
         delivery.content_type
     };
-    let headers = delivery.headers.into_iter().map(|(n, v)| (n.to_ascii_lowercase(), v)).collect();
-    Ok(Decision::Deliver(PluginRequest { body: delivery.body, content_type, headers }))
+    let headers = delivery
+        .headers
+        .into_iter()
+        .map(|(n, v)| (n.to_ascii_lowercase(), v))
+        .collect();
+    Ok(Decision::Deliver(PluginRequest {
+        body: delivery.body,
+        content_type,
+        headers,
+    }))
 }
 
 fn check_header(name: &str, value: &str) -> Result<(), PluginError> {
     let lower = name.to_ascii_lowercase();
     if axum::http::HeaderName::from_bytes(lower.as_bytes()).is_err() {
-        return Err(PluginError::InvalidHeader(format!("{name:?} is not a valid header name")));
+        return Err(PluginError::InvalidHeader(format!(
+            "{name:?} is not a valid header name"
+        )));
     }
-    if RESERVED_HEADERS.contains(&lower.as_str()) || RESERVED_PREFIXES.iter().any(|p| lower.starts_with(p)) {
-        return Err(PluginError::InvalidHeader(format!("{name:?} is set by the host")));
+    if RESERVED_HEADERS.contains(&lower.as_str())
+        || RESERVED_PREFIXES.iter().any(|p| lower.starts_with(p))
+    {
+        return Err(PluginError::InvalidHeader(format!(
+            "{name:?} is set by the host"
+        )));
     }
     check_header_value(name, value)
 }
 
 fn check_header_value(name: &str, value: &str) -> Result<(), PluginError> {
     if value.len() > 8192 || axum::http::HeaderValue::from_str(value).is_err() {
-        return Err(PluginError::InvalidHeader(format!("the value of {name:?} is not a valid header value")));
+        return Err(PluginError::InvalidHeader(format!(
+            "the value of {name:?} is not a valid header value"
+        )));
     }
     Ok(())
 }
@@ -301,13 +368,23 @@ struct MemoryLimiter {
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let allowed = desired <= self.limit;
         self.denied |= !allowed;
         Ok(allowed)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
     }
 }
@@ -344,7 +421,13 @@ struct LogBuffer {
 
 impl LogBuffer {
     fn new(limits: &Limits) -> Self {
-        Self { lines: Vec::new(), bytes: 0, dropped: 0, max_lines: limits.max_log_lines, max_bytes: limits.max_log_bytes }
+        Self {
+            lines: Vec::new(),
+            bytes: 0,
+            dropped: 0,
+            max_lines: limits.max_log_lines,
+            max_bytes: limits.max_log_bytes,
+        }
     }
 
     fn push(&mut self, level: &'static str, message: String) {
@@ -358,7 +441,11 @@ impl LogBuffer {
     }
 
     /// Appends what the plugin printed on stdout/stderr, one line each.
-    fn finish(mut self, stdout: &MemoryOutputPipe, stderr: &MemoryOutputPipe) -> (Vec<LogLine>, usize) {
+    fn finish(
+        mut self,
+        stdout: &MemoryOutputPipe,
+        stderr: &MemoryOutputPipe,
+    ) -> (Vec<LogLine>, usize) {
         for (level, pipe) in [("stdout", stdout), ("stderr", stderr)] {
             for line in pipe_text(pipe).lines().filter(|l| !l.trim().is_empty()) {
                 self.push(level, line.to_owned());
@@ -403,41 +490,70 @@ mod tests {
         types::Outcome::Deliver(types::Delivery {
             body: vec![b'x'; body],
             content_type: "text/plain".into(),
-            headers: headers.into_iter().map(|(n, v)| (n.to_owned(), v.to_owned())).collect(),
+            headers: headers
+                .into_iter()
+                .map(|(n, v)| (n.to_owned(), v.to_owned()))
+                .collect(),
         })
     }
 
     #[test]
     fn refuses_reserved_and_invalid_headers() {
         let limits = Limits::default();
-        for name in ["webhook-signature", "Webhook-Id", "content-length", "Host", "switchyard-event-type"] {
+        for name in [
+            "webhook-signature",
+            "Webhook-Id",
+            "content-length",
+            "Host",
+            "switchyard-event-type",
+        ] {
             let res = check_outcome(delivery(vec![(name, "x")], 1), &limits);
-            assert!(matches!(res, Err(PluginError::InvalidHeader(_))), "{name} must be refused");
+            assert!(
+                matches!(res, Err(PluginError::InvalidHeader(_))),
+                "{name} must be refused"
+            );
         }
         let res = check_outcome(delivery(vec![("bad name", "x")], 1), &limits);
         assert!(matches!(res, Err(PluginError::InvalidHeader(_))));
         let res = check_outcome(delivery(vec![("x-ok", "line\nbreak")], 1), &limits);
         assert!(matches!(res, Err(PluginError::InvalidHeader(_))));
         let ok = check_outcome(delivery(vec![("X-Custom", "v")], 1), &limits);
-        assert!(matches!(ok, Ok(Decision::Deliver(r)) if r.headers == vec![("x-custom".to_owned(), "v".to_owned())]));
+        assert!(
+            matches!(ok, Ok(Decision::Deliver(r)) if r.headers == vec![("x-custom".to_owned(), "v".to_owned())])
+        );
     }
 
     #[test]
     fn refuses_output_over_the_limit() {
-        let limits = Limits { output_bytes: 10, ..Limits::default() };
-        assert!(matches!(check_outcome(delivery(vec![], 11), &limits), Err(PluginError::OutputTooLarge { size: 11, limit: 10 })));
+        let limits = Limits {
+            output_bytes: 10,
+            ..Limits::default()
+        };
+        assert!(matches!(
+            check_outcome(delivery(vec![], 11), &limits),
+            Err(PluginError::OutputTooLarge {
+                size: 11,
+                limit: 10
+            })
+        ));
         assert!(check_outcome(delivery(vec![], 10), &limits).is_ok());
     }
 
     #[test]
     fn log_buffer_keeps_the_first_lines_and_counts_the_rest() {
-        let limits = Limits { max_log_lines: 2, ..Limits::default() };
+        let limits = Limits {
+            max_log_lines: 2,
+            ..Limits::default()
+        };
         let mut buf = LogBuffer::new(&limits);
         for i in 0..5 {
             buf.push("info", format!("line {i}"));
         }
         let (lines, dropped) = buf.finish(&MemoryOutputPipe::new(16), &MemoryOutputPipe::new(16));
-        assert_eq!(lines.iter().map(|l| l.message.as_str()).collect::<Vec<_>>(), ["line 0", "line 1"]);
+        assert_eq!(
+            lines.iter().map(|l| l.message.as_str()).collect::<Vec<_>>(),
+            ["line 0", "line 1"]
+        );
         assert_eq!(dropped, 3);
     }
 

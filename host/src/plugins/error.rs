@@ -9,7 +9,9 @@ use std::time::Duration;
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum PluginError {
     /// The name is not `[a-z0-9][a-z0-9_-]{0,62}`.
-    #[error("invalid plugin name {0:?}: use 1-63 characters of a-z, 0-9, '_' and '-', starting with a letter or digit")]
+    #[error(
+        "invalid plugin name {0:?}: use 1-63 characters of a-z, 0-9, '_' and '-', starting with a letter or digit"
+    )]
     InvalidName(String),
     /// No plugin of that name is loaded.
     #[error("plugin {0:?} is not loaded")]
@@ -82,7 +84,11 @@ pub enum PluginError {
 
 fn detail(stderr: &str) -> String {
     let tail = stderr.trim();
-    if tail.is_empty() { String::new() } else { format!(": {tail}") }
+    if tail.is_empty() {
+        String::new()
+    } else {
+        format!(": {tail}")
+    }
 }
 
 impl PluginError {

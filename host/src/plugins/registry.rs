@@ -72,8 +72,14 @@ impl Registry {
     /// When the folder cannot be created.
     pub fn new(runtime: Runtime, dir: impl Into<PathBuf>) -> Result<Self, PluginError> {
         let dir = dir.into();
-        std::fs::create_dir_all(&dir).map_err(|e| PluginError::Io(format!("{}: {e}", dir.display())))?;
-        Ok(Self { runtime, dir, entries: RwLock::new(HashMap::new()), change: tokio::sync::Mutex::new(()) })
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| PluginError::Io(format!("{}: {e}", dir.display())))?;
+        Ok(Self {
+            runtime,
+            dir,
+            entries: RwLock::new(HashMap::new()),
+            change: tokio::sync::Mutex::new(()),
+        })
     }
 
     /// The runtime plugins run on.
@@ -110,7 +116,11 @@ impl Registry {
     ///
     /// # Errors
     /// An invalid name, or anything [`Runtime::load`] refuses.
-    pub async fn install(&self, name: &str, bytes: Vec<u8>) -> Result<(PluginInfo, bool), PluginError> {
+    pub async fn install(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(PluginInfo, bool), PluginError> {
         if !valid_name(name) {
             return Err(PluginError::InvalidName(name.to_owned()));
         }
@@ -123,7 +133,9 @@ impl Registry {
             .map_err(|e| PluginError::Io(e.to_string()))?
             .map_err(|e| PluginError::Io(e.to_string()))?;
         let created = self.swap(name, loaded);
-        let info = self.info(name).ok_or_else(|| PluginError::NotFound(name.to_owned()))?;
+        let info = self
+            .info(name)
+            .ok_or_else(|| PluginError::NotFound(name.to_owned()))?;
         Ok((info, created))
     }
 
@@ -217,7 +229,11 @@ fn info(name: &str, entry: &Entry) -> PluginInfo {
         name: name.to_owned(),
         version: current.map(|p| p.version.clone()),
         size: current.map(|p| p.size),
-        status: if entry.error.is_some() { PluginStatus::Error } else { PluginStatus::Ready },
+        status: if entry.error.is_some() {
+            PluginStatus::Error
+        } else {
+            PluginStatus::Ready
+        },
         error: entry.error.clone(),
         loaded_at: current.map(|p| p.loaded_at),
     }
@@ -250,10 +266,23 @@ mod tests {
         for ok in ["slack", "a", "my-plugin_2", "0x", &"a".repeat(63)] {
             assert!(valid_name(ok), "{ok}");
         }
-        for bad in ["", "-a", "_a", "Slack", "a.b", "a/b", "ä", &"a".repeat(64), ".tmpabc"] {
+        for bad in [
+            "",
+            "-a",
+            "_a",
+            "Slack",
+            "a.b",
+            "a/b",
+            "ä",
+            &"a".repeat(64),
+            ".tmpabc",
+        ] {
             assert!(!valid_name(bad), "{bad}");
         }
-        assert_eq!(name_of_path(Path::new("/x/slack.wasm")), Some("slack".into()));
+        assert_eq!(
+            name_of_path(Path::new("/x/slack.wasm")),
+            Some("slack".into())
+        );
         assert_eq!(name_of_path(Path::new("/x/.tmpAb12.wasm")), None);
         assert_eq!(name_of_path(Path::new("/x/slack.txt")), None);
     }

@@ -94,7 +94,11 @@ impl Runtime {
     /// Not a component, a precompiled artefact, too large, fails to compile, or does not
     /// match the `transformer` world.
     pub async fn load(&self, name: &str, bytes: Vec<u8>) -> Result<Arc<LoadedPlugin>, PluginError> {
-        let _permit = self.compile_gate.acquire().await.map_err(|e| PluginError::Io(e.to_string()))?;
+        let _permit = self
+            .compile_gate
+            .acquire()
+            .await
+            .map_err(|e| PluginError::Io(e.to_string()))?;
         let runtime = self.clone();
         let name = name.to_owned();
         tokio::task::spawn_blocking(move || runtime.load_blocking(&name, &bytes))
@@ -106,7 +110,11 @@ impl Runtime {
     ///
     /// # Errors
     /// As [`Runtime::load`].
-    pub fn load_blocking(&self, name: &str, bytes: &[u8]) -> Result<Arc<LoadedPlugin>, PluginError> {
+    pub fn load_blocking(
+        &self,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<Arc<LoadedPlugin>, PluginError> {
         check_component_bytes(bytes, self.limits.component_bytes)?;
         let version = hex::encode(Sha256::digest(bytes));
         let component = self.compile_cached(&version, bytes)?;
@@ -114,7 +122,8 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| PluginError::WrongWorld(format!("{e:#}")))?;
-        let pre = TransformerPre::new(instance_pre).map_err(|e| PluginError::WrongWorld(format!("{e:#}")))?;
+        let pre = TransformerPre::new(instance_pre)
+            .map_err(|e| PluginError::WrongWorld(format!("{e:#}")))?;
         Ok(Arc::new(LoadedPlugin {
             name: name.to_owned(),
             version,
@@ -127,7 +136,10 @@ impl Runtime {
     /// Compiles `bytes`, or loads the artefact this host compiled earlier for the same sha256
     /// and engine settings.
     fn compile_cached(&self, version: &str, bytes: &[u8]) -> Result<Component, PluginError> {
-        let cache_file = self.cache_dir.as_deref().map(|dir| self.cache_path(dir, version));
+        let cache_file = self
+            .cache_dir
+            .as_deref()
+            .map(|dir| self.cache_path(dir, version));
         if let Some(path) = cache_file.as_deref().filter(|p| p.exists()) {
             // SAFETY: the file is an artefact this host serialised itself (named by the sha256
             // of the source and the engine's compatibility hash) in its own data directory,
@@ -135,10 +147,13 @@ impl Runtime {
             #[allow(unsafe_code)]
             match unsafe { Component::deserialize_file(&self.engine, path) } {
                 Ok(component) => return Ok(component),
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "ignoring unusable plugin cache entry"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "ignoring unusable plugin cache entry")
+                }
             }
         }
-        let component = Component::new(&self.engine, bytes).map_err(|e| PluginError::Compile(format!("{e:#}")))?;
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| PluginError::Compile(format!("{e:#}")))?;
         if let Some(path) = cache_file {
             if let Err(e) = write_cache(&component, &path) {
                 tracing::warn!(path = %path.display(), error = %e, "could not write plugin cache entry");
@@ -149,7 +164,9 @@ impl Runtime {
 
     fn cache_path(&self, dir: &Path, version: &str) -> PathBuf {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        self.engine.precompile_compatibility_hash().hash(&mut hasher);
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
         dir.join(format!("{version}-{:016x}.cwasm", hasher.finish()))
     }
 }
@@ -157,7 +174,10 @@ impl Runtime {
 /// Refuses what is clearly not an uploadable component, with a message that says what it is.
 fn check_component_bytes(bytes: &[u8], limit: usize) -> Result<(), PluginError> {
     if bytes.len() > limit {
-        return Err(PluginError::TooLarge { size: bytes.len(), limit });
+        return Err(PluginError::TooLarge {
+            size: bytes.len(),
+            limit,
+        });
     }
     if Engine::detect_precompiled(bytes).is_some() {
         return Err(PluginError::NotAComponent(
@@ -174,7 +194,9 @@ fn check_component_bytes(bytes: &[u8], limit: usize) -> Result<(), PluginError> 
 }
 
 fn write_cache(component: &Component, path: &Path) -> std::io::Result<()> {
-    let bytes = component.serialize().map_err(|e| std::io::Error::other(e.to_string()))?;
+    let bytes = component
+        .serialize()
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     std::io::Write::write_all(&mut tmp, &bytes)?;
@@ -207,9 +229,20 @@ mod tests {
     #[test]
     fn refuses_non_components_with_a_reason() {
         let core = [0, b'a', b's', b'm', 1, 0, 0, 0];
-        assert!(matches!(check_component_bytes(&core, 100), Err(PluginError::NotAComponent(m)) if m.contains("core")));
-        assert!(matches!(check_component_bytes(b"hello world", 100), Err(PluginError::NotAComponent(_))));
-        assert!(matches!(check_component_bytes(&[0; 200], 100), Err(PluginError::TooLarge { size: 200, limit: 100 })));
+        assert!(
+            matches!(check_component_bytes(&core, 100), Err(PluginError::NotAComponent(m)) if m.contains("core"))
+        );
+        assert!(matches!(
+            check_component_bytes(b"hello world", 100),
+            Err(PluginError::NotAComponent(_))
+        ));
+        assert!(matches!(
+            check_component_bytes(&[0; 200], 100),
+            Err(PluginError::TooLarge {
+                size: 200,
+                limit: 100
+            })
+        ));
         let component = [0, b'a', b's', b'm', 0x0d, 0, 1, 0];
         assert_eq!(check_component_bytes(&component, 100), Ok(()));
     }

@@ -57,7 +57,10 @@ impl Watcher {
                 }
             }
         });
-        Ok(Self { _debouncer: debouncer, task })
+        Ok(Self {
+            _debouncer: debouncer,
+            task,
+        })
     }
 }
 
@@ -72,8 +75,11 @@ async fn handle(registry: &Registry, result: DebounceEventResult) {
     if events.iter().any(|e| e.need_rescan()) {
         return registry.scan().await;
     }
-    let names: BTreeSet<String> =
-        events.iter().flat_map(|e| e.paths.iter()).filter_map(|p| name_of_path(p)).collect();
+    let names: BTreeSet<String> = events
+        .iter()
+        .flat_map(|e| e.paths.iter())
+        .filter_map(|p| name_of_path(p))
+        .collect();
     for name in names {
         registry.sync_file(&name).await;
     }

@@ -21,7 +21,10 @@ pub struct Condition(Vec<Clause>);
 #[derive(Debug)]
 enum Clause {
     /// `"path": literal` or `"path": {"$op": operand, …}`: every test must hold.
-    Field { path: String, tests: Vec<(Op, Value)> },
+    Field {
+        path: String,
+        tests: Vec<(Op, Value)>,
+    },
     /// `"$and": [conditions]`: all must hold.
     And(Vec<Condition>),
     /// `"$or": [conditions]`: at least one must hold.
@@ -69,7 +72,10 @@ impl Condition {
     /// condition, e.g. `filter did not match: data.total $gte 100 (got 42)`.
     pub fn skip_reason(&self, envelope: &Value) -> Option<String> {
         let failure = self.check(envelope).err()?;
-        Some(truncate(&format!("filter did not match: {failure}"), MAX_REASON))
+        Some(truncate(
+            &format!("filter did not match: {failure}"),
+            MAX_REASON,
+        ))
     }
 
     /// `Ok` when every clause holds, else the description of the first that does not.
@@ -88,7 +94,8 @@ impl Clause {
                     if op.holds(actual, operand) {
                         return Ok(());
                     }
-                    let got = actual.map_or_else(|| "missing".to_owned(), |v| format!("got {}", show(v)));
+                    let got =
+                        actual.map_or_else(|| "missing".to_owned(), |v| format!("got {}", show(v)));
                     Err(format!("{path} {} {} ({got})", op.name(), show(operand)))
                 })
             }
@@ -110,12 +117,18 @@ impl Clause {
 impl Op {
     /// The operator called `name`, if there is one.
     fn parse(name: &str) -> Option<Op> {
-        OPERATORS.iter().find(|(n, _)| *n == name).map(|(_, op)| *op)
+        OPERATORS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, op)| *op)
     }
 
     /// The operator's config name, for skip reasons.
     fn name(self) -> &'static str {
-        OPERATORS.iter().find(|(_, op)| *op == self).map_or("$?", |(n, _)| n)
+        OPERATORS
+            .iter()
+            .find(|(_, op)| *op == self)
+            .map_or("$?", |(n, _)| n)
     }
 
     /// Refuse operands the operator cannot use, so a typo fails at subscription time instead of
@@ -157,7 +170,10 @@ impl Op {
 /// Compile a condition object found at `at` (a config location used in error messages).
 fn compile_at(value: &Value, at: &str) -> Result<Condition, String> {
     let Value::Object(map) = value else {
-        return Err(format!("`{at}` must be an object of conditions, got {}", show(value)));
+        return Err(format!(
+            "`{at}` must be an object of conditions, got {}",
+            show(value)
+        ));
     };
     map.iter()
         .map(|(key, value)| compile_clause(key, value, at))
@@ -177,7 +193,10 @@ fn compile_clause(key: &str, value: &Value, at: &str) -> Result<Clause, String> 
         path => {
             check_path(path, at)?;
             let tests = compile_tests(path, value)?;
-            Ok(Clause::Field { path: path.to_owned(), tests })
+            Ok(Clause::Field {
+                path: path.to_owned(),
+                tests,
+            })
         }
     }
 }
@@ -190,7 +209,10 @@ fn compile_list(value: &Value, at: &str) -> Result<Vec<Condition>, String> {
             .enumerate()
             .map(|(i, item)| compile_at(item, &format!("{at}[{i}]")))
             .collect(),
-        _ => Err(format!("`{at}` must be a non-empty array of conditions, got {}", show(value))),
+        _ => Err(format!(
+            "`{at}` must be a non-empty array of conditions, got {}",
+            show(value)
+        )),
     }
 }
 
@@ -205,8 +227,9 @@ fn compile_tests(path: &str, value: &Value) -> Result<Vec<(Op, Value)>, String> 
             let known = OPERATORS.map(|(n, _)| n).join(", ");
             let op = Op::parse(name)
                 .ok_or_else(|| format!("unknown operator `{name}` on `{path}` (known: {known})"))?;
-            op.check_operand(operand)
-                .map_err(|want| format!("`{name}` on `{path}` needs {want}, got {}", show(operand)))?;
+            op.check_operand(operand).map_err(|want| {
+                format!("`{name}` on `{path}` needs {want}, got {}", show(operand))
+            })?;
             Ok((op, operand.clone()))
         })
         .collect()
@@ -214,8 +237,13 @@ fn compile_tests(path: &str, value: &Value) -> Result<Vec<(Op, Value)>, String> 
 
 /// `Some` when `value` is an operator object (its keys start with `$`), `None` for a literal.
 /// An object mixing both is refused: it is either a typo or an attempt at nesting.
-fn operator_object<'a>(path: &str, value: &'a Value) -> Result<Option<&'a Map<String, Value>>, String> {
-    let Value::Object(map) = value else { return Ok(None) };
+fn operator_object<'a>(
+    path: &str,
+    value: &'a Value,
+) -> Result<Option<&'a Map<String, Value>>, String> {
+    let Value::Object(map) = value else {
+        return Ok(None);
+    };
     let operators = map.keys().filter(|k| k.starts_with('$')).count();
     if operators == 0 {
         return Ok(None);
@@ -223,7 +251,10 @@ fn operator_object<'a>(path: &str, value: &'a Value) -> Result<Option<&'a Map<St
     if operators < map.len() {
         return Err(format!(
             "`{path}` mixes operators and plain keys ({}): use either {{\"$op\": …}} or a literal",
-            map.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
+            map.keys()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     Ok(Some(map))
@@ -242,11 +273,12 @@ fn check_path(path: &str, at: &str) -> Result<(), String> {
 
 /// The value at a dot path; a numeric segment indexes an array.
 fn lookup<'a>(root: &'a Value, path: &str) -> Option<&'a Value> {
-    path.split('.').try_fold(root, |value, segment| match value {
-        Value::Object(map) => map.get(segment),
-        Value::Array(items) => segment.parse::<usize>().ok().and_then(|i| items.get(i)),
-        _ => None,
-    })
+    path.split('.')
+        .try_fold(root, |value, segment| match value {
+            Value::Object(map) => map.get(segment),
+            Value::Array(items) => segment.parse::<usize>().ok().and_then(|i| items.get(i)),
+            _ => None,
+        })
 }
 
 /// Equality with Convoy's implicit contains: an array field matches a literal it holds.
@@ -265,7 +297,9 @@ fn json_eq(a: &Value, b: &Value) -> bool {
             x.len() == y.len() && x.iter().zip(y).all(|(x, y)| json_eq(x, y))
         }
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
         }
         _ => a == b,
     }
@@ -353,12 +387,23 @@ mod tests {
             run(json!({"type": "order.paid"})).as_deref(),
             Some("filter did not match: type $eq \"order.paid\" (got \"order.created\")")
         );
-        assert_eq!(run(json!({"data.total": 42.0})), None, "numbers compare by value");
+        assert_eq!(
+            run(json!({"data.total": 42.0})),
+            None,
+            "numbers compare by value"
+        );
         assert_eq!(run(json!({"data.note": null})), None);
         assert!(run(json!({"data.vip": true})).is_some());
-        assert_eq!(run(json!({"data.items": [{"sku": "A-1"}, {"sku": "B-2"}]})), None);
+        assert_eq!(
+            run(json!({"data.items": [{"sku": "A-1"}, {"sku": "B-2"}]})),
+            None
+        );
         assert_eq!(run(json!({"data.items.1.sku": "B-2"})), None);
-        assert_eq!(run(json!({})), None, "an empty condition matches everything");
+        assert_eq!(
+            run(json!({})),
+            None,
+            "an empty condition matches everything"
+        );
     }
 
     #[test]
@@ -385,9 +430,16 @@ mod tests {
         assert!(run(json!({"data.total": {"$lt": 42}})).is_some());
         assert!(run(json!({"data.total": {"$gt": 42}})).is_some());
         assert!(run(json!({"data.total": {"$lte": 41.5}})).is_some());
-        assert_eq!(run(json!({"data.big": {"$gt": 18_446_744_073_709_551_614_u64}})), None);
+        assert_eq!(
+            run(json!({"data.big": {"$gt": 18_446_744_073_709_551_614_u64}})),
+            None
+        );
         assert_eq!(run(json!({"data.big": {"$gt": -1}})), None);
-        assert_eq!(run(json!({"timestamp": {"$gte": "2026-01-01"}})), None, "strings compare");
+        assert_eq!(
+            run(json!({"timestamp": {"$gte": "2026-01-01"}})),
+            None,
+            "strings compare"
+        );
         assert_eq!(run(json!({"data.name": {"$gt": "Zo"}})), None);
         // mismatched kinds never match
         assert!(run(json!({"data.country": {"$gt": 1}})).is_some());
@@ -410,7 +462,11 @@ mod tests {
     #[test]
     fn existence_and_missing_fields() {
         assert_eq!(run(json!({"data.total": {"$exist": true}})), None);
-        assert_eq!(run(json!({"data.note": {"$exist": true}})), None, "null exists");
+        assert_eq!(
+            run(json!({"data.note": {"$exist": true}})),
+            None,
+            "null exists"
+        );
         assert_eq!(run(json!({"data.nope": {"$exist": false}})), None);
         assert_eq!(
             run(json!({"data.nope": {"$exist": true}})).as_deref(),
@@ -427,7 +483,10 @@ mod tests {
             );
         }
         assert!(run(json!({"data.nope": {"$in": [1]}})).is_some());
-        assert!(run(json!({"data.nope": null})).is_some(), "missing is not null");
+        assert!(
+            run(json!({"data.nope": null})).is_some(),
+            "missing is not null"
+        );
         // paths through scalars, out-of-range and non-numeric indexes are missing
         assert!(run(json!({"data.total.x": {"$exist": false}})).is_none());
         assert!(run(json!({"data.items.5.sku": {"$exist": false}})).is_none());
@@ -450,7 +509,10 @@ mod tests {
                  (data.country $eq \"DE\" (got \"US\"); data.vip $eq true (got false))"
             )
         );
-        assert_eq!(run(json!({"$and": [{"data.total": 42}, {"data.vip": false}]})), None);
+        assert_eq!(
+            run(json!({"$and": [{"data.total": 42}, {"data.vip": false}]})),
+            None
+        );
         assert_eq!(
             run(json!({"$and": [{"data.total": 42}, {"data.vip": true}]})).as_deref(),
             Some("filter did not match: data.vip $eq true (got false)")
@@ -506,7 +568,10 @@ mod tests {
             "`match.$or[1]` must be an object of conditions, got 3"
         );
         assert_eq!(refused(json!({"": 1})), "empty path in `match`");
-        assert_eq!(refused(json!({"data..x": 1})), "path `data..x` in `match` has an empty segment");
+        assert_eq!(
+            refused(json!({"data..x": 1})),
+            "path `data..x` in `match` has an empty segment"
+        );
         assert!(refused(json!({"$or": [{"data.": 1}]})).contains("`match.$or[0]`"));
         assert!(refused(json!({"$gte": 1})).starts_with("unknown key `$gte` in `match`"));
         assert!(refused(json!({"a": {"$eq": 1, "b": 2}})).contains("mixes operators"));

@@ -7,7 +7,11 @@ use switchyard::plugins::{BUNDLED, Limits, LoadedPlugin, PluginEvent, Runtime};
 
 /// A bundled plugin's component bytes.
 pub fn bundled(name: &str) -> Vec<u8> {
-    BUNDLED.iter().find(|(n, _)| *n == name).map(|(_, b)| b.to_vec()).unwrap_or_else(|| panic!("no bundled plugin {name}"))
+    BUNDLED
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, b)| b.to_vec())
+        .unwrap_or_else(|| panic!("no bundled plugin {name}"))
 }
 
 /// A fixture plugin's component bytes (`hostile`, `wrong_world`).

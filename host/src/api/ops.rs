@@ -1,0 +1,36 @@
+//! Unauthenticated operational routes, and the JSON fallbacks.
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+
+use super::{ApiError, AppState};
+
+/// `GET /healthz`: 200 when the database answers.
+pub async fn healthz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    state.store.queue_depth().await?;
+    Ok(axum::Json(serde_json::json!({ "status": "ok" })))
+}
+
+/// `GET /metrics`: Prometheus text.
+pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let (pending, delivering) = state.store.queue_depth().await?;
+    let body = state.metrics.render(pending, delivering);
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    ))
+}
+
+/// Unknown route.
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound("route".into())
+}
+
+/// Known route, wrong method.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

@@ -1,0 +1,340 @@
+//! Service configuration: one documented set of defaults, overridden by `switchyard.toml`,
+//! then by `SWITCHYARD_*` environment variables, then by command-line flags. Validation
+//! reports every bad field at once.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::plugins::Limits;
+
+/// The validated configuration the service runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to bind (`SWITCHYARD_LISTEN`).
+    pub listen: SocketAddr,
+    /// Database and state (`SWITCHYARD_DATA_DIR`).
+    pub data_dir: PathBuf,
+    /// Watched plugin folder (`SWITCHYARD_PLUGINS_DIR`), default `<data dir>/plugins`.
+    pub plugins_dir: PathBuf,
+    /// Admin bearer key (`SWITCHYARD_API_KEY`); when unset one is generated at first start.
+    pub api_key: Option<String>,
+    /// Lets deliveries reach loopback/private addresses and plain `http://`.
+    pub allow_private_networks: bool,
+    /// Delays between attempts; attempts = 1 + its length.
+    pub retry_schedule: Vec<Duration>,
+    /// Timeout of one delivery request.
+    pub delivery_timeout: Duration,
+    /// Deliveries in flight at once, across all subscriptions.
+    pub max_in_flight: usize,
+    /// Deliveries in flight at once to one subscription (a slow receiver cannot starve others).
+    pub max_in_flight_per_subscription: usize,
+    /// A subscription failing without a single success for this long is disabled.
+    pub disable_after_failing_for: Duration,
+    /// How long a rotated-out secret keeps signing.
+    pub rotation_grace: Duration,
+    /// Largest accepted `POST /v1/events` body.
+    pub max_event_bytes: usize,
+    /// Limits of every plugin call.
+    pub plugin_limits: Limits,
+    /// Write the bundled plugins into the plugins folder when it is first created.
+    pub bundled_plugins: bool,
+    /// How long a leased delivery may stay `delivering` before another worker may take it.
+    pub lease: Duration,
+}
+
+impl Config {
+    /// The defaults, rooted at `data_dir`.
+    pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        let data_dir = data_dir.into();
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8686)),
+            plugins_dir: data_dir.join("plugins"),
+            data_dir,
+            api_key: None,
+            allow_private_networks: false,
+            retry_schedule: default_retry_schedule(),
+            delivery_timeout: Duration::from_secs(10),
+            max_in_flight: 512,
+            max_in_flight_per_subscription: 32,
+            disable_after_failing_for: Duration::from_secs(5 * 24 * 3600),
+            rotation_grace: Duration::from_secs(24 * 3600),
+            max_event_bytes: 1 << 20,
+            plugin_limits: Limits::default(),
+            bundled_plugins: true,
+            lease: Duration::from_secs(300),
+        }
+    }
+
+    /// Path of the SQLite database.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("switchyard.db")
+    }
+}
+
+/// The Standard Webhooks recommendation: 5s, 5m, 30m, 2h, 5h, 10h, 14h, 20h, 24h
+/// (10 attempts over about three days).
+pub fn default_retry_schedule() -> Vec<Duration> {
+    [5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400]
+        .into_iter()
+        .map(Duration::from_secs)
+        .collect()
+}
+
+/// One layer of settings as text (file, environment or flags): every field optional.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Layer {
+    /// `listen`
+    pub listen: Option<String>,
+    /// `data_dir`
+    pub data_dir: Option<PathBuf>,
+    /// `plugins_dir`
+    pub plugins_dir: Option<PathBuf>,
+    /// `api_key`
+    pub api_key: Option<String>,
+    /// `allow_private_networks`
+    pub allow_private_networks: Option<bool>,
+    /// `retry_schedule`, e.g. `"5s,30s,2m"`
+    pub retry_schedule: Option<String>,
+    /// `delivery_timeout`, e.g. `"10s"`
+    pub delivery_timeout: Option<String>,
+    /// `max_in_flight`
+    pub max_in_flight: Option<usize>,
+    /// `max_in_flight_per_subscription`
+    pub max_in_flight_per_subscription: Option<usize>,
+    /// `disable_after_failing_for`, e.g. `"5d"`
+    pub disable_after_failing_for: Option<String>,
+    /// `rotation_grace`, e.g. `"24h"`
+    pub rotation_grace: Option<String>,
+    /// `max_event_bytes`
+    pub max_event_bytes: Option<usize>,
+    /// `plugin_timeout`, e.g. `"100ms"`
+    pub plugin_timeout: Option<String>,
+    /// `plugin_memory_mb`
+    pub plugin_memory_mb: Option<usize>,
+    /// `bundled_plugins`
+    pub bundled_plugins: Option<bool>,
+}
+
+impl Layer {
+    /// Reads a TOML layer.
+    ///
+    /// # Errors
+    /// When the file cannot be read or is not valid TOML of this shape.
+    pub fn from_toml_file(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// `self` with every field `over` sets replaced.
+    #[must_use]
+    pub fn overridden_by(self, over: Layer) -> Layer {
+        Layer {
+            listen: over.listen.or(self.listen),
+            data_dir: over.data_dir.or(self.data_dir),
+            plugins_dir: over.plugins_dir.or(self.plugins_dir),
+            api_key: over.api_key.or(self.api_key),
+            allow_private_networks: over.allow_private_networks.or(self.allow_private_networks),
+            retry_schedule: over.retry_schedule.or(self.retry_schedule),
+            delivery_timeout: over.delivery_timeout.or(self.delivery_timeout),
+            max_in_flight: over.max_in_flight.or(self.max_in_flight),
+            max_in_flight_per_subscription: over
+                .max_in_flight_per_subscription
+                .or(self.max_in_flight_per_subscription),
+            disable_after_failing_for: over
+                .disable_after_failing_for
+                .or(self.disable_after_failing_for),
+            rotation_grace: over.rotation_grace.or(self.rotation_grace),
+            max_event_bytes: over.max_event_bytes.or(self.max_event_bytes),
+            plugin_timeout: over.plugin_timeout.or(self.plugin_timeout),
+            plugin_memory_mb: over.plugin_memory_mb.or(self.plugin_memory_mb),
+            bundled_plugins: over.bundled_plugins.or(self.bundled_plugins),
+        }
+    }
+
+    /// Applies the layer to the defaults and validates.
+    ///
+    /// # Errors
+    /// Every invalid field, one message each.
+    pub fn resolve(self) -> Result<Config, Vec<String>> {
+        let mut errors = Vec::new();
+        let data_dir = self
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("./switchyard-data"));
+        let mut config = Config::with_data_dir(&data_dir);
+        if let Some(dir) = self.plugins_dir {
+            config.plugins_dir = dir;
+        }
+        if let Some(listen) = self.listen {
+            match listen.parse() {
+                Ok(addr) => config.listen = addr,
+                Err(_) => errors.push(format!(
+                    "listen: {listen:?} is not an address like 127.0.0.1:8686"
+                )),
+            }
+        }
+        config.api_key = self.api_key.filter(|k| !k.is_empty());
+        if config.api_key.as_ref().is_some_and(|k| k.len() < 16) {
+            errors.push("api_key: use at least 16 characters".into());
+        }
+        config.allow_private_networks = self.allow_private_networks.unwrap_or(false);
+        if let Some(text) = self.retry_schedule {
+            match parse_schedule(&text) {
+                Ok(schedule) => config.retry_schedule = schedule,
+                Err(e) => errors.push(format!("retry_schedule: {e}")),
+            }
+        }
+        set_duration(
+            &mut config.delivery_timeout,
+            "delivery_timeout",
+            self.delivery_timeout,
+            &mut errors,
+        );
+        set_duration(
+            &mut config.disable_after_failing_for,
+            "disable_after_failing_for",
+            self.disable_after_failing_for,
+            &mut errors,
+        );
+        set_duration(
+            &mut config.rotation_grace,
+            "rotation_grace",
+            self.rotation_grace,
+            &mut errors,
+        );
+        set_duration(
+            &mut config.plugin_limits.deadline,
+            "plugin_timeout",
+            self.plugin_timeout,
+            &mut errors,
+        );
+        set_positive(
+            &mut config.max_in_flight,
+            "max_in_flight",
+            self.max_in_flight,
+            &mut errors,
+        );
+        set_positive(
+            &mut config.max_in_flight_per_subscription,
+            "max_in_flight_per_subscription",
+            self.max_in_flight_per_subscription,
+            &mut errors,
+        );
+        set_positive(
+            &mut config.max_event_bytes,
+            "max_event_bytes",
+            self.max_event_bytes,
+            &mut errors,
+        );
+        if let Some(mb) = self.plugin_memory_mb {
+            if (1..=4096).contains(&mb) {
+                config.plugin_limits.memory_bytes = mb << 20;
+            } else {
+                errors.push("plugin_memory_mb: must be between 1 and 4096".into());
+            }
+        }
+        config.bundled_plugins = self.bundled_plugins.unwrap_or(true);
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+fn set_duration(
+    target: &mut Duration,
+    name: &str,
+    value: Option<String>,
+    errors: &mut Vec<String>,
+) {
+    if let Some(text) = value {
+        match humantime::parse_duration(text.trim()) {
+            Ok(d) if !d.is_zero() => *target = d,
+            Ok(_) => errors.push(format!("{name}: must be more than zero")),
+            Err(e) => errors.push(format!(
+                "{name}: {text:?}: {e} (use e.g. 500ms, 10s, 5m, 2h, 3d)"
+            )),
+        }
+    }
+}
+
+fn set_positive(target: &mut usize, name: &str, value: Option<usize>, errors: &mut Vec<String>) {
+    match value {
+        Some(0) => errors.push(format!("{name}: must be at least 1")),
+        Some(n) => *target = n,
+        None => {}
+    }
+}
+
+/// Parses `"5s,30s,2m,10m,1h,6h"`. An empty schedule means a single attempt.
+///
+/// # Errors
+/// Names the first entry that is not a duration.
+pub fn parse_schedule(text: &str) -> Result<Vec<Duration>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            humantime::parse_duration(s)
+                .map_err(|e| format!("{s:?}: {e} (use e.g. 5s,30s,2m,10m,1h,6h)"))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn later_layers_win_and_defaults_fill_the_rest() {
+        let file = Layer {
+            listen: Some("0.0.0.0:9000".into()),
+            max_in_flight: Some(7),
+            ..Layer::default()
+        };
+        let env = Layer {
+            listen: Some("127.0.0.1:9001".into()),
+            ..Layer::default()
+        };
+        let config = file.overridden_by(env).resolve().unwrap();
+        assert_eq!(config.listen.port(), 9001);
+        assert_eq!(config.max_in_flight, 7);
+        assert_eq!(config.retry_schedule, default_retry_schedule());
+        assert_eq!(
+            config.plugins_dir,
+            PathBuf::from("./switchyard-data/plugins")
+        );
+    }
+
+    #[test]
+    fn every_bad_field_is_reported() {
+        let layer = Layer {
+            listen: Some("nope".into()),
+            retry_schedule: Some("5s,soon".into()),
+            delivery_timeout: Some("0s".into()),
+            max_in_flight: Some(0),
+            plugin_memory_mb: Some(0),
+            ..Layer::default()
+        };
+        let errors = layer.resolve().unwrap_err();
+        assert_eq!(errors.len(), 5, "{errors:#?}");
+    }
+
+    #[test]
+    fn schedules_parse() {
+        assert_eq!(
+            parse_schedule("5s, 2m,1h").unwrap(),
+            vec![
+                Duration::from_secs(5),
+                Duration::from_secs(120),
+                Duration::from_secs(3600)
+            ]
+        );
+        assert_eq!(parse_schedule("").unwrap(), Vec::<Duration>::new());
+    }
+}

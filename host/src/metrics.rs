@@ -1,0 +1,126 @@
+//! Prometheus metrics (`GET /metrics`): what came in, what went out, how long it took.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, &'static str)>;
+
+/// The service's metrics. Cheap to clone (every metric is an `Arc` inside).
+#[derive(Clone)]
+pub struct Metrics {
+    registry: std::sync::Arc<Registry>,
+    events_ingested: Counter,
+    deliveries: Family<Labels, Counter>,
+    attempts: Family<Labels, Counter>,
+    attempt_latency: Histogram,
+    plugin_duration: Histogram,
+    queue_pending: Gauge,
+    queue_delivering: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("switchyard");
+        let events_ingested = Counter::default();
+        let deliveries = Family::<Labels, Counter>::default();
+        let attempts = Family::<Labels, Counter>::default();
+        let attempt_latency = Histogram::new(exponential_buckets(0.001, 2.0, 15));
+        let plugin_duration = Histogram::new(exponential_buckets(0.000_01, 2.0, 16));
+        let queue_pending = Gauge::default();
+        let queue_delivering = Gauge::default();
+        registry.register(
+            "events_ingested",
+            "Events accepted (202)",
+            events_ingested.clone(),
+        );
+        registry.register(
+            "deliveries_finished",
+            "Deliveries that reached a final status, by outcome",
+            deliveries.clone(),
+        );
+        registry.register(
+            "attempts",
+            "Delivery attempts, by outcome",
+            attempts.clone(),
+        );
+        registry.register(
+            "attempt_latency_seconds",
+            "Time from sending a delivery to its response",
+            attempt_latency.clone(),
+        );
+        registry.register(
+            "plugin_duration_seconds",
+            "Time of one plugin call (instantiate + transform)",
+            plugin_duration.clone(),
+        );
+        registry.register(
+            "queue_pending",
+            "Deliveries waiting for an attempt",
+            queue_pending.clone(),
+        );
+        registry.register(
+            "queue_delivering",
+            "Deliveries with an attempt in flight",
+            queue_delivering.clone(),
+        );
+        Self {
+            registry: std::sync::Arc::new(registry),
+            events_ingested,
+            deliveries,
+            attempts,
+            attempt_latency,
+            plugin_duration,
+            queue_pending,
+            queue_delivering,
+        }
+    }
+
+    /// Counts accepted events.
+    pub fn event_ingested(&self, n: u64) {
+        self.events_ingested.inc_by(n);
+    }
+
+    /// Counts a delivery reaching a final status.
+    pub fn delivery_finished(&self, outcome: &'static str) {
+        self.deliveries
+            .get_or_create(&vec![("outcome", outcome)])
+            .inc();
+    }
+
+    /// Counts an attempt and observes its latency.
+    pub fn attempt(&self, outcome: &'static str, latency_seconds: Option<f64>) {
+        self.attempts
+            .get_or_create(&vec![("outcome", outcome)])
+            .inc();
+        if let Some(latency) = latency_seconds {
+            self.attempt_latency.observe(latency);
+        }
+    }
+
+    /// Observes a plugin call's duration.
+    pub fn plugin_call(&self, seconds: f64) {
+        self.plugin_duration.observe(seconds);
+    }
+
+    /// The Prometheus text exposition, with the queue depth as of now.
+    pub fn render(&self, pending: i64, delivering: i64) -> String {
+        self.queue_pending.set(pending);
+        self.queue_delivering.set(delivering);
+        let mut out = String::new();
+        if let Err(e) = encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "encoding metrics failed");
+        }
+        out
+    }
+}

@@ -1,0 +1,146 @@
+//! Wiring: open the store, load plugins, start the watcher, the ingestor and the dispatcher,
+//! serve HTTP until the shutdown future resolves, then stop in order (HTTP first, then
+//! dispatch, which finishes or releases its in-flight work).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+use crate::api::{self, ApiKey, AppState};
+use crate::config::Config;
+use crate::dispatch::{DispatchContext, Dispatcher, RetryPolicy};
+use crate::metrics::Metrics;
+use crate::net::{self, NetConfig};
+use crate::plugins::{self, Registry, Runtime, Watcher};
+use crate::store::{Ingestor, Store, StoreError};
+
+/// The setting holding the generated admin key's hash.
+const API_KEY_SETTING: &str = "api_key_sha256";
+/// Bytes of a receiver's response body read and kept per attempt.
+const RESPONSE_BYTES: usize = 4096;
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data or plugin folder could not be set up.
+    #[error("{0}")]
+    Io(String),
+    /// The database could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The plugin runtime could not start.
+    #[error(transparent)]
+    Plugin(#[from] plugins::PluginError),
+    /// The outbound client could not be built.
+    #[error(transparent)]
+    Net(#[from] net::NetError),
+    /// Serving HTTP failed.
+    #[error("http server: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Runs the service on `listener` until `shutdown` resolves.
+///
+/// # Errors
+/// When a part of the service cannot start; see [`StartError`].
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let config = Arc::new(config);
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| StartError::Io(format!("{}: {e}", config.data_dir.display())))?;
+    let store = Store::open(&config.database_path()).await?;
+    let api_key = Arc::new(api_key(&store, &config).await?);
+    let plugins = start_plugins(&config).await?;
+    let _watcher = Watcher::start(plugins.clone()).await?;
+    let client = net::Client::new(NetConfig {
+        allow_private_networks: config.allow_private_networks,
+        timeout: config.delivery_timeout,
+        user_agent: format!(
+            "Switchyard/{} (webhook delivery)",
+            env!("CARGO_PKG_VERSION")
+        ),
+        max_response_bytes: RESPONSE_BYTES,
+    })?;
+    let metrics = Metrics::new();
+    let wake = Arc::new(Notify::new());
+    let (ingestor, ingest_task) = Ingestor::start(store.clone(), wake.clone());
+    let dispatcher = Dispatcher::start(
+        DispatchContext {
+            store: store.clone(),
+            plugins: plugins.clone(),
+            client: client.clone(),
+            metrics: metrics.clone(),
+            retry: RetryPolicy::new(config.retry_schedule.clone()),
+            max_in_flight: config.max_in_flight,
+            max_in_flight_per_subscription: config.max_in_flight_per_subscription,
+            lease: config.lease,
+            disable_after_failing_for: config.disable_after_failing_for,
+        },
+        wake,
+    );
+    let state = AppState {
+        store: store.clone(),
+        ingestor,
+        plugins,
+        client,
+        metrics,
+        config: config.clone(),
+        api_key,
+    };
+    tracing::info!(listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), data_dir = %config.data_dir.display(), "switchyard is serving");
+    let served = axum::serve(listener, api::router(state))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    tracing::info!("shutting down: finishing deliveries in flight");
+    dispatcher.shutdown(Duration::from_secs(5)).await;
+    // The router (and with it the last ingestor handle) is gone, so the writer drains and ends.
+    let _ = tokio::time::timeout(Duration::from_secs(5), ingest_task).await;
+    store.close().await;
+    served.map_err(StartError::Serve)
+}
+
+/// The configured key, or the stored hash of the generated one, or a new key printed once.
+async fn api_key(store: &Store, config: &Config) -> Result<ApiKey, StartError> {
+    if let Some(key) = &config.api_key {
+        return Ok(ApiKey::from_key(key));
+    }
+    if let Some(hash) = store.setting(API_KEY_SETTING).await? {
+        return ApiKey::from_hex(&hash)
+            .ok_or_else(|| StartError::Io("the stored API key hash is corrupt".into()));
+    }
+    let key = format!(
+        "sk_{}",
+        crate::signing::generate_secret()
+            .trim_start_matches("whsec_")
+            .replace(['+', '/', '='], "")
+    );
+    let hash = ApiKey::from_key(&key);
+    store
+        .set_setting_once(API_KEY_SETTING, &hash.to_hex())
+        .await?;
+    // Printed once, on purpose, to stdout: only the hash is kept.
+    println!(
+        "\nGenerated the admin API key (shown only now; only its hash is stored):\n\n    {key}\n\nUse it as: Authorization: Bearer {key}\n"
+    );
+    Ok(hash)
+}
+
+/// The runtime and registry; on a first start the bundled plugins are written into the folder.
+async fn start_plugins(config: &Config) -> Result<Arc<Registry>, StartError> {
+    let first_start = !config.plugins_dir.exists();
+    if first_start && config.bundled_plugins {
+        plugins::seed_bundled(&config.plugins_dir)
+            .map_err(|e| StartError::Io(format!("{}: {e}", config.plugins_dir.display())))?;
+    }
+    let runtime = Runtime::new(
+        config.plugin_limits.clone(),
+        Some(config.data_dir.join("plugin-cache")),
+    )?;
+    Ok(Arc::new(Registry::new(runtime, &config.plugins_dir)?))
+}

@@ -1,0 +1,283 @@
+//! Rows as the rest of the service sees them.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::StoreError;
+use crate::signing::Scheme;
+
+/// Whether a subscription receives deliveries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SubscriptionStatus {
+    /// Receives deliveries.
+    Enabled,
+    /// Disabled (410 Gone, or failing for too long); its deliveries wait until re-enabled.
+    Disabled,
+}
+
+/// A subscription, secrets included (never serialised as such: the API builds its own view).
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    /// `sub_…`
+    pub id: String,
+    /// Where deliveries go.
+    pub url: String,
+    /// Event type patterns: `a.b`, `a.*`, `*`.
+    pub events: Vec<String>,
+    /// Plugin name, if any.
+    pub plugin: Option<String>,
+    /// The plugin's config as JSON text, if any.
+    pub plugin_config: Option<String>,
+    /// Free text.
+    pub description: Option<String>,
+    /// Extra headers sent with every delivery.
+    pub headers: BTreeMap<String, String>,
+    /// Signing scheme.
+    pub signature: Scheme,
+    /// Current secret.
+    pub secret: String,
+    /// The rotated-out secret and when it stops signing (unix ms).
+    pub previous_secret: Option<(String, i64)>,
+    /// Enabled or disabled.
+    pub status: SubscriptionStatus,
+    /// Why and when it was disabled.
+    pub disabled: Option<(String, i64)>,
+    /// Created (unix ms).
+    pub created_at: i64,
+    /// Last changed (unix ms).
+    pub updated_at: i64,
+}
+
+impl Subscription {
+    /// Whether an event of `event_type` goes to this subscription.
+    pub fn matches(&self, event_type: &str) -> bool {
+        self.events.iter().any(|p| pattern_matches(p, event_type))
+    }
+
+    /// Secrets that sign a delivery at `now_ms`, newest first.
+    pub fn signing_secrets(&self, now_ms: i64) -> Vec<&str> {
+        let mut secrets = vec![self.secret.as_str()];
+        if let Some((previous, until)) = &self.previous_secret {
+            if *until > now_ms {
+                secrets.push(previous);
+            }
+        }
+        secrets
+    }
+
+    pub(super) fn from_row(row: &SqliteRow) -> Result<Self, StoreError> {
+        let corrupt = |what: &str, e: serde_json::Error| {
+            StoreError::Corrupt(format!("subscription {what}: {e}"))
+        };
+        let status: String = row.try_get("status")?;
+        let previous: Option<String> = row.try_get("previous_secret")?;
+        let previous_until: Option<i64> = row.try_get("previous_secret_expires_at")?;
+        let reason: Option<String> = row.try_get("disabled_reason")?;
+        let disabled_at: Option<i64> = row.try_get("disabled_at")?;
+        Ok(Self {
+            id: row.try_get("id")?,
+            url: row.try_get("url")?,
+            events: serde_json::from_str(row.try_get("events")?)
+                .map_err(|e| corrupt("events", e))?,
+            plugin: row.try_get("plugin")?,
+            plugin_config: row.try_get("plugin_config")?,
+            description: row.try_get("description")?,
+            headers: serde_json::from_str(row.try_get("headers")?)
+                .map_err(|e| corrupt("headers", e))?,
+            signature: serde_json::from_str(row.try_get("signature")?)
+                .map_err(|e| corrupt("signature", e))?,
+            secret: row.try_get("secret")?,
+            previous_secret: previous.zip(previous_until),
+            status: if status == "enabled" {
+                SubscriptionStatus::Enabled
+            } else {
+                SubscriptionStatus::Disabled
+            },
+            disabled: reason.zip(disabled_at),
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
+}
+
+/// `*` matches everything; `a.*` matches `a.` followed by anything; otherwise exact.
+pub fn pattern_matches(pattern: &str, event_type: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some("") => true,
+        Some(prefix) => event_type.len() > prefix.len() && event_type.starts_with(prefix),
+        None => pattern == event_type,
+    }
+}
+
+/// A stored event.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// `evt_…`
+    pub id: String,
+    /// The producer's idempotency key, if it gave one.
+    pub idempotency_key: Option<String>,
+    /// e.g. `post.published`.
+    pub event_type: String,
+    /// The event data as JSON text, as received.
+    pub data: String,
+    /// Accepted at (unix ms).
+    pub created_at: i64,
+}
+
+impl Event {
+    pub(super) fn from_row(row: &SqliteRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: row.try_get("id")?,
+            idempotency_key: row.try_get("idempotency_key")?,
+            event_type: row.try_get("type")?,
+            data: row.try_get("data")?,
+            created_at: row.try_get("created_at")?,
+        })
+    }
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryStatus {
+    /// Waiting for its next attempt.
+    Pending,
+    /// Leased by a worker, attempt in flight.
+    Delivering,
+    /// A 2xx was received.
+    Succeeded,
+    /// Gave up (dead letter); can be retried by hand.
+    Failed,
+    /// The plugin decided not to deliver.
+    Skipped,
+    /// Its subscription was deleted.
+    Cancelled,
+}
+
+impl DeliveryStatus {
+    /// The stored word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivering => "delivering",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Skipped => "skipped",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses the stored word.
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            Self::Pending,
+            Self::Delivering,
+            Self::Succeeded,
+            Self::Failed,
+            Self::Skipped,
+            Self::Cancelled,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+}
+
+/// A delivery of one event to one subscription.
+#[derive(Debug, Clone, Serialize)]
+pub struct Delivery {
+    /// `dlv_…`
+    pub id: String,
+    /// The event delivered.
+    pub event_id: String,
+    /// The subscription delivered to.
+    pub subscription_id: String,
+    /// Where it stands.
+    pub status: DeliveryStatus,
+    /// Attempts made so far.
+    pub attempts: i64,
+    /// When the next attempt is due (unix ms), while pending.
+    pub next_attempt_at: Option<i64>,
+    /// The last attempt's error.
+    pub last_error: Option<String>,
+    /// Why the plugin skipped it.
+    pub skip_reason: Option<String>,
+    /// Created (unix ms).
+    pub created_at: i64,
+    /// Last changed (unix ms).
+    pub updated_at: i64,
+}
+
+impl Delivery {
+    pub(super) fn from_row(row: &SqliteRow) -> Result<Self, StoreError> {
+        let status: String = row.try_get("status")?;
+        let status = DeliveryStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("delivery status {status:?}")))?;
+        let next: i64 = row.try_get("next_attempt_at")?;
+        Ok(Self {
+            id: row.try_get("id")?,
+            event_id: row.try_get("event_id")?,
+            subscription_id: row.try_get("subscription_id")?,
+            status,
+            attempts: row.try_get("attempts")?,
+            next_attempt_at: (status == DeliveryStatus::Pending).then_some(next),
+            last_error: row.try_get("last_error")?,
+            skip_reason: row.try_get("skip_reason")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
+}
+
+/// One attempt at a delivery.
+#[derive(Debug, Clone, Serialize)]
+pub struct Attempt {
+    /// When it started (unix ms).
+    pub at: i64,
+    /// `succeeded`, `failed` or `skipped`.
+    pub outcome: String,
+    /// The receiver's status code, if it answered.
+    pub status_code: Option<i64>,
+    /// Time to the response (or failure).
+    pub latency_ms: Option<i64>,
+    /// What went wrong.
+    pub error: Option<String>,
+    /// sha256 of the plugin version that ran.
+    pub plugin_version: Option<String>,
+    /// The start of the receiver's response body.
+    pub response_body: Option<String>,
+}
+
+impl Attempt {
+    pub(super) fn from_row(row: &SqliteRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            at: row.try_get("at")?,
+            outcome: row.try_get("outcome")?,
+            status_code: row.try_get("status_code")?,
+            latency_ms: row.try_get("latency_ms")?,
+            error: row.try_get("error")?,
+            plugin_version: row.try_get("plugin_version")?,
+            response_body: row.try_get("response_body")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pattern_matches;
+
+    #[test]
+    fn patterns() {
+        assert!(pattern_matches("*", "anything.at.all"));
+        assert!(pattern_matches("post.*", "post.published"));
+        assert!(pattern_matches("post.*", "post.comment.created"));
+        assert!(!pattern_matches("post.*", "post."));
+        assert!(!pattern_matches("post.*", "posts.published"));
+        assert!(!pattern_matches("post.*", "post"));
+        assert!(pattern_matches("post.published", "post.published"));
+        assert!(!pattern_matches("post.published", "post.published.x"));
+    }
+}

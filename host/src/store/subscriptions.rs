@@ -1,0 +1,317 @@
+//! Subscriptions: CRUD, rotation, enable/disable, and the in-memory copy kept in step.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, PoisonError};
+
+use sqlx::Row;
+
+use super::{Store, StoreError, Subscription, new_id, now_ms};
+use crate::signing::Scheme;
+
+/// A validated subscription to create.
+#[derive(Debug, Clone)]
+pub struct NewSubscription {
+    /// Where deliveries go.
+    pub url: String,
+    /// Event type patterns.
+    pub events: Vec<String>,
+    /// Plugin name.
+    pub plugin: Option<String>,
+    /// Plugin config as JSON text.
+    pub plugin_config: Option<String>,
+    /// Free text.
+    pub description: Option<String>,
+    /// Extra headers.
+    pub headers: BTreeMap<String, String>,
+    /// Signing scheme.
+    pub signature: Scheme,
+    /// The secret.
+    pub secret: String,
+}
+
+/// A validated change; `None` leaves a field as it is, `Some(None)` clears an optional one.
+#[derive(Debug, Clone, Default)]
+pub struct SubscriptionPatch {
+    /// New URL.
+    pub url: Option<String>,
+    /// New patterns.
+    pub events: Option<Vec<String>>,
+    /// New plugin (or none).
+    pub plugin: Option<Option<String>>,
+    /// New plugin config (or none).
+    pub plugin_config: Option<Option<String>>,
+    /// New description (or none).
+    pub description: Option<Option<String>>,
+    /// New headers.
+    pub headers: Option<BTreeMap<String, String>>,
+    /// New signing scheme.
+    pub signature: Option<Scheme>,
+}
+
+const COLUMNS: &str = "id, url, events, plugin, plugin_config, description, headers, signature, secret, \
+    previous_secret, previous_secret_expires_at, status, disabled_reason, disabled_at, created_at, updated_at";
+
+fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+impl Store {
+    /// Creates a subscription.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn create_subscription(
+        &self,
+        new: NewSubscription,
+    ) -> Result<Arc<Subscription>, StoreError> {
+        let id = new_id("sub");
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO subscriptions (id, url, events, plugin, plugin_config, description, headers, signature, secret, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&id)
+        .bind(&new.url)
+        .bind(json(&new.events)?)
+        .bind(&new.plugin)
+        .bind(&new.plugin_config)
+        .bind(&new.description)
+        .bind(json(&new.headers)?)
+        .bind(json(&new.signature)?)
+        .bind(&new.secret)
+        .bind(now)
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        self.reload_and_get(&id).await
+    }
+
+    /// A subscription by id (not deleted).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn subscription(&self, id: &str) -> Result<Option<Subscription>, StoreError> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM subscriptions WHERE id = ? AND deleted_at IS NULL"
+        ));
+        let row = sqlx::query(sql)
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(Subscription::from_row).transpose()
+    }
+
+    /// A page of subscriptions in creation order, after `cursor`.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn list_subscriptions(
+        &self,
+        cursor: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Subscription>, StoreError> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM subscriptions WHERE deleted_at IS NULL AND id > ? ORDER BY id LIMIT ?"
+        ));
+        let rows = sqlx::query(sql)
+            .bind(cursor.unwrap_or(""))
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(Subscription::from_row).collect()
+    }
+
+    /// Applies a patch; `None` when there is no such subscription.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn update_subscription(
+        &self,
+        id: &str,
+        patch: SubscriptionPatch,
+    ) -> Result<Option<Arc<Subscription>>, StoreError> {
+        let Some(mut sub) = self.subscription(id).await? else {
+            return Ok(None);
+        };
+        if let Some(url) = patch.url {
+            sub.url = url;
+        }
+        if let Some(events) = patch.events {
+            sub.events = events;
+        }
+        if let Some(plugin) = patch.plugin {
+            sub.plugin = plugin;
+        }
+        if let Some(config) = patch.plugin_config {
+            sub.plugin_config = config;
+        }
+        if let Some(description) = patch.description {
+            sub.description = description;
+        }
+        if let Some(headers) = patch.headers {
+            sub.headers = headers;
+        }
+        if let Some(signature) = patch.signature {
+            sub.signature = signature;
+        }
+        sqlx::query(
+            "UPDATE subscriptions SET url = ?, events = ?, plugin = ?, plugin_config = ?, description = ?, headers = ?,
+             signature = ?, updated_at = ? WHERE id = ? AND deleted_at IS NULL",
+        )
+        .bind(&sub.url)
+        .bind(json(&sub.events)?)
+        .bind(&sub.plugin)
+        .bind(&sub.plugin_config)
+        .bind(&sub.description)
+        .bind(json(&sub.headers)?)
+        .bind(json(&sub.signature)?)
+        .bind(now_ms())
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        self.reload_and_get(id).await.map(Some)
+    }
+
+    /// Deletes a subscription (kept as a tombstone for its delivery history) and cancels its
+    /// pending deliveries. Returns whether it existed.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn delete_subscription(&self, id: &str) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let mut tx = self.pool().begin().await?;
+        let deleted = sqlx::query("UPDATE subscriptions SET deleted_at = ?, updated_at = ? WHERE id = ? AND deleted_at IS NULL")
+            .bind(now)
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query("UPDATE deliveries SET status = 'cancelled', updated_at = ? WHERE subscription_id = ? AND status = 'pending'")
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.reload_subscriptions().await?;
+        Ok(deleted > 0)
+    }
+
+    /// Replaces the secret; the old one keeps signing until `grace_ms` from now.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn rotate_secret(
+        &self,
+        id: &str,
+        secret: &str,
+        grace_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let changed = sqlx::query(
+            "UPDATE subscriptions SET previous_secret = secret, previous_secret_expires_at = ?, secret = ?, updated_at = ?
+             WHERE id = ? AND deleted_at IS NULL",
+        )
+        .bind(now.saturating_add(grace_ms))
+        .bind(secret)
+        .bind(now)
+        .bind(id)
+        .execute(self.pool())
+        .await?
+        .rows_affected();
+        self.reload_subscriptions().await?;
+        Ok(changed > 0)
+    }
+
+    /// Re-enables a subscription and forgets its failing streak.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn enable_subscription(
+        &self,
+        id: &str,
+    ) -> Result<Option<Arc<Subscription>>, StoreError> {
+        let changed = sqlx::query(
+            "UPDATE subscriptions SET status = 'enabled', disabled_reason = NULL, disabled_at = NULL, first_failure_at = NULL,
+             updated_at = ? WHERE id = ? AND deleted_at IS NULL",
+        )
+        .bind(now_ms())
+        .bind(id)
+        .execute(self.pool())
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            return Ok(None);
+        }
+        self.reload_and_get(id).await.map(Some)
+    }
+
+    /// Disables a subscription with a reason (410 Gone, or failing for too long).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn disable_subscription(&self, id: &str, reason: &str) -> Result<(), StoreError> {
+        let now = now_ms();
+        sqlx::query(
+            "UPDATE subscriptions SET status = 'disabled', disabled_reason = ?, disabled_at = ?, updated_at = ?
+             WHERE id = ? AND status = 'enabled'",
+        )
+        .bind(reason)
+        .bind(now)
+        .bind(now)
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        self.reload_subscriptions().await
+    }
+
+    /// Whether any subscription (not deleted) uses `plugin`.
+    pub fn plugin_in_use(&self, plugin: &str) -> bool {
+        self.subscriptions()
+            .iter()
+            .any(|s| s.plugin.as_deref() == Some(plugin))
+    }
+
+    /// Re-reads every subscription into memory.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn reload_subscriptions(&self) -> Result<(), StoreError> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM subscriptions WHERE deleted_at IS NULL ORDER BY id"
+        ));
+        let rows = sqlx::query(sql).fetch_all(self.pool()).await?;
+        let all: Vec<Arc<Subscription>> = rows
+            .iter()
+            .map(|r| Subscription::from_row(r).map(Arc::new))
+            .collect::<Result<_, _>>()?;
+        *self
+            .subscriptions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(all);
+        Ok(())
+    }
+
+    async fn reload_and_get(&self, id: &str) -> Result<Arc<Subscription>, StoreError> {
+        self.reload_subscriptions().await?;
+        self.cached_subscription(id)
+            .ok_or_else(|| StoreError::Corrupt(format!("subscription {id} vanished")))
+    }
+
+    /// Subscriptions whose failing streak started before `cutoff_ms`: to be disabled.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn failing_since_before(&self, cutoff_ms: i64) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id FROM subscriptions WHERE status = 'enabled' AND deleted_at IS NULL AND first_failure_at IS NOT NULL
+             AND first_failure_at <= ?",
+        )
+        .bind(cutoff_ms)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| r.try_get("id").map_err(StoreError::from))
+            .collect()
+    }
+}

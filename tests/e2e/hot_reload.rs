@@ -1,1 +1,1 @@
-pub async fn placeholder() {}
+//! placeholder

@@ -1,7 +1,14 @@
 //! End-to-end tests: the real service (in-process, on an ephemeral loopback port), real
 //! compiled plugins, a real SQLite file and a real HTTP receiver.
-#![allow(clippy::unwrap_used, missing_docs)]
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs, dead_code)]
 
 mod common;
+
+mod api;
+mod bad_input;
+mod bundled_plugins;
+mod crash;
+mod delivery;
 mod hot_reload;
 mod plugin_runtime;
+mod ssrf;

@@ -1,8 +1,14 @@
-//! Helpers shared by the end-to-end tests.
+//! Helpers shared by the end-to-end tests: a real service on an ephemeral port, a recording
+//! receiver, a client that shows the body when a status is not the expected one, polling.
 
 pub mod plugins;
+pub mod receiver;
+pub mod server;
 
 use std::time::Duration;
+
+pub use receiver::TestReceiver;
+pub use server::TestServer;
 
 /// Polls `check` every 20 ms until it returns true or `timeout` passes; returns the last answer.
 pub async fn wait_until<F, Fut>(timeout: Duration, mut check: F) -> bool

@@ -26,6 +26,13 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Idle pooled connections kept per receiver host.
 const POOL_MAX_IDLE_PER_HOST: usize = 64;
 
+/// Installs the process-wide TLS crypto provider (ring) that reqwest's rustls needs before
+/// any client is built. Idempotent; call it before building any other `reqwest::Client`.
+pub fn install_crypto_provider() {
+    // An error only means a provider is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Settings for outbound deliveries.
 #[derive(Debug, Clone)]
 pub struct NetConfig {
@@ -109,7 +116,7 @@ impl Client {
     pub fn new(config: NetConfig) -> Result<Client, NetError> {
         // `rustls-no-provider`: reqwest panics on the first TLS client unless a process-wide
         // provider is installed. An error only means one already is.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        install_crypto_provider();
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(config.timeout)

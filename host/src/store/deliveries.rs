@@ -136,7 +136,7 @@ impl Store {
             return Ok(());
         }
         let now = now_ms();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         for chunk in completions.chunks(ROWS_PER_STATEMENT) {
             insert_attempts(&mut tx, chunk).await?;
             upsert_deliveries(&mut tx, chunk, now).await?;

@@ -115,7 +115,7 @@ async fn commit_batch(
 ) -> Result<Vec<IngestOutcome>, StoreError> {
     let now = now_ms();
     let subscriptions = store.subscriptions();
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     let mut known = existing_keys(&mut tx, events).await?;
     let mut outcomes = Vec::with_capacity(events.len());
     let mut new_events: Vec<(String, &NewEvent)> = Vec::new();

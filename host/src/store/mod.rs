@@ -34,6 +34,9 @@ pub enum StoreError {
     /// A stored value did not parse (a bug or a hand-edited database).
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// A shared batch failed to commit (the message of the underlying error).
+    #[error("database error: {0}")]
+    Batch(String),
     /// The writer task is gone (shutting down).
     #[error("the store is shutting down")]
     Closed,
@@ -82,6 +85,13 @@ impl Store {
 
     pub(crate) fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// A write transaction that takes the write lock up front (`BEGIN IMMEDIATE`): a deferred
+    /// one that reads first cannot wait for the lock when upgrading and fails with "database
+    /// is locked" as soon as another writer committed in between.
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
     /// The current subscriptions (not deleted), from memory.

@@ -179,7 +179,7 @@ impl Store {
     /// Database errors.
     pub async fn delete_subscription(&self, id: &str) -> Result<bool, StoreError> {
         let now = now_ms();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let deleted = sqlx::query("UPDATE subscriptions SET deleted_at = ?, updated_at = ? WHERE id = ? AND deleted_at IS NULL")
             .bind(now)
             .bind(now)

@@ -51,6 +51,9 @@ impl TestServer {
 
     /// Starts a service with exactly this configuration (the caller owns the folder).
     pub async fn start_config(config: Config) -> Self {
+        switchyard::net::install_crypto_provider();
+        // Service logs go to the test's captured output: shown only when a test fails.
+        let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("warn,switchyard=info").try_init();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let data_dir = config.data_dir.clone();

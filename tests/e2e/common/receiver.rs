@@ -59,6 +59,7 @@ struct Inner {
     received: Vec<Received>,
     script: VecDeque<Answer>,
     default: Option<Answer>,
+    body: Bytes,
 }
 
 /// The receiver; stops with the test's runtime.
@@ -94,6 +95,11 @@ impl TestReceiver {
         self.inner.lock().unwrap().script.extend(answers);
     }
 
+    /// Send this body with every later answer (empty by default).
+    pub fn reply_body(&self, body: impl Into<Bytes>) {
+        self.inner.lock().unwrap().body = body.into();
+    }
+
     /// Everything received so far.
     pub fn received(&self) -> Vec<Received> {
         self.inner.lock().unwrap().received.clone()
@@ -109,15 +115,16 @@ impl TestReceiver {
 }
 
 async fn record(State(inner): State<Arc<Mutex<Inner>>>, uri: axum::http::Uri, headers: HeaderMap, body: Bytes) -> Response {
-    let answer = {
+    let (answer, reply) = {
         let mut inner = inner.lock().unwrap();
         inner.received.push(Received { path: uri.path().to_owned(), headers, body, at: Instant::now() });
-        inner.script.pop_front().or_else(|| inner.default.clone()).unwrap_or(Answer::status(204))
+        let answer = inner.script.pop_front().or_else(|| inner.default.clone()).unwrap_or(Answer::status(204));
+        (answer, inner.body.clone())
     };
     if !answer.delay.is_zero() {
         tokio::time::sleep(answer.delay).await;
     }
-    let mut response = StatusCode::from_u16(answer.status).unwrap().into_response();
+    let mut response = (StatusCode::from_u16(answer.status).unwrap(), reply).into_response();
     for (name, value) in answer.headers {
         response.headers_mut().insert(name, value.parse().unwrap());
     }

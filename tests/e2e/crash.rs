@@ -24,9 +24,14 @@ const DIR_VAR: &str = "SWITCHYARD_CRASH_DIR";
 #[test]
 #[ignore = "started as a child process by crash::killed_with_sigkill_loses_no_accepted_event"]
 fn child_service() {
-    let Ok(dir) = std::env::var(DIR_VAR) else { return };
+    let Ok(dir) = std::env::var(DIR_VAR) else {
+        return;
+    };
     let dir = PathBuf::from(dir);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -34,7 +39,9 @@ fn child_service() {
         std::fs::write(&tmp, port.to_string()).unwrap();
         std::fs::rename(&tmp, dir.join("port")).unwrap();
         let config = test_config(dir.join("data"));
-        switchyard::run(listener, config, std::future::pending()).await.unwrap();
+        switchyard::run(listener, config, std::future::pending())
+            .await
+            .unwrap();
     });
 }
 
@@ -51,7 +58,13 @@ impl Drop for ChildService {
 async fn start_child(dir: &Path) -> (ChildService, String) {
     let _ = std::fs::remove_file(dir.join("port"));
     let child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "crash::child_service", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "crash::child_service",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(DIR_VAR, dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -59,11 +72,20 @@ async fn start_child(dir: &Path) -> (ChildService, String) {
         .unwrap();
     let child = ChildService(child);
     let port_file = dir.join("port");
-    assert!(wait_until(Duration::from_secs(60), || async { port_file.exists() }).await, "child service did not start");
-    let base = format!("http://127.0.0.1:{}", std::fs::read_to_string(&port_file).unwrap().trim());
+    assert!(
+        wait_until(Duration::from_secs(60), || async { port_file.exists() }).await,
+        "child service did not start"
+    );
+    let base = format!(
+        "http://127.0.0.1:{}",
+        std::fs::read_to_string(&port_file).unwrap().trim()
+    );
     let http = reqwest::Client::new();
     let healthy = wait_until(Duration::from_secs(30), || async {
-        http.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status() == 200)
+        http.get(format!("{base}/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
     })
     .await;
     assert!(healthy, "child service never became healthy");
@@ -76,7 +98,11 @@ async fn killed_with_sigkill_loses_no_accepted_event() {
     let dir = tempfile::tempdir().unwrap();
     let receiver = TestReceiver::start().await;
     // A slow receiver, so a backlog of pending and in-flight deliveries exists at the kill.
-    receiver.always(Answer { status: 204, headers: vec![], delay: Duration::from_secs(1) });
+    receiver.always(Answer {
+        status: 204,
+        headers: vec![],
+        delay: Duration::from_secs(1),
+    });
     let (child, base) = start_child(dir.path()).await;
     let http = reqwest::Client::new();
     let created = http
@@ -105,13 +131,23 @@ async fn killed_with_sigkill_loses_no_accepted_event() {
                     if response.status() != 202 {
                         break;
                     }
-                    let Ok(body) = response.json::<serde_json::Value>().await else { break };
-                    accepted.lock().unwrap().insert(body["id"].as_str().unwrap().to_owned());
+                    let Ok(body) = response.json::<serde_json::Value>().await else {
+                        break;
+                    };
+                    accepted
+                        .lock()
+                        .unwrap()
+                        .insert(body["id"].as_str().unwrap().to_owned());
                 }
             })
         })
         .collect();
-    assert!(wait_until(Duration::from_secs(60), || async { accepted.lock().unwrap().len() >= 300 }).await);
+    assert!(
+        wait_until(Duration::from_secs(60), || async {
+            accepted.lock().unwrap().len() >= 300
+        })
+        .await
+    );
     drop(child); // SIGKILL, mid-load.
     for producer in producers {
         producer.await.unwrap();
@@ -122,11 +158,24 @@ async fn killed_with_sigkill_loses_no_accepted_event() {
     receiver.always(Answer::status(204));
     let (_child, _base) = start_child(dir.path()).await;
     let delivered_ids = || -> HashSet<String> {
-        receiver.received().iter().filter_map(|r| r.header("webhook-id").map(str::to_owned)).collect()
+        receiver
+            .received()
+            .iter()
+            .filter_map(|r| r.header("webhook-id").map(str::to_owned))
+            .collect()
     };
-    let all = wait_until(Duration::from_secs(120), || async { accepted.is_subset(&delivered_ids()) }).await;
+    let all = wait_until(Duration::from_secs(120), || async {
+        accepted.is_subset(&delivered_ids())
+    })
+    .await;
     let missing: Vec<_> = accepted.difference(&delivered_ids()).cloned().collect();
-    assert!(all, "{} of {} accepted events were never delivered, e.g. {:?}", missing.len(), accepted.len(), missing.first());
+    assert!(
+        all,
+        "{} of {} accepted events were never delivered, e.g. {:?}",
+        missing.len(),
+        accepted.len(),
+        missing.first()
+    );
     let total = receiver.received().len();
     eprintln!(
         "crash test: {} events accepted, {delivered_before} delivered before the kill, {total} deliveries in all ({} duplicates)",

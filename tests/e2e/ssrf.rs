@@ -63,12 +63,24 @@ async fn internal_ip_literals_are_refused_when_subscribing() {
         "https://[2001:db8::1]/".into(),
     ];
     for url in urls {
-        let (status, body) = server.call(Method::POST, "/v1/subscriptions", Some(json!({"url": url, "events": ["*"]}))).await;
+        let (status, body) = server
+            .call(
+                Method::POST,
+                "/v1/subscriptions",
+                Some(json!({"url": url, "events": ["*"]})),
+            )
+            .await;
         assert_eq!(status.as_u16(), 422, "{url} was accepted: {body}");
         assert_eq!(body["error"]["code"], "invalid_url", "{url}: {body}");
     }
     // Plain http is refused outright with the guard on, even to a public address.
-    let (status, _) = server.call(Method::POST, "/v1/subscriptions", Some(json!({"url": "http://93.184.216.34/", "events": ["*"]}))).await;
+    let (status, _) = server
+        .call(
+            Method::POST,
+            "/v1/subscriptions",
+            Some(json!({"url": "http://93.184.216.34/", "events": ["*"]})),
+        )
+        .await;
     assert_eq!(status.as_u16(), 422);
     assert_eq!(accepted.load(Ordering::SeqCst), 0);
 }
@@ -79,14 +91,22 @@ async fn a_name_that_resolves_to_loopback_is_refused_without_connecting() {
     let (port, accepted) = counting_listener().await;
     // A name passes the subscription check; the guard sits in DNS resolution, so a name that
     // resolves (or later rebinds) to an internal address is caught when connecting.
-    let sub = server.subscribe(json!({"url": format!("https://localhost:{port}/hook"), "events": ["*"]})).await;
+    let sub = server
+        .subscribe(json!({"url": format!("https://localhost:{port}/hook"), "events": ["*"]}))
+        .await;
     let event = server.send_event(json!({"type": "a.b", "data": {}})).await;
     let delivery = &server.deliveries_of(event["id"].as_str().unwrap()).await[0];
     let id = delivery["id"].as_str().unwrap();
-    let failed = server.wait_delivery(id, "failed", Duration::from_secs(15)).await;
+    let failed = server
+        .wait_delivery(id, "failed", Duration::from_secs(15))
+        .await;
     let error = failed["attempts"][0]["error"].as_str().unwrap();
     assert!(error.starts_with("forbidden_address"), "{error}");
     assert!(error.contains("loopback"), "{error}");
-    assert_eq!(accepted.load(Ordering::SeqCst), 0, "a connection reached the internal listener");
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        0,
+        "a connection reached the internal listener"
+    );
     assert_eq!(sub["status"], "enabled");
 }

@@ -32,13 +32,13 @@ pub async fn create(
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     check_event_type(&body.event_type)?;
-    if let Some(key) = &body.id {
-        if key.is_empty() || key.len() > MAX_KEY_LEN {
-            return Err(ApiError::invalid(
-                "invalid_id",
-                format!("id (the idempotency key) must be 1 to {MAX_KEY_LEN} characters"),
-            ));
-        }
+    if let Some(key) = &body.id
+        && (key.is_empty() || key.len() > MAX_KEY_LEN)
+    {
+        return Err(ApiError::invalid(
+            "invalid_id",
+            format!("id (the idempotency key) must be 1 to {MAX_KEY_LEN} characters"),
+        ));
     }
     let outcome = state
         .ingestor
@@ -68,15 +68,30 @@ pub async fn get_one(
         .event(&id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("event {id:?}")))?;
-    let data: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
-    Ok(axum::Json(json!({
-        "id": event.id,
-        "type": event.event_type,
-        "timestamp": timestamp(event.created_at),
-        "idempotency_key": event.idempotency_key,
-        "data": data,
-        "deliveries": deliveries.iter().map(delivery_view).collect::<Vec<_>>(),
-    })))
+    // The data goes out as the exact text stored: parsing it into a `Value` would round big
+    // numbers, drop out-of-range ones (the whole `data` became null) and refuse deep nesting.
+    let data = RawValue::from_string(event.data)
+        .map_err(|e| ApiError::Internal(format!("event {id}: stored data is not JSON: {e}")))?;
+    Ok(axum::Json(EventView {
+        id: event.id,
+        event_type: event.event_type,
+        timestamp: timestamp(event.created_at),
+        idempotency_key: event.idempotency_key,
+        data,
+        deliveries: deliveries.iter().map(delivery_view).collect(),
+    }))
+}
+
+/// `GET /v1/events/{id}`'s answer.
+#[derive(serde::Serialize)]
+struct EventView {
+    id: String,
+    #[serde(rename = "type")]
+    event_type: String,
+    timestamp: String,
+    idempotency_key: Option<String>,
+    data: Box<RawValue>,
+    deliveries: Vec<Value>,
 }
 
 /// Event types are dot-separated segments of letters, digits, `_` and `-`.

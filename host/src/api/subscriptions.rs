@@ -221,14 +221,31 @@ pub async fn rotate_secret(
 pub async fn send_test(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
-    body: axum::body::Bytes,
+    headers: axum::http::HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    // The body is optional: none at all means the defaults.
+    let body = body.map_err(super::extract::bytes_rejection)?;
+    // The body is optional: none at all means the defaults; one that is there must be JSON.
     let body: TestBody = if body.iter().all(u8::is_ascii_whitespace) {
         TestBody::default()
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::invalid("invalid_body", e.to_string()))?
+        let content_type = headers
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let essence = content_type.split(';').next().unwrap_or("").trim();
+        if !(essence.eq_ignore_ascii_case("application/json") || essence.ends_with("+json")) {
+            return Err(ApiError::UnsupportedMediaType(
+                "expected content-type: application/json".into(),
+            ));
+        }
+        serde_json::from_slice(&body).map_err(|e| {
+            if e.is_syntax() || e.is_eof() {
+                ApiError::bad_request("malformed_json", e.to_string())
+            } else {
+                ApiError::invalid("invalid_body", e.to_string())
+            }
+        })?
     };
     let sub = state
         .store

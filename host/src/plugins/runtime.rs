@@ -154,10 +154,10 @@ impl Runtime {
         }
         let component = Component::new(&self.engine, bytes)
             .map_err(|e| PluginError::Compile(format!("{e:#}")))?;
-        if let Some(path) = cache_file {
-            if let Err(e) = write_cache(&component, &path) {
-                tracing::warn!(path = %path.display(), error = %e, "could not write plugin cache entry");
-            }
+        if let Some(path) = cache_file
+            && let Err(e) = write_cache(&component, &path)
+        {
+            tracing::warn!(path = %path.display(), error = %e, "could not write plugin cache entry");
         }
         Ok(component)
     }

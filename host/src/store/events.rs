@@ -121,14 +121,14 @@ async fn commit_batch(
     let mut new_events: Vec<(String, &NewEvent)> = Vec::new();
     let mut new_deliveries: Vec<NewDelivery> = Vec::new();
     for event in events {
-        if let Some(key) = &event.idempotency_key {
-            if let Some(earlier) = known.get(key) {
-                outcomes.push(IngestOutcome {
-                    duplicate: true,
-                    ..earlier.clone()
-                });
-                continue;
-            }
+        if let Some(key) = &event.idempotency_key
+            && let Some(earlier) = known.get(key)
+        {
+            outcomes.push(IngestOutcome {
+                duplicate: true,
+                ..earlier.clone()
+            });
+            continue;
         }
         let event_id = new_id("evt");
         let targets = targets(&subscriptions, event);

@@ -90,7 +90,9 @@ impl Store {
     /// A write transaction that takes the write lock up front (`BEGIN IMMEDIATE`): a deferred
     /// one that reads first cannot wait for the lock when upgrading and fails with "database
     /// is locked" as soon as another writer committed in between.
-    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+    pub(crate) async fn begin_write(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 

@@ -61,10 +61,10 @@ impl Subscription {
     /// Secrets that sign a delivery at `now_ms`, newest first.
     pub fn signing_secrets(&self, now_ms: i64) -> Vec<&str> {
         let mut secrets = vec![self.secret.as_str()];
-        if let Some((previous, until)) = &self.previous_secret {
-            if *until > now_ms {
-                secrets.push(previous);
-            }
+        if let Some((previous, until)) = &self.previous_secret
+            && *until > now_ms
+        {
+            secrets.push(previous);
         }
         secrets
     }

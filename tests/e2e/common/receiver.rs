@@ -32,7 +32,8 @@ impl Received {
 
     /// The body parsed as JSON.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.body))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.body))
     }
 }
 
@@ -50,7 +51,11 @@ pub struct Answer {
 impl Answer {
     /// Just a status.
     pub fn status(status: u16) -> Self {
-        Self { status, headers: Vec::new(), delay: Duration::ZERO }
+        Self {
+            status,
+            headers: Vec::new(),
+            delay: Duration::ZERO,
+        }
     }
 }
 
@@ -73,7 +78,9 @@ impl TestReceiver {
     /// Starts a receiver answering 204 unless told otherwise.
     pub async fn start() -> Self {
         let inner = Arc::new(Mutex::new(Inner::default()));
-        let app = axum::Router::new().fallback(record).with_state(inner.clone());
+        let app = axum::Router::new()
+            .fallback(record)
+            .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -109,16 +116,34 @@ impl TestReceiver {
     pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Received> {
         let ok = super::wait_until(timeout, || async { self.received().len() >= n }).await;
         let got = self.received();
-        assert!(ok, "expected {n} requests within {timeout:?}, got {}", got.len());
+        assert!(
+            ok,
+            "expected {n} requests within {timeout:?}, got {}",
+            got.len()
+        );
         got
     }
 }
 
-async fn record(State(inner): State<Arc<Mutex<Inner>>>, uri: axum::http::Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn record(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let (answer, reply) = {
         let mut inner = inner.lock().unwrap();
-        inner.received.push(Received { path: uri.path().to_owned(), headers, body, at: Instant::now() });
-        let answer = inner.script.pop_front().or_else(|| inner.default.clone()).unwrap_or(Answer::status(204));
+        inner.received.push(Received {
+            path: uri.path().to_owned(),
+            headers,
+            body,
+            at: Instant::now(),
+        });
+        let answer = inner
+            .script
+            .pop_front()
+            .or_else(|| inner.default.clone())
+            .unwrap_or(Answer::status(204));
         (answer, inner.body.clone())
     };
     if !answer.delay.is_zero() {

@@ -53,7 +53,10 @@ impl TestServer {
     pub async fn start_config(config: Config) -> Self {
         switchyard::net::install_crypto_provider();
         // Service logs go to the test's captured output: shown only when a test fails.
-        let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("warn,switchyard=info").try_init();
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter("warn,switchyard=info")
+            .try_init();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let data_dir = config.data_dir.clone();
@@ -61,9 +64,21 @@ impl TestServer {
         let task = tokio::spawn(switchyard::run(listener, config, async move {
             let _ = stopped.await;
         }));
-        let server = Self { base, data_dir, http: reqwest::Client::new(), stop: Some(stop), task: Some(task), _dir: None };
+        let server = Self {
+            base,
+            data_dir,
+            http: reqwest::Client::new(),
+            stop: Some(stop),
+            task: Some(task),
+            _dir: None,
+        };
         let ready = super::wait_until(Duration::from_secs(30), || async {
-            server.http.get(format!("{}/healthz", server.base)).send().await.is_ok_and(|r| r.status() == 200)
+            server
+                .http
+                .get(format!("{}/healthz", server.base))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
         })
         .await;
         assert!(ready, "service did not become healthy");
@@ -81,28 +96,52 @@ impl TestServer {
     }
 
     /// Sends a request with the admin key; returns status and JSON body (Null when empty).
-    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut request = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(KEY);
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(KEY);
         if let Some(body) = body {
             request = request.json(&body);
         }
         let response = request.send().await.unwrap();
         let status = response.status();
         let text = response.text().await.unwrap();
-        let json = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let json = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
         (status, json)
     }
 
     /// [`TestServer::call`], asserting the status (and showing the body when it differs).
-    pub async fn expect(&self, method: Method, path: &str, body: Option<Value>, status: u16) -> Value {
+    pub async fn expect(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        status: u16,
+    ) -> Value {
         let (got, json) = self.call(method.clone(), path, body).await;
-        assert_eq!(got.as_u16(), status, "{method} {path} answered {got}: {json:#}");
+        assert_eq!(
+            got.as_u16(),
+            status,
+            "{method} {path} answered {got}: {json:#}"
+        );
         json
     }
 
     /// A raw request builder with the admin key, for odd bodies and headers.
     pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        self.http.request(method, format!("{}{path}", self.base)).bearer_auth(KEY)
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(KEY)
     }
 
     /// A raw request builder without any key.
@@ -121,36 +160,53 @@ impl TestServer {
             .unwrap();
         let status = response.status().as_u16();
         let json: Value = response.json().await.unwrap();
-        assert!(status == 200 || status == 201, "upload of {name} answered {status}: {json:#}");
+        assert!(
+            status == 200 || status == 201,
+            "upload of {name} answered {status}: {json:#}"
+        );
         json
     }
 
     /// Creates a subscription; asserts 201; returns it (with its secret).
     pub async fn subscribe(&self, body: Value) -> Value {
-        self.expect(Method::POST, "/v1/subscriptions", Some(body), 201).await
+        self.expect(Method::POST, "/v1/subscriptions", Some(body), 201)
+            .await
     }
 
     /// Posts an event; asserts 202; returns the response.
     pub async fn send_event(&self, body: Value) -> Value {
-        self.expect(Method::POST, "/v1/events", Some(body), 202).await
+        self.expect(Method::POST, "/v1/events", Some(body), 202)
+            .await
     }
 
     /// Waits until the delivery reaches `status`; returns it with its attempts.
     pub async fn wait_delivery(&self, id: &str, status: &str, timeout: Duration) -> Value {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let last = self.expect(Method::GET, &format!("/v1/deliveries/{id}"), None, 200).await;
+            let last = self
+                .expect(Method::GET, &format!("/v1/deliveries/{id}"), None, 200)
+                .await;
             if last["status"] == status {
                 return last;
             }
-            assert!(tokio::time::Instant::now() < deadline, "delivery {id} did not reach {status} within {timeout:?}: {last:#}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "delivery {id} did not reach {status} within {timeout:?}: {last:#}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
     /// The deliveries of an event.
     pub async fn deliveries_of(&self, event_id: &str) -> Vec<Value> {
-        let page = self.expect(Method::GET, &format!("/v1/deliveries?event_id={event_id}"), None, 200).await;
+        let page = self
+            .expect(
+                Method::GET,
+                &format!("/v1/deliveries?event_id={event_id}"),
+                None,
+                200,
+            )
+            .await;
         page["data"].as_array().unwrap().clone()
     }
 }

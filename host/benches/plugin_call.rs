@@ -1,0 +1,100 @@
+//! Prints what a plugin costs: compiling the bundled Slack component, loading it from the
+//! compiled-artefact cache (a restart), and one Slack transform per event (fresh sandbox per
+//! call), as median and p99. A benchmark, not a test: it asserts nothing.
+//!
+//! `cargo bench -p switchyard --bench plugin_call` (release build), or
+//! `cargo bench -p switchyard --bench plugin_call --profile dev` for a quick look.
+
+use std::time::{Duration, Instant};
+
+use switchyard::plugins::{BUNDLED, Limits, PluginEvent, Runtime};
+
+const CALLS: usize = 20_000;
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(bench());
+}
+
+async fn bench() {
+    let slack = BUNDLED
+        .iter()
+        .find(|(n, _)| *n == "slack")
+        .map(|(_, b)| b.to_vec())
+        .expect("slack is bundled");
+    let cache = tempfile::tempdir().expect("temp dir");
+
+    let rt = Runtime::new(Limits::default(), Some(cache.path().to_owned())).expect("runtime");
+    let started = Instant::now();
+    let plugin = rt
+        .load("slack", slack.clone())
+        .await
+        .expect("slack compiles");
+    let compile = started.elapsed();
+
+    let restarted =
+        Runtime::new(Limits::default(), Some(cache.path().to_owned())).expect("runtime");
+    let started = Instant::now();
+    restarted
+        .load("slack", slack.clone())
+        .await
+        .expect("slack loads from cache");
+    let cached = started.elapsed();
+
+    let config = r#"{"title": "New post: {{data.title}}", "text": "by {{data.author.name}}", "fields": ["data.title", "data.author.name", "data.tags"]}"#;
+    let payload = serde_json::json!({
+        "title": "Switchyard 1.0 is out",
+        "author": {"name": "Ann", "id": 7},
+        "tags": ["release", "webhooks"],
+        "body": "x".repeat(700),
+    })
+    .to_string();
+    let event = || PluginEvent {
+        id: "evt_01BENCH".into(),
+        event_type: "post.published".into(),
+        timestamp: 1_700_000_000,
+        subscription_id: "sub_01BENCH".into(),
+        payload: payload.clone(),
+    };
+    for _ in 0..500 {
+        rt.transform(&plugin, event(), config)
+            .await
+            .result
+            .expect("warm-up call");
+    }
+    let mut samples: Vec<Duration> = Vec::with_capacity(CALLS);
+    let wall = Instant::now();
+    for _ in 0..CALLS {
+        let started = Instant::now();
+        rt.transform(&plugin, event(), config)
+            .await
+            .result
+            .expect("slack call");
+        samples.push(started.elapsed());
+    }
+    let wall = wall.elapsed();
+    samples.sort_unstable();
+    let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
+    println!(
+        "plugin bench: slack component {} bytes, {} byte payload",
+        slack.len(),
+        payload.len()
+    );
+    println!(
+        "  compile (no cache)        {:>10.1} ms",
+        compile.as_secs_f64() * 1e3
+    );
+    println!(
+        "  load from compiled cache  {:>10.2} ms",
+        cached.as_secs_f64() * 1e3
+    );
+    println!(
+        "  transform per call        median {:.1} µs   p99 {:.1} µs   ({CALLS} calls, {:.0} calls/s on one task)",
+        pct(0.5).as_secs_f64() * 1e6,
+        pct(0.99).as_secs_f64() * 1e6,
+        CALLS as f64 / wall.as_secs_f64()
+    );
+}

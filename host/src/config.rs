@@ -271,11 +271,14 @@ fn set_positive(target: &mut usize, name: &str, value: Option<usize>, errors: &m
     }
 }
 
-/// Parses `"5s,30s,2m,10m,1h,6h"`. An empty schedule means a single attempt.
+/// Parses `"5s,30s,2m,10m,1h,6h"`. `none` (or nothing) means a single attempt, no retries.
 ///
 /// # Errors
 /// Names the first entry that is not a duration.
 pub fn parse_schedule(text: &str) -> Result<Vec<Duration>, String> {
+    if text.trim().eq_ignore_ascii_case("none") {
+        return Ok(Vec::new());
+    }
     text.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
@@ -336,5 +339,6 @@ mod tests {
             ]
         );
         assert_eq!(parse_schedule("").unwrap(), Vec::<Duration>::new());
+        assert_eq!(parse_schedule("none").unwrap(), Vec::<Duration>::new());
     }
 }

@@ -82,7 +82,7 @@ pub async fn run(
             lease: config.lease,
             disable_after_failing_for: config.disable_after_failing_for,
         },
-        wake,
+        wake.clone(),
     );
     let state = AppState {
         store: store.clone(),
@@ -92,6 +92,7 @@ pub async fn run(
         metrics,
         config: config.clone(),
         api_key,
+        wake,
     };
     tracing::info!(listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), data_dir = %config.data_dir.display(), "switchyard is serving");
     let served = axum::serve(listener, api::router(state))

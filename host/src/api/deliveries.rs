@@ -91,7 +91,10 @@ pub async fn retry(
             message: format!("delivery {id} is already queued"),
         }),
         Some(_) => Ok((
-            StatusCode::ACCEPTED,
+            {
+                state.wake.notify_one();
+                StatusCode::ACCEPTED
+            },
             axum::Json(json!({ "id": id, "status": "pending" })),
         )),
     }

@@ -44,6 +44,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The admin key's hash.
     pub api_key: Arc<ApiKey>,
+    /// Wakes the dispatcher when deliveries are queued outside ingest (retry, recover).
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 /// The whole HTTP surface.
@@ -66,6 +68,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/subscriptions/{id}/test", post(subscriptions::send_test))
         .route("/subscriptions/{id}/enable", post(subscriptions::enable))
+        .route("/subscriptions/{id}/recover", post(subscriptions::recover))
         .route("/events", post(events::create))
         .route("/events/{id}", get(events::get_one))
         .route("/deliveries", get(deliveries::list))

@@ -289,6 +289,48 @@ pub async fn enable(
     Ok(axum::Json(view(&sub)))
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecoverBody {
+    #[serde(with = "time::serde::rfc3339")]
+    since: time::OffsetDateTime,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    until: Option<time::OffsetDateTime>,
+}
+
+/// `POST /v1/subscriptions/{id}/recover` `{"since", "until"?}`: queue again every `failed`
+/// delivery of the subscription created in the window (the replay after an outage).
+pub async fn recover(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<RecoverBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let sub = state
+        .store
+        .subscription(&id)
+        .await?
+        .ok_or_else(|| not_found(&id))?;
+    if sub.status == SubscriptionStatus::Disabled {
+        return Err(ApiError::Conflict {
+            code: "subscription_disabled",
+            message: format!("subscription {id} is disabled; enable it first"),
+        });
+    }
+    let ms = |t: time::OffsetDateTime| {
+        i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+    };
+    let until = body.until.map_or(i64::MAX, ms);
+    let recovered = state
+        .store
+        .recover_failed(&id, ms(body.since), until)
+        .await?;
+    state.wake.notify_one();
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(json!({ "recovered": recovered })),
+    ))
+}
+
 fn not_found(id: &str) -> ApiError {
     ApiError::NotFound(format!("subscription {id:?}"))
 }

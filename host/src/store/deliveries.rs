@@ -301,6 +301,32 @@ impl Store {
         Ok(Some(status))
     }
 
+    /// Queues again, due now, the `failed` deliveries of a subscription created in
+    /// `[since, until]` (unix ms): the replay after a receiver's outage. Returns how many.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn recover_failed(
+        &self,
+        subscription_id: &str,
+        since: i64,
+        until: i64,
+    ) -> Result<u64, StoreError> {
+        let now = now_ms();
+        let done = sqlx::query(
+            "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, updated_at = ?
+             WHERE subscription_id = ? AND status = 'failed' AND created_at BETWEEN ? AND ?",
+        )
+        .bind(now)
+        .bind(now)
+        .bind(subscription_id)
+        .bind(since)
+        .bind(until)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Deliveries by status, for the queue-depth gauge.
     ///
     /// # Errors

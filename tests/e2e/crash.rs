@@ -97,11 +97,12 @@ async fn killed_with_sigkill_loses_no_accepted_event() {
     switchyard::net::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let receiver = TestReceiver::start().await;
-    // A slow receiver, so a backlog of pending and in-flight deliveries exists at the kill.
+    // A receiver that never answers before the kill, so deliveries are in flight (leased) and
+    // pending when the process dies.
     receiver.always(Answer {
         status: 204,
         headers: vec![],
-        delay: Duration::from_secs(1),
+        delay: Duration::from_secs(30),
     });
     let (child, base) = start_child(dir.path()).await;
     let http = reqwest::Client::new();
@@ -176,6 +177,12 @@ async fn killed_with_sigkill_loses_no_accepted_event() {
         accepted.len(),
         missing.first()
     );
+    // Deliveries that were in flight at the kill are attempted again (at-least-once).
+    let resent = wait_until(Duration::from_secs(60), || async {
+        receiver.received().len() >= delivered_ids().len() + delivered_before
+    })
+    .await;
+    assert!(resent, "deliveries in flight at the kill were not attempted again");
     let total = receiver.received().len();
     eprintln!(
         "crash test: {} events accepted, {delivered_before} delivered before the kill, {total} deliveries in all ({} duplicates)",

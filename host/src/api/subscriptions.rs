@@ -37,6 +37,7 @@ pub struct CreateBody {
     description: Option<String>,
     #[serde(default)]
     headers: BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "optional_scheme")]
     signature: Option<Scheme>,
     secret: Option<String>,
 }
@@ -48,10 +49,49 @@ fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     Option::<T>::deserialize(d).map(Some)
 }
 
+/// A field that may be absent but not `null` (`"events": null` is not "leave as is").
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+/// A `signature` object, refusing keys its scheme does not have: serde ignores extra keys next
+/// to the tag of a unit variant (`standard-webhooks`) even with `deny_unknown_fields`.
+fn scheme_from(value: Value) -> Result<Scheme, String> {
+    let extra = value
+        .as_object()
+        .filter(|o| o.get("scheme").and_then(Value::as_str) == Some("standard-webhooks"))
+        .and_then(|o| o.keys().find(|k| *k != "scheme"));
+    if let Some(key) = extra {
+        return Err(format!(
+            "unknown field `{key}`: the standard-webhooks scheme takes no options"
+        ));
+    }
+    serde_json::from_value(value).map_err(|e| e.to_string())
+}
+
+/// `signature` on create: absent or `null` means the default scheme.
+fn optional_scheme<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Scheme>, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Null => Ok(None),
+        value => scheme_from(value)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+    }
+}
+
+/// `signature` on patch: absent leaves it, `null` is refused.
+fn present_scheme<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Scheme>, D::Error> {
+    scheme_from(Value::deserialize(d)?)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PatchBody {
+    #[serde(default, deserialize_with = "present")]
     url: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     events: Option<Vec<String>>,
     #[serde(default, deserialize_with = "nullable")]
     plugin: Option<Option<String>>,
@@ -59,7 +99,9 @@ pub struct PatchBody {
     plugin_config: Option<Option<Value>>,
     #[serde(default, deserialize_with = "nullable")]
     description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
     headers: Option<BTreeMap<String, String>>,
+    #[serde(default, deserialize_with = "present_scheme")]
     signature: Option<Scheme>,
 }
 

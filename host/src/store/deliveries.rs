@@ -171,18 +171,20 @@ impl Store {
         Ok(())
     }
 
-    /// Puts deliveries whose lease ran out (their worker died) back in the queue.
+    /// Puts deliveries whose lease ran out by `cutoff` (their worker died) back in the queue,
+    /// due now.
     ///
     /// # Errors
     /// Database errors.
-    pub async fn requeue_expired_leases(&self, now: i64) -> Result<u64, StoreError> {
+    pub async fn requeue_expired_leases(&self, cutoff: i64) -> Result<u64, StoreError> {
+        let now = now_ms();
         let done = sqlx::query(
             "UPDATE deliveries SET status = 'pending', lease_until = NULL, next_attempt_at = ?, updated_at = ?
              WHERE status = 'delivering' AND lease_until <= ?",
         )
         .bind(now)
         .bind(now)
-        .bind(now)
+        .bind(cutoff)
         .execute(self.pool())
         .await?;
         Ok(done.rows_affected())

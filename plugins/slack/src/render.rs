@@ -339,7 +339,10 @@ fn truncate_mrkdwn(text: &str, max: usize) -> String {
         return cut;
     };
     let (before, tail) = kept.rsplit_once('&').unwrap_or((kept, ";"));
-    let partial_entity = tail.chars().all(|c| c.is_ascii_alphanumeric() || c == '#');
+    // An entity is short (`&amp;`, `&#x1F389;`): a bare `&` of the template followed by a long
+    // run of letters (`R&Daaaa…`) is not one, and cutting back to it would lose the text.
+    let partial_entity =
+        tail.len() < 8 && tail.chars().all(|c| c.is_ascii_alphanumeric() || c == '#');
     if partial_entity {
         format!("{before}…")
     } else {

@@ -371,3 +371,66 @@ async fn a_slow_receiver_does_not_starve_other_subscriptions() {
         slow.received().len()
     );
 }
+
+#[tokio::test]
+async fn failed_deliveries_are_replayed_by_time_range() {
+    let server = TestServer::start_with(|c| c.retry_schedule = Vec::new()).await;
+    let receiver = TestReceiver::start().await;
+    receiver.always(Answer::status(503));
+    let sub = server
+        .subscribe(json!({"url": receiver.url("/"), "events": ["*"]}))
+        .await;
+    let sub_id = sub["id"].as_str().unwrap();
+    let since = time::OffsetDateTime::now_utc() - time::Duration::seconds(5);
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let event = server
+            .send_event(json!({"type": "a.b", "data": {"i": i}}))
+            .await;
+        ids.push(
+            server.deliveries_of(event["id"].as_str().unwrap()).await[0]["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    for id in &ids {
+        server.wait_delivery(id, "failed", WAIT).await;
+    }
+    receiver.always(Answer::status(204));
+    let rfc = |t: time::OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    // A window that ended before the deliveries were created recovers nothing.
+    let none = server
+        .expect(
+            Method::POST,
+            &format!("/v1/subscriptions/{sub_id}/recover"),
+            Some(json!({"since": rfc(since), "until": rfc(since)})),
+            202,
+        )
+        .await;
+    assert_eq!(none["recovered"], 0);
+    let all = server
+        .expect(
+            Method::POST,
+            &format!("/v1/subscriptions/{sub_id}/recover"),
+            Some(json!({"since": rfc(since)})),
+            202,
+        )
+        .await;
+    assert_eq!(all["recovered"], 5);
+    for id in &ids {
+        let done = server.wait_delivery(id, "succeeded", WAIT).await;
+        assert_eq!(done["attempts"].as_array().unwrap().len(), 2);
+    }
+    server
+        .expect(
+            Method::POST,
+            &format!("/v1/subscriptions/{sub_id}/recover"),
+            Some(json!({"since": "yesterday"})),
+            422,
+        )
+        .await;
+}

@@ -509,9 +509,14 @@ async fn check_plugin(
         .validate_config(&loaded, config.unwrap_or("null"))
         .await
         .map_err(|e| {
+            // The plugin's own words when it said no; the failure itself when it broke.
+            let reason = match e {
+                crate::plugins::PluginError::Guest(message) => message,
+                other => other.to_string(),
+            };
             ApiError::invalid(
                 "invalid_plugin_config",
-                format!("plugin {name} refused the config: {e}"),
+                format!("plugin {name} refused the config: {reason}"),
             )
         })
 }

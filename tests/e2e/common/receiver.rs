@@ -149,7 +149,12 @@ async fn record(
     if !answer.delay.is_zero() {
         tokio::time::sleep(answer.delay).await;
     }
-    let mut response = (StatusCode::from_u16(answer.status).unwrap(), reply).into_response();
+    let status = StatusCode::from_u16(answer.status).unwrap();
+    let mut response = if reply.is_empty() {
+        status.into_response()
+    } else {
+        (status, reply).into_response()
+    };
     for (name, value) in answer.headers {
         response.headers_mut().insert(name, value.parse().unwrap());
     }

@@ -44,6 +44,18 @@
 //! to upload (`PUT /v1/plugins/{name}`) or drop into the plugins folder.
 //!
 //! The contract itself is `wit/transformer.wit` (`switchyard:plugin@0.1.0`).
+//!
+//! # Helpers
+//!
+//! Pure functions the bundled plugins share, for configs that point into an event:
+//!
+//! - [`envelope`]: the `{"id", "type", "timestamp", "data"}` body the router sends when no
+//!   plugin runs, and [`rfc3339`](envelope::rfc3339) for the timestamp.
+//! - [`path`]: dot paths such as `data.items.0.sku` ([`lookup`](path::lookup), checks for
+//!   config validation).
+//! - [`template`]: `{{data.title}}` templates rendered from the envelope, with an escaping hook
+//!   for the receiver's markup.
+//! - [`text`]: JSON values as message text, and truncation by characters.
 
 #![allow(unsafe_code)] // the generated bindings are the canonical-ABI glue, unsafe by nature
 
@@ -69,6 +81,11 @@ pub mod bindings {
         runtime_path: "switchyard_plugin_sdk::__wit_bindgen::rt",
     });
 }
+
+pub mod envelope;
+pub mod path;
+pub mod template;
+pub mod text;
 
 pub use bindings::switchyard::plugin::host::Level;
 pub use bindings::switchyard::plugin::types::{Delivery, Event, Outcome};

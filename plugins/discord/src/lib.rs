@@ -34,9 +34,7 @@
 // `export_plugin!` call at the end.
 #![cfg_attr(not(target_family = "wasm"), allow(dead_code))]
 
-mod envelope;
 mod render;
-mod template;
 
 use switchyard_plugin_sdk::{Error, Event, Outcome, Plugin, log};
 

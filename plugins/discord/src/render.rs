@@ -2,10 +2,11 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use switchyard_plugin_sdk::envelope::{envelope, rfc3339};
+use switchyard_plugin_sdk::path::{last_segment, lookup};
+use switchyard_plugin_sdk::template;
+use switchyard_plugin_sdk::text::{is_scalar, truncate, value_text};
 use switchyard_plugin_sdk::{Error, Event};
-
-use crate::envelope::{envelope, rfc3339};
-use crate::template::{self, is_scalar, last_segment, lookup, truncate, value_text};
 
 /// The title when the config sets none.
 const DEFAULT_TITLE: &str = "{{type}}";

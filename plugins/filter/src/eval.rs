@@ -4,6 +4,8 @@
 use std::cmp::Ordering;
 
 use serde_json::{Map, Number, Value};
+use switchyard_plugin_sdk::path::{check as check_path, lookup};
+use switchyard_plugin_sdk::text::truncate;
 
 /// Longest rendering of a value inside a skip reason: a whole object would drown the reason.
 const MAX_SHOWN: usize = 80;
@@ -191,7 +193,8 @@ fn compile_clause(key: &str, value: &Value, at: &str) -> Result<Clause, String> 
              operators go under a path, e.g. {{\"data.total\": {{\"$gte\": 100}}}}"
         )),
         path => {
-            check_path(path, at)?;
+            // refuse paths that can never name a field: `""`, `data.`, `data..x`
+            check_path(at, path).map_err(|e| e.message().to_owned())?;
             let tests = compile_tests(path, value)?;
             Ok(Clause::Field {
                 path: path.to_owned(),
@@ -260,27 +263,6 @@ fn operator_object<'a>(
     Ok(Some(map))
 }
 
-/// Refuse paths that can never name a field: `""`, `data.`, `data..x`.
-fn check_path(path: &str, at: &str) -> Result<(), String> {
-    if path.is_empty() {
-        return Err(format!("empty path in `{at}`"));
-    }
-    if path.split('.').any(str::is_empty) {
-        return Err(format!("path `{path}` in `{at}` has an empty segment"));
-    }
-    Ok(())
-}
-
-/// The value at a dot path; a numeric segment indexes an array.
-fn lookup<'a>(root: &'a Value, path: &str) -> Option<&'a Value> {
-    path.split('.')
-        .try_fold(root, |value, segment| match value {
-            Value::Object(map) => map.get(segment),
-            Value::Array(items) => segment.parse::<usize>().ok().and_then(|i| items.get(i)),
-            _ => None,
-        })
-}
-
 /// Equality with Convoy's implicit contains: an array field matches a literal it holds.
 fn matches_literal(actual: &Value, literal: &Value) -> bool {
     json_eq(actual, literal)
@@ -328,16 +310,6 @@ fn cmp_numbers(a: &Number, b: &Number) -> Option<Ordering> {
 /// Compact JSON for a skip reason, shortened to [`MAX_SHOWN`] characters.
 fn show(value: &Value) -> String {
     truncate(&value.to_string(), MAX_SHOWN)
-}
-
-/// At most `max` characters (not bytes), ending in `…` when cut.
-fn truncate(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_owned();
-    }
-    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
 }
 
 #[cfg(test)]

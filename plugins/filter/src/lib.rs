@@ -31,10 +31,10 @@
 // `export_plugin!` call at the end.
 #![cfg_attr(not(target_family = "wasm"), allow(dead_code))]
 
-mod envelope;
 mod eval;
 
 use serde::Deserialize;
+use switchyard_plugin_sdk::envelope::{envelope, rfc3339};
 use switchyard_plugin_sdk::{Error, Event, Outcome, Plugin, log};
 
 use crate::eval::Condition;
@@ -87,15 +87,32 @@ impl Plugin for Filter {
 /// The decision itself, without logging so unit tests can run it natively.
 fn filter(event: &Event, config: &Config) -> Result<Outcome, Error> {
     let condition = Condition::compile(&config.condition).map_err(Error::msg)?;
-    let envelope = envelope::envelope(event)?;
-    if let Some(reason) = condition.skip_reason(&envelope) {
+    if let Some(reason) = condition.skip_reason(&envelope(event)?) {
         return Ok(Outcome::skip(reason));
     }
     let body = match config.output {
-        Output::Envelope => envelope::envelope_body(event)?,
+        Output::Envelope => envelope_body(event)?,
         Output::Data => event.payload.trim().to_owned(),
     };
     Ok(Outcome::body(body, "application/json"))
+}
+
+/// The router's envelope as the body to deliver, with the payload spliced in verbatim.
+///
+/// A filter only decides; re-serialising `data` (as [`envelope`] does) would reorder its keys
+/// and round big numbers, so the receiver gets the event's own JSON text. Call it after
+/// [`envelope`] has proved the payload is JSON.
+///
+/// # Errors
+/// Never in practice (serialising plain strings cannot fail); kept a `Result` for `?`.
+fn envelope_body(event: &Event) -> Result<String, Error> {
+    Ok(format!(
+        "{{\"id\":{},\"type\":{},\"timestamp\":\"{}\",\"data\":{}}}",
+        serde_json::to_string(&event.id)?,
+        serde_json::to_string(&event.event_type)?,
+        rfc3339(event.timestamp),
+        event.payload.trim(),
+    ))
 }
 
 // Only a wasm build exports the component: natively the cdylib cannot link the export names
@@ -176,6 +193,22 @@ mod tests {
         let cfg = config(json!({"match": {"data": {"$exist": true}}, "output": "data"}));
         assert_eq!(run(&cfg, " [1, 2]\n"), Ok("[1, 2]".to_owned()));
         assert_eq!(run(&cfg, "null"), Ok("null".to_owned()));
+    }
+
+    #[test]
+    fn body_keeps_payload_verbatim() -> Result<(), Error> {
+        let event = Event {
+            id: "evt_1".into(),
+            event_type: "a\"b".into(),
+            timestamp: 0,
+            subscription_id: "sub_1".into(),
+            payload: " {\"z\":1,\"a\":18446744073709551617}\n".into(),
+        };
+        assert_eq!(
+            envelope_body(&event)?,
+            r#"{"id":"evt_1","type":"a\"b","timestamp":"1970-01-01T00:00:00Z","data":{"z":1,"a":18446744073709551617}}"#
+        );
+        Ok(())
     }
 
     #[test]

@@ -28,10 +28,9 @@
 // `export_plugin!` call at the end.
 #![cfg_attr(not(target_family = "wasm"), allow(dead_code))]
 
-mod envelope;
 mod shape;
 
-use switchyard_plugin_sdk::{Error, Event, Outcome, Plugin, log};
+use switchyard_plugin_sdk::{Error, Event, Outcome, Plugin, envelope, log};
 
 use crate::shape::{Config, Root};
 

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use switchyard_plugin_sdk::Error;
+use switchyard_plugin_sdk::path::{check as check_path, lookup_mut};
 
 /// Top-level keys of the envelope, for catching `pick: ["title"]` meant as `data.title`.
 const ENVELOPE_KEYS: [&str; 4] = ["id", "type", "timestamp", "data"];
@@ -72,19 +73,6 @@ impl Config {
         }
         Ok(())
     }
-}
-
-/// Refuse `""`, `a.`, `a..b`: they can never name a field.
-fn check_path(key: &str, path: &str) -> Result<(), Error> {
-    if path.is_empty() {
-        return Err(Error::msg(format!("empty path in `{key}`")));
-    }
-    if path.split('.').any(str::is_empty) {
-        return Err(Error::msg(format!(
-            "path `{path}` in `{key}` has an empty segment"
-        )));
-    }
-    Ok(())
 }
 
 /// Refuse a rename into its own source: the value would be removed and then written below
@@ -249,16 +237,6 @@ fn set_in(node: &mut Value, segments: &[&str], value: Value) -> Result<(), Strin
         other => return Err(format!("`{segment}` would go inside {}", kind(other))),
     };
     set_in(child, rest, value)
-}
-
-/// The value at a dot path, mutably; a numeric segment indexes an array.
-fn lookup_mut<'a>(root: &'a mut Value, path: &str) -> Option<&'a mut Value> {
-    path.split('.')
-        .try_fold(root, |value, segment| match value {
-            Value::Object(map) => map.get_mut(segment),
-            Value::Array(items) => segment.parse::<usize>().ok().and_then(|i| items.get_mut(i)),
-            _ => None,
-        })
 }
 
 /// "a string", "a number"… for error messages.

@@ -1,12 +1,37 @@
-//! `{{path}}` templates and dot paths: how config text pulls values out of the envelope.
+//! `{{path}}` templates: how config text pulls values out of the [envelope](crate::envelope).
 //!
-//! A placeholder is replaced by the value at that envelope path: strings raw, any other JSON
-//! compact, a missing value as nothing. Only substituted values go through the caller's
-//! `escape`, so a template's own markup (a Slack `<url|label>`, a Discord `@here`) survives
-//! while event data cannot inject any.
+//! A placeholder `{{path}}` (spaces around the path allowed) is replaced by the value at that
+//! [dot path](crate::path): strings raw, any other JSON compact ([`value_text`]), a missing
+//! value as nothing. Everything outside placeholders is copied as is; a lone `{` or `}` is
+//! plain text. Only substituted values go through the caller's `escape`, so a template's own
+//! markup (a Slack `<url|label>`, a Discord `@here`) survives while event data cannot inject
+//! any.
+//!
+//! Check templates in [`Plugin::validate_config`](crate::Plugin::validate_config) with
+//! [`check`] so a broken one is refused when the subscription is saved, not at delivery.
+//!
+//! ```
+//! use serde_json::json;
+//! use switchyard_plugin_sdk::template;
+//!
+//! let envelope = json!({"type": "post.published", "data": {"title": "<b>Hi</b>", "n": 3}});
+//! let html = |text: &str| text.replace('<', "&lt;").replace('>', "&gt;");
+//! assert_eq!(
+//!     template::render("<i>{{ data.title }}</i> ({{data.n}}{{data.nope}})", &envelope, html)?,
+//!     "<i>&lt;b&gt;Hi&lt;/b&gt;</i> (3)"
+//! );
+//! assert!(template::check("title", "{{data.title").is_err());
+//! # Ok::<(), switchyard_plugin_sdk::Error>(())
+//! ```
+//!
+//! A *link* is a config value that may be a template, a literal `http(s)://` URL or a dot path
+//! to a URL in the event: see [`check_link`] and [`resolve_link`].
 
 use serde_json::Value;
-use switchyard_plugin_sdk::Error;
+
+use crate::Error;
+use crate::path::{self, lookup};
+use crate::text::value_text;
 
 /// One piece of a parsed template.
 enum Piece<'a> {
@@ -25,7 +50,8 @@ fn parse(template: &str) -> Result<Vec<Piece<'_>>, String> {
             .split_once("}}")
             .ok_or("has an unclosed `{{` (placeholders look like `{{data.title}}`)")?;
         let path = path.trim();
-        path_error(path).map_err(|why| format!("has a placeholder `{{{{{path}}}}}` that {why}"))?;
+        path::validate(path)
+            .map_err(|why| format!("has a placeholder `{{{{{path}}}}}` that {why}"))?;
         pieces.extend([Piece::Text(text), Piece::Field(path)]);
         rest = after;
     }
@@ -43,15 +69,17 @@ pub fn check(key: &str, template: &str) -> Result<(), Error> {
         .map_err(|why| Error::msg(format!("`{key}` {why}")))
 }
 
-/// Check a dot path in config key `key`.
+/// Check a dot path in config key `key`, worded like the other checks here (where
+/// [`path::check`] says ``empty path in `key` `` for `""`).
 ///
 /// # Errors
-/// When the path is empty or has an empty segment.
+/// ``path `` in `key` is empty`` or ``path `a..b` in `key` has an empty segment``.
 pub fn check_path(key: &str, path: &str) -> Result<(), Error> {
-    path_error(path).map_err(|why| Error::msg(format!("path `{path}` in `{key}` {why}")))
+    path::validate(path).map_err(|why| Error::msg(format!("path `{path}` in `{key}` {why}")))
 }
 
-/// Check a config value that is a URL template, a literal `http(s)://` URL or a dot path.
+/// Check a link in config key `key`: a value containing `{{` is a template, one starting with
+/// `http://` or `https://` a literal URL, anything else a dot path.
 ///
 /// # Errors
 /// As [`check`] or [`check_path`].
@@ -65,21 +93,11 @@ pub fn check_link(key: &str, spec: &str) -> Result<(), Error> {
     }
 }
 
-/// Why a path can never name a field, if it cannot.
-fn path_error(path: &str) -> Result<(), &'static str> {
-    if path.is_empty() {
-        Err("is empty")
-    } else if path.split('.').any(str::is_empty) {
-        Err("has an empty segment")
-    } else {
-        Ok(())
-    }
-}
-
-/// Fill a template from `envelope`, passing each substituted value through `escape`.
+/// Fill a template from `envelope`, passing each substituted value through `escape`: a
+/// function or a closure that captures nothing (`str::to_owned` for no escaping).
 ///
 /// # Errors
-/// When the template does not parse (a config that skipped validation).
+/// When the template does not parse (a config that skipped [`check`]).
 pub fn render(
     template: &str,
     envelope: &Value,
@@ -97,7 +115,9 @@ pub fn render(
         .collect())
 }
 
-/// Resolve a URL template, literal URL or dot path (see [`check_link`]); `""` when missing.
+/// Resolve a link (see [`check_link`]) against `envelope`, trimmed; `""` when its path is
+/// missing. Substituted values are not escaped, and the result is not checked to be a URL:
+/// see [`is_http`].
 ///
 /// # Errors
 /// When a template does not parse.
@@ -112,51 +132,11 @@ pub fn resolve_link(spec: &str, envelope: &Value) -> Result<String, Error> {
     Ok(url.trim().to_owned())
 }
 
-/// Whether `url` is something a chat service accepts as a link.
+/// Whether `url` starts with `http://` or `https://` (in any case): something a chat service
+/// accepts as a link.
 pub fn is_http(url: &str) -> bool {
     let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
     lower.starts_with("http://") || lower.starts_with("https://")
-}
-
-/// The value at a dot path; a numeric segment indexes an array.
-pub fn lookup<'a>(root: &'a Value, path: &str) -> Option<&'a Value> {
-    path.split('.')
-        .try_fold(root, |value, segment| match value {
-            Value::Object(map) => map.get(segment),
-            Value::Array(items) => segment.parse::<usize>().ok().and_then(|i| items.get(i)),
-            _ => None,
-        })
-}
-
-/// The last segment of a dot path: the label of a field.
-pub fn last_segment(path: &str) -> &str {
-    path.rsplit('.').next().unwrap_or(path)
-}
-
-/// A value as message text: strings raw, anything else compact JSON.
-pub fn value_text(value: &Value) -> String {
-    match value {
-        Value::String(text) => text.clone(),
-        other => other.to_string(),
-    }
-}
-
-/// Whether a value is worth a default field: strings, numbers and booleans.
-pub fn is_scalar(value: &Value) -> bool {
-    value.is_string() || value.is_number() || value.is_boolean()
-}
-
-/// At most `max` characters (not bytes, so never a split code point), ending in `…` when cut.
-pub fn truncate(text: &str, max: usize) -> String {
-    if max == 0 {
-        return String::new();
-    }
-    if text.chars().count() <= max {
-        return text.to_owned();
-    }
-    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
 }
 
 #[cfg(test)]
@@ -246,22 +226,13 @@ mod tests {
     }
 
     #[test]
-    fn paths() {
-        let env = envelope();
-        assert_eq!(lookup(&env, "data.tags.0"), Some(&json!("a")));
-        assert_eq!(lookup(&env, "data.tags.9"), None);
-        assert_eq!(lookup(&env, "data.n.x"), None);
-        assert_eq!(last_segment("data.author.name"), "name");
-        assert_eq!(last_segment("type"), "type");
-        assert!(check_path("fields", "").is_err() && check_path("fields", "a.").is_err());
-    }
-
-    #[test]
-    fn truncates_by_chars() {
-        assert_eq!(truncate("héllo", 5), "héllo");
-        assert_eq!(truncate("héllo", 4), "hél…");
-        assert_eq!(truncate("🎉🎉🎉", 2), "🎉…");
-        assert_eq!(truncate("abc", 1), "…");
-        assert_eq!(truncate("abc", 0), "");
+    fn checks_paths() {
+        let msg = |path: &str| check_path("fields", path).map_err(|e| e.message().to_owned());
+        assert_eq!(msg("data.title"), Ok(()));
+        assert_eq!(msg(""), Err("path `` in `fields` is empty".to_owned()));
+        assert_eq!(
+            msg("a."),
+            Err("path `a.` in `fields` has an empty segment".to_owned())
+        );
     }
 }

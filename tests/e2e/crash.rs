@@ -182,7 +182,10 @@ async fn killed_with_sigkill_loses_no_accepted_event() {
         receiver.received().len() >= delivered_ids().len() + delivered_before
     })
     .await;
-    assert!(resent, "deliveries in flight at the kill were not attempted again");
+    assert!(
+        resent,
+        "deliveries in flight at the kill were not attempted again"
+    );
     let total = receiver.received().len();
     eprintln!(
         "crash test: {} events accepted, {delivered_before} delivered before the kill, {total} deliveries in all ({} duplicates)",

@@ -98,7 +98,7 @@ impl Store {
             .push(" ORDER BY next_attempt_at LIMIT ")
             .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
         query.push(") RETURNING id, event_id, subscription_id, attempts, created_at");
-        let rows = query.build().fetch_all(self.pool()).await?;
+        let rows = query.build().fetch_all(self.writer()).await?;
         rows.iter()
             .map(|r| {
                 Ok(Leased {
@@ -120,7 +120,7 @@ impl Store {
         let row = sqlx::query(
             "SELECT MIN(next_attempt_at) AS due FROM deliveries WHERE status = 'pending'",
         )
-        .fetch_one(self.pool())
+        .fetch_one(self.reader())
         .await?;
         Ok(row.try_get("due")?)
     }
@@ -185,7 +185,7 @@ impl Store {
         .bind(now)
         .bind(now)
         .bind(cutoff)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(done.rows_affected())
     }
@@ -208,7 +208,7 @@ impl Store {
                 list.push_bind(id.clone());
             }
             query.push(")");
-            query.build().execute(self.pool()).await?;
+            query.build().execute(self.writer()).await?;
         }
         Ok(())
     }
@@ -239,7 +239,7 @@ impl Store {
             query.push(" AND id < ").push_bind(before.clone());
         }
         query.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
-        let rows = query.build().fetch_all(self.pool()).await?;
+        let rows = query.build().fetch_all(self.reader()).await?;
         rows.iter().map(Delivery::from_row).collect()
     }
 
@@ -253,7 +253,7 @@ impl Store {
              FROM deliveries WHERE id = ?",
         )
         .bind(id)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.reader())
         .await?
         else {
             return Ok(None);
@@ -263,7 +263,7 @@ impl Store {
              WHERE delivery_id = ? ORDER BY id",
         )
         .bind(id)
-        .fetch_all(self.pool())
+        .fetch_all(self.reader())
         .await?;
         let attempts = attempts
             .iter()
@@ -280,7 +280,7 @@ impl Store {
     pub async fn retry_delivery(&self, id: &str) -> Result<Option<DeliveryStatus>, StoreError> {
         let Some(row) = sqlx::query("SELECT status FROM deliveries WHERE id = ?")
             .bind(id)
-            .fetch_optional(self.pool())
+            .fetch_optional(self.writer())
             .await?
         else {
             return Ok(None);
@@ -297,7 +297,7 @@ impl Store {
             .bind(now)
             .bind(now)
             .bind(id)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         }
         Ok(Some(status))
@@ -324,7 +324,7 @@ impl Store {
         .bind(subscription_id)
         .bind(since)
         .bind(until)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(done.rows_affected())
     }
@@ -338,7 +338,7 @@ impl Store {
             "SELECT (SELECT COUNT(*) FROM deliveries WHERE status = 'pending') AS pending,
                     (SELECT COUNT(*) FROM deliveries WHERE status = 'delivering') AS delivering",
         )
-        .fetch_one(self.pool())
+        .fetch_one(self.reader())
         .await?;
         Ok((row.try_get("pending")?, row.try_get("delivering")?))
     }

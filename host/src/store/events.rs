@@ -265,7 +265,7 @@ impl Store {
             "SELECT id, idempotency_key, type, data, created_at FROM events WHERE id = ?",
         )
         .bind(id)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.reader())
         .await?
         else {
             return Ok(None);
@@ -301,7 +301,7 @@ impl Store {
                 list.push_bind(id.clone());
             }
             query.push(")");
-            for row in query.build().fetch_all(self.pool()).await? {
+            for row in query.build().fetch_all(self.reader()).await? {
                 let event = Event::from_row(&row)?;
                 found.insert(event.id.clone(), Arc::new(event));
             }

@@ -46,7 +46,11 @@ pub enum StoreError {
 /// and every delivery, changed rarely). Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    /// The one connection that writes: SQLite allows one writer at a time, and queueing
+    /// writers here (fairly, in-process) beats SQLite's sleep-and-retry busy handler.
+    writer: SqlitePool,
+    /// Connections for reads, which WAL runs alongside the writer.
+    reader: SqlitePool,
     subscriptions: Arc<RwLock<Arc<Vec<Arc<Subscription>>>>>,
 }
 
@@ -64,14 +68,20 @@ impl Store {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10))
             .statement_cache_capacity(256);
-        let pool = SqlitePoolOptions::new()
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("./migrations").run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .min_connections(1)
             .connect_with(options)
             .await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
         let store = Self {
-            pool,
+            writer,
+            reader,
             subscriptions: Arc::new(RwLock::new(Arc::new(Vec::new()))),
         };
         store.reload_subscriptions().await?;
@@ -80,11 +90,18 @@ impl Store {
 
     /// Closes the pool (waits for connections to be returned).
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.writer.close().await;
+        self.reader.close().await;
     }
 
-    pub(crate) fn pool(&self) -> &SqlitePool {
-        &self.pool
+    /// The writing connection: every statement that changes something goes here.
+    pub(crate) fn writer(&self) -> &SqlitePool {
+        &self.writer
+    }
+
+    /// The reading connections.
+    pub(crate) fn reader(&self) -> &SqlitePool {
+        &self.reader
     }
 
     /// A write transaction that takes the write lock up front (`BEGIN IMMEDIATE`): a deferred
@@ -93,7 +110,7 @@ impl Store {
     pub(crate) async fn begin_write(
         &self,
     ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
 
     /// The current subscriptions (not deleted), from memory.

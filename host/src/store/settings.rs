@@ -12,7 +12,7 @@ impl Store {
     pub async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
         let row = sqlx::query("SELECT value FROM settings WHERE key = ?")
             .bind(key)
-            .fetch_optional(self.pool())
+            .fetch_optional(self.reader())
             .await?;
         Ok(row.map(|r| r.try_get("value")).transpose()?)
     }
@@ -27,7 +27,7 @@ impl Store {
         )
         .bind(key)
         .bind(value)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(done.rows_affected() > 0)
     }

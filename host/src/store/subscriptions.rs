@@ -81,7 +81,7 @@ impl Store {
         .bind(&new.secret)
         .bind(now)
         .bind(now)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         self.reload_and_get(&id).await
     }
@@ -96,7 +96,7 @@ impl Store {
         ));
         let row = sqlx::query(sql)
             .bind(id)
-            .fetch_optional(self.pool())
+            .fetch_optional(self.reader())
             .await?;
         row.as_ref().map(Subscription::from_row).transpose()
     }
@@ -116,7 +116,7 @@ impl Store {
         let rows = sqlx::query(sql)
             .bind(cursor.unwrap_or(""))
             .bind(limit)
-            .fetch_all(self.pool())
+            .fetch_all(self.reader())
             .await?;
         rows.iter().map(Subscription::from_row).collect()
     }
@@ -167,7 +167,7 @@ impl Store {
         .bind(json(&sub.signature)?)
         .bind(now_ms())
         .bind(id)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         self.reload_and_get(id).await.map(Some)
     }
@@ -216,7 +216,7 @@ impl Store {
         .bind(secret)
         .bind(now)
         .bind(id)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?
         .rows_affected();
         self.reload_subscriptions().await?;
@@ -237,7 +237,7 @@ impl Store {
         )
         .bind(now_ms())
         .bind(id)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?
         .rows_affected();
         if changed == 0 {
@@ -260,7 +260,7 @@ impl Store {
         .bind(now)
         .bind(now)
         .bind(id)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         self.reload_subscriptions().await
     }
@@ -280,7 +280,7 @@ impl Store {
         let sql = sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM subscriptions WHERE deleted_at IS NULL ORDER BY id"
         ));
-        let rows = sqlx::query(sql).fetch_all(self.pool()).await?;
+        let rows = sqlx::query(sql).fetch_all(self.reader()).await?;
         let all: Vec<Arc<Subscription>> = rows
             .iter()
             .map(|r| Subscription::from_row(r).map(Arc::new))
@@ -308,7 +308,7 @@ impl Store {
              AND first_failure_at <= ?",
         )
         .bind(cutoff_ms)
-        .fetch_all(self.pool())
+        .fetch_all(self.reader())
         .await?;
         rows.iter()
             .map(|r| r.try_get("id").map_err(StoreError::from))

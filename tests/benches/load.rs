@@ -531,6 +531,7 @@ async fn end_to_end(name: &str, plugin: Option<&str>) -> Row {
         "{name}: {} events, complete={complete}, {elapsed:?}",
         sent.len()
     );
+    diagnostics(name, &service).await;
     Row {
         name: format!("{name} ({n} events, 1 subscription)"),
         throughput: format!("{rate:.0} deliveries/s"),
@@ -643,6 +644,7 @@ async fn drain() -> Row {
         .await;
     let elapsed = started.elapsed();
     let (rss, cpu) = service.usage();
+    diagnostics("drain", &service).await;
     Row {
         name: format!("drain ({n} queued deliveries released at once)"),
         throughput: format!(
@@ -656,6 +658,29 @@ async fn drain() -> Row {
         lost: sent.len().saturating_sub(receiver.distinct()),
         dup: receiver.total().saturating_sub(receiver.distinct()),
     }
+}
+
+/// Prints the service's own view: mean attempt latency and mean plugin time.
+async fn diagnostics(name: &str, service: &Service) {
+    let page = reqwest::get(format!("{}/metrics", service.base))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .unwrap_or_default();
+    let mean = |base: &str| {
+        let count = metric(&page, &format!("{base}_count"));
+        if count > 0.0 {
+            metric(&page, &format!("{base}_sum")) / count * 1e3
+        } else {
+            0.0
+        }
+    };
+    eprintln!(
+        "{name}: service-side mean attempt latency {:.2} ms, mean plugin call {:.3} ms",
+        mean("switchyard_attempt_latency_seconds"),
+        mean("switchyard_plugin_duration_seconds")
+    );
 }
 
 fn metric(page: &str, name: &str) -> f64 {

@@ -1,14 +1,15 @@
-//! The leaser: one task that owns the dispatch bookkeeping (no locks). It leases due
-//! deliveries in batches into small per-subscription queues, starts attempts while the global
-//! and per-subscription bounds allow, and learns of finished attempts from their join handles.
+//! The leaser leases due deliveries in batches into small per-subscription queues; workers
+//! take jobs from those queues. A worker that finishes an attempt takes the next job of the
+//! same subscription itself, so a busy subscription never waits for a database round trip
+//! between two attempts; the leaser only refills queues and starts workers for subscriptions
+//! that have none running.
 //!
-//! Leasing is decoupled from starting: a batch is leased in one statement, then started as
-//! slots free up, so the database is asked once per batch, not once per delivery. A
-//! subscription whose queue already holds enough work is left out of the next lease, so one
-//! slow receiver cannot fill the buffer and starve the others.
+//! Bounds: at most `max_in_flight` attempts in all and `max_in_flight_per_subscription` per
+//! subscription. A subscription whose queue already holds enough work is left out of the next
+//! lease, so one slow receiver cannot fill the buffer and starve the others.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc, watch};
@@ -32,17 +33,53 @@ struct Job {
     event: Option<Arc<Event>>,
 }
 
+/// Queues and counts shared by the leaser and the workers (short critical sections only).
+#[derive(Default)]
+struct Board {
+    queues: HashMap<String, VecDeque<Job>>,
+    queued: usize,
+    running: HashMap<String, usize>,
+    running_ids: HashSet<String>,
+}
+
+impl Board {
+    fn running_total(&self) -> usize {
+        self.running_ids.len()
+    }
+
+    /// Takes the next job of `sub` for a worker that just finished one (keeping its slot), or
+    /// gives the slot back.
+    fn next_for(&mut self, sub: &str, finished_id: &str) -> Option<Job> {
+        self.running_ids.remove(finished_id);
+        if let Some(job) = self.queues.get_mut(sub).and_then(VecDeque::pop_front) {
+            self.queued -= 1;
+            self.running_ids.insert(job.leased.id.clone());
+            return Some(job);
+        }
+        self.queues.remove(sub);
+        if let Some(n) = self.running.get_mut(sub) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.running.remove(sub);
+            }
+        }
+        None
+    }
+}
+
+type SharedBoard = Arc<Mutex<Board>>;
+
+fn lock(board: &SharedBoard) -> MutexGuard<'_, Board> {
+    board.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 pub(super) struct Leaser {
     ctx: DispatchContext,
     wake: Arc<Notify>,
+    freed: Arc<Notify>,
     done: mpsc::UnboundedSender<Completion>,
-    /// Leased, not yet started, per subscription.
-    queues: HashMap<String, VecDeque<Job>>,
-    queued: usize,
-    /// Attempts running, per subscription.
-    running: HashMap<String, usize>,
-    running_ids: HashSet<String>,
-    tasks: JoinSet<(String, String)>,
+    board: SharedBoard,
+    workers: JoinSet<()>,
     /// Whether more deliveries may be due now (a lease came back full, or something woke us).
     more_due: bool,
     next_check: Instant,
@@ -57,12 +94,10 @@ impl Leaser {
         Self {
             ctx,
             wake,
+            freed: Arc::new(Notify::new()),
             done,
-            queues: HashMap::new(),
-            queued: 0,
-            running: HashMap::new(),
-            running_ids: HashSet::new(),
-            tasks: JoinSet::new(),
+            board: SharedBoard::default(),
+            workers: JoinSet::new(),
             more_due: true,
             next_check: Instant::now(),
         }
@@ -79,10 +114,11 @@ impl Leaser {
                     self.next_check = Instant::now() + IDLE_POLL;
                 }
             }
-            self.start_what_fits();
+            self.start_workers();
             tokio::select! {
-                Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => self.finished(done),
+                Some(_) = self.workers.join_next(), if !self.workers.is_empty() => {}
                 () = self.wake.notified() => self.more_due = true,
+                () = self.freed.notified() => {}
                 () = tokio::time::sleep_until(self.next_check), if !self.more_due => self.more_due = true,
                 _ = requeue.tick() => self.requeue_expired().await,
                 _ = stopped.changed() => {}
@@ -91,28 +127,33 @@ impl Leaser {
         self.drain().await;
     }
 
-    /// Room to lease: the buffer (queued + running) holds at most twice the in-flight bound;
-    /// lease when a useful batch fits, or when nothing is buffered at all.
+    /// The buffer (queued + running) holds twice the in-flight bound (at least 8 batches); lease when a
+    /// useful batch fits, or when nothing is queued at all.
     fn has_room(&self) -> bool {
-        let room = self.room();
-        room >= LEASE_BATCH / 4 || (room > 0 && self.queued == 0)
+        let board = lock(&self.board);
+        let room = self.room(&board);
+        room >= LEASE_BATCH / 4 || (room > 0 && board.queued == 0)
     }
 
-    fn room(&self) -> usize {
-        (2 * self.ctx.max_in_flight).saturating_sub(self.queued + self.running_ids.len())
+    fn room(&self, board: &Board) -> usize {
+        let buffer = (2 * self.ctx.max_in_flight).max(8 * LEASE_BATCH);
+        buffer.saturating_sub(board.queued + board.running_total())
     }
 
     /// Leases a batch into the per-subscription queues. Subscriptions with a full queue and
     /// disabled ones are left out; what a batch brings beyond a subscription's share goes back.
     async fn lease(&mut self) -> Result<(), StoreError> {
-        let want = self.room().min(LEASE_BATCH);
         let cap = self.ctx.max_in_flight_per_subscription;
-        let mut exclude: Vec<String> = self
-            .queues
-            .iter()
-            .filter(|(_, q)| q.len() >= cap)
-            .map(|(s, _)| s.clone())
-            .collect();
+        let (want, mut exclude) = {
+            let board = lock(&self.board);
+            let full: Vec<String> = board
+                .queues
+                .iter()
+                .filter(|(_, q)| q.len() >= 2 * cap)
+                .map(|(s, _)| s.clone())
+                .collect();
+            (self.room(&board).min(LEASE_BATCH), full)
+        };
         exclude.extend(
             self.ctx
                 .store
@@ -129,6 +170,7 @@ impl Leaser {
             .store
             .lease_due(now, lease_until, want, &exclude)
             .await?;
+        tracing::debug!(want, got = leased.len(), excluded = exclude.len(), "leased");
         self.more_due = leased.len() == want;
         if !self.more_due {
             self.next_check = Instant::now() + self.idle_time().await;
@@ -140,78 +182,81 @@ impl Leaser {
         event_ids.sort_unstable();
         event_ids.dedup();
         let events = self.ctx.store.events_by_id(&event_ids).await?;
-        let mut surplus = Vec::new();
-        for leased in leased {
-            let queue = self
-                .queues
-                .entry(leased.subscription_id.clone())
-                .or_default();
-            if queue.len() >= 2 * cap {
-                surplus.push(leased.id);
-                continue;
-            }
-            let event = events.get(&leased.event_id).cloned();
-            queue.push_back(Job { leased, event });
-            self.queued += 1;
-        }
+        let surplus = self.enqueue(leased, &events, LEASE_BATCH.max(4 * cap));
         if !surplus.is_empty() {
             self.ctx.store.release_leases(&surplus).await?;
         }
         Ok(())
     }
 
-    /// Starts queued jobs while the global and per-subscription bounds allow.
-    fn start_what_fits(&mut self) {
+    /// Adds leased jobs to their queues; returns the ids beyond a queue's `limit`.
+    fn enqueue(
+        &self,
+        leased: Vec<Leased>,
+        events: &HashMap<String, Arc<Event>>,
+        limit: usize,
+    ) -> Vec<String> {
+        let mut board = lock(&self.board);
+        let mut surplus = Vec::new();
+        for leased in leased {
+            let queue = board
+                .queues
+                .entry(leased.subscription_id.clone())
+                .or_default();
+            if queue.len() >= limit {
+                surplus.push(leased.id);
+                continue;
+            }
+            let event = events.get(&leased.event_id).cloned();
+            queue.push_back(Job { leased, event });
+            board.queued += 1;
+        }
+        surplus
+    }
+
+    /// Starts a worker for each subscription with queued jobs and a free slot, round-robin,
+    /// while the global bound allows.
+    fn start_workers(&mut self) {
         let cap = self.ctx.max_in_flight_per_subscription;
-        let mut ready: Vec<String> = Vec::new();
-        for (sub, queue) in &self.queues {
-            if !queue.is_empty() && self.running.get(sub).copied().unwrap_or(0) < cap {
-                ready.push(sub.clone());
+        let max = self.ctx.max_in_flight;
+        let mut starts = Vec::new();
+        {
+            let mut board = lock(&self.board);
+            let mut ready: Vec<String> = board
+                .queues
+                .iter()
+                .filter(|(sub, q)| {
+                    !q.is_empty() && board.running.get(*sub).copied().unwrap_or(0) < cap
+                })
+                .map(|(s, _)| s.clone())
+                .collect();
+            while !ready.is_empty() && board.running_total() < max {
+                ready.retain(|sub| {
+                    if board.running_total() >= max {
+                        return false;
+                    }
+                    let Some(job) = board.queues.get_mut(sub).and_then(VecDeque::pop_front) else {
+                        return false;
+                    };
+                    board.queued -= 1;
+                    board.running_ids.insert(job.leased.id.clone());
+                    let running = board.running.entry(sub.clone()).or_default();
+                    *running += 1;
+                    let more = *running < cap;
+                    starts.push(job);
+                    more && board.queues.get(sub).is_some_and(|q| !q.is_empty())
+                });
             }
+            board.queues.retain(|_, q| !q.is_empty());
         }
-        // Round-robin over subscriptions, one job each per round, so they share fairly.
-        while !ready.is_empty() && self.running_ids.len() < self.ctx.max_in_flight {
-            ready.retain(|sub| {
-                if self.running_ids.len() >= self.ctx.max_in_flight {
-                    return false;
-                }
-                let running = self.running.get(sub).copied().unwrap_or(0);
-                let Some(job) = self.queues.get_mut(sub).and_then(VecDeque::pop_front) else {
-                    return false;
-                };
-                self.queued -= 1;
-                self.spawn(job);
-                running + 1 < cap && self.queues.get(sub).is_some_and(|q| !q.is_empty())
-            });
-        }
-        self.queues.retain(|_, q| !q.is_empty());
-    }
-
-    fn spawn(&mut self, job: Job) {
-        let sub = job.leased.subscription_id.clone();
-        let id = job.leased.id.clone();
-        *self.running.entry(sub.clone()).or_default() += 1;
-        self.running_ids.insert(id.clone());
-        let ctx = self.ctx.clone();
-        let done = self.done.clone();
-        self.tasks.spawn(async move {
-            let completion = attempt::run(&ctx, job.leased, job.event).await;
-            let _ = done.send(completion);
-            (sub, id)
-        });
-    }
-
-    fn finished(&mut self, done: Result<(String, String), tokio::task::JoinError>) {
-        let Ok((sub, id)) = done else {
-            tracing::error!("a delivery attempt panicked; its lease expires and it is retried");
-            return;
-        };
-        self.running_ids.remove(&id);
-        if let Some(n) = self.running.get_mut(&sub) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.running.remove(&sub);
-            }
+        for job in starts {
+            self.workers.spawn(worker(
+                self.ctx.clone(),
+                self.board.clone(),
+                self.done.clone(),
+                self.freed.clone(),
+                job,
+            ));
         }
     }
 
@@ -249,19 +294,21 @@ impl Leaser {
     /// Shutdown: queued jobs go back at once; attempts in flight get a grace period, then
     /// whatever is still leased goes back too.
     async fn drain(mut self) {
-        let mut unfinished: Vec<String> = self
-            .queues
-            .drain()
-            .flat_map(|(_, q)| q.into_iter().map(|j| j.leased.id))
-            .collect();
+        let mut unfinished: Vec<String> = {
+            let mut board = lock(&self.board);
+            board.queued = 0;
+            board
+                .queues
+                .drain()
+                .flat_map(|(_, q)| q.into_iter().map(|j| j.leased.id))
+                .collect()
+        };
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
-            while let Some(done) = self.tasks.join_next().await {
-                self.finished(done);
-            }
+            while self.workers.join_next().await.is_some() {}
         })
         .await;
-        self.tasks.abort_all();
-        unfinished.extend(self.running_ids.drain());
+        self.workers.abort_all();
+        unfinished.extend(lock(&self.board).running_ids.drain());
         if !unfinished.is_empty() {
             tracing::info!(
                 deliveries = unfinished.len(),
@@ -270,6 +317,28 @@ impl Leaser {
             if let Err(e) = self.ctx.store.release_leases(&unfinished).await {
                 tracing::error!(error = %e, "could not release leases; they re-queue when they expire");
             }
+        }
+    }
+}
+
+/// Runs attempts for one subscription, one at a time, as long as its queue has jobs.
+async fn worker(
+    ctx: DispatchContext,
+    board: SharedBoard,
+    done: mpsc::UnboundedSender<Completion>,
+    freed: Arc<Notify>,
+    mut job: Job,
+) {
+    loop {
+        let sub = job.leased.subscription_id.clone();
+        let id = job.leased.id.clone();
+        let completion = attempt::run(&ctx, job.leased, job.event).await;
+        let _ = done.send(completion);
+        let next = lock(&board).next_for(&sub, &id);
+        freed.notify_one();
+        match next {
+            Some(next) => job = next,
+            None => return,
         }
     }
 }

@@ -212,6 +212,15 @@ impl Runtime {
         F: AsyncFnOnce(&Transformer, &mut Store<State>) -> wasmtime::Result<Result<R, String>>,
     {
         let limits = &self.limits;
+        // Holds a pool slot until the store is dropped at the end of this function.
+        let Ok(_slot) = self.call_gate.acquire().await else {
+            return RawReport {
+                result: Err(PluginError::Io("plugin runtime is shutting down".into())),
+                logs: Vec::new(),
+                dropped_logs: 0,
+                duration: Duration::ZERO,
+            };
+        };
         let mut store = Store::new(&self.engine, State::new(limits));
         store.limiter(|state| &mut state.limiter);
         let start = Instant::now();

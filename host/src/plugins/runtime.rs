@@ -9,7 +9,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::bindings::TransformerPre;
 use super::call::State;
@@ -52,6 +52,8 @@ pub struct Runtime {
     pub(super) limits: Arc<Limits>,
     cache_dir: Option<PathBuf>,
     compile_gate: Arc<tokio::sync::Semaphore>,
+    /// One permit per pool slot: calls beyond it wait instead of failing to instantiate.
+    pub(super) call_gate: Arc<tokio::sync::Semaphore>,
 }
 
 impl Runtime {
@@ -66,7 +68,14 @@ impl Runtime {
             .epoch_interruption(true)
             .max_wasm_stack(limits.stack_bytes)
             .async_stack_size(limits.stack_bytes + (2 << 20));
-        let engine = Engine::new(&config).map_err(|e| PluginError::Compile(format!("{e:#}")))?;
+        let engine = match pooled_engine(&mut config, &limits) {
+            Ok(engine) => engine,
+            Err(e) => {
+                tracing::warn!(error = %e, "pooling allocator unavailable; plugins use on-demand allocation");
+                config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
+                Engine::new(&config).map_err(|e| PluginError::Compile(format!("{e:#}")))?
+            }
+        };
         let mut linker = Linker::new(&engine);
         super::call::add_to_linker(&mut linker)?;
         start_ticker(&engine);
@@ -79,6 +88,7 @@ impl Runtime {
             limits: Arc::new(limits),
             cache_dir,
             compile_gate: Arc::new(tokio::sync::Semaphore::new(1)),
+            call_gate: Arc::new(tokio::sync::Semaphore::new(POOL_SLOTS as usize)),
         })
     }
 
@@ -169,6 +179,27 @@ impl Runtime {
             .hash(&mut hasher);
         dir.join(format!("{version}-{:016x}.cwasm", hasher.finish()))
     }
+}
+
+/// Instances alive at once at most: plugin calls past this wait for a slot (see
+/// [`Runtime::transform`]). A call lives for tens of microseconds, so this is plenty.
+pub(super) const POOL_SLOTS: u32 = 64;
+
+/// An engine with the pooling allocator, sized for [`POOL_SLOTS`] small instances. Reusing
+/// linear memories and fiber stacks from the pool avoids an mmap/munmap pair (and the TLB
+/// shootdowns that come with it) per call, which the on-demand allocator pays.
+fn pooled_engine(config: &mut Config, limits: &Limits) -> wasmtime::Result<Engine> {
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(POOL_SLOTS)
+        .total_core_instances(4 * POOL_SLOTS)
+        .total_memories(2 * POOL_SLOTS)
+        .total_tables(4 * POOL_SLOTS)
+        .total_stacks(POOL_SLOTS)
+        .max_memories_per_component(2)
+        .max_tables_per_component(4)
+        .max_memory_size(limits.memory_bytes);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Engine::new(config)
 }
 
 /// Refuses what is clearly not an uploadable component, with a message that says what it is.

@@ -208,7 +208,7 @@ impl Store {
                 list.push_bind(id.clone());
             }
             query.push(")");
-            query.build().execute(self.writer()).await?;
+            query.build().persistent(false).execute(self.writer()).await?;
         }
         Ok(())
     }
@@ -368,7 +368,7 @@ async fn insert_attempts(
             .push_bind(a.plugin_version.clone())
             .push_bind(a.response_body.clone());
     });
-    query.build().execute(&mut **tx).await?;
+    query.build().persistent(false).execute(&mut **tx).await?;
     Ok(())
 }
 
@@ -403,7 +403,7 @@ async fn upsert_deliveries(
           skip_reason = excluded.skip_reason, updated_at = excluded.updated_at
           WHERE deliveries.status = 'delivering'",
     );
-    query.build().execute(&mut **tx).await?;
+    query.build().persistent(false).execute(&mut **tx).await?;
     Ok(())
 }
 
@@ -431,6 +431,6 @@ async fn update_streaks(
         list.push_bind(id.to_owned());
     }
     query.push(")");
-    query.build().execute(&mut **tx).await?;
+    query.build().persistent(false).execute(&mut **tx).await?;
     Ok(())
 }

@@ -194,7 +194,7 @@ async fn existing_keys(
             list.push_bind((*key).clone());
         }
         query.push(")");
-        for row in query.build().fetch_all(&mut **tx).await? {
+        for row in query.build().persistent(false).fetch_all(&mut **tx).await? {
             let n: i64 = row.try_get("n")?;
             known.insert(
                 row.try_get("idempotency_key")?,
@@ -226,7 +226,7 @@ async fn insert_events(
                 .push_bind(event.data.clone())
                 .push_bind(now);
         });
-        query.build().execute(&mut **tx).await?;
+        query.build().persistent(false).execute(&mut **tx).await?;
     }
     Ok(())
 }
@@ -250,7 +250,7 @@ async fn insert_deliveries(
                 .push_bind(now)
                 .push_bind(now);
         });
-        query.build().execute(&mut **tx).await?;
+        query.build().persistent(false).execute(&mut **tx).await?;
     }
     Ok(())
 }
@@ -301,7 +301,7 @@ impl Store {
                 list.push_bind(id.clone());
             }
             query.push(")");
-            for row in query.build().fetch_all(self.reader()).await? {
+            for row in query.build().persistent(false).fetch_all(self.reader()).await? {
                 let event = Event::from_row(&row)?;
                 found.insert(event.id.clone(), Arc::new(event));
             }

@@ -1,7 +1,9 @@
 //! Durable state in SQLite (WAL, `synchronous = FULL`, foreign keys on, a busy timeout):
 //! subscriptions, events, deliveries (the queue) and attempts. Writes on the hot paths are
 //! batched — ingest through a group-commit writer, attempt results through a batching
-//! recorder — because with sqlx a statement, not a row, is the unit of cost.
+//! recorder — because with sqlx a statement, not a row, is the unit of cost. Multi-row
+//! statements vary in shape with the batch size, so they are not kept in the prepared-statement
+//! cache (each cached shape holds memory proportional to its row count).
 
 mod deliveries;
 mod events;
@@ -67,7 +69,7 @@ impl Store {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10))
-            .statement_cache_capacity(256);
+            .statement_cache_capacity(64);
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)

@@ -66,6 +66,9 @@ impl Runtime {
         let mut config = Config::new();
         config
             .epoch_interruption(true)
+            // One thread per compile: compiles are rare and already off the async runtime, and
+            // a parallel compile leaves a heap in every rayon thread (tens of MiB of RSS).
+            .parallel_compilation(false)
             .max_wasm_stack(limits.stack_bytes)
             .async_stack_size(limits.stack_bytes + (2 << 20));
         let engine = match pooled_engine(&mut config, &limits) {
@@ -163,7 +166,9 @@ impl Runtime {
             }
         }
         let component = Component::new(&self.engine, bytes)
-            .map_err(|e| PluginError::Compile(format!("{e:#}")))?;
+            .map_err(|e| PluginError::Compile(format!("{e:#}")));
+        release_compile_scratch();
+        let component = component?;
         if let Some(path) = cache_file
             && let Err(e) = write_cache(&component, &path)
         {
@@ -200,6 +205,24 @@ fn pooled_engine(config: &mut Config, limits: &Limits) -> wasmtime::Result<Engin
         .max_memory_size(limits.memory_bytes);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(config)
+}
+
+/// Hands the compiler's freed scratch memory back to the OS. glibc keeps freed heap pages
+/// around (a compile frees tens of MiB at once); elsewhere this is a no-op.
+#[allow(unsafe_code)] // one FFI call into libc, see below
+fn release_compile_scratch() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        unsafe extern "C" {
+            fn malloc_trim(pad: usize) -> std::ffi::c_int;
+        }
+        // SAFETY: `malloc_trim` only releases free heap memory; it takes no pointers and is
+        // safe to call from any thread at any time.
+        #[allow(unsafe_code)]
+        unsafe {
+            malloc_trim(0);
+        }
+    }
 }
 
 /// Refuses what is clearly not an uploadable component, with a message that says what it is.

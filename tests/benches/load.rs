@@ -663,9 +663,23 @@ async fn drain() -> Row {
 /// Prints the service's own view: mean attempt latency and mean plugin time, and where its
 /// memory is (anonymous vs file-backed).
 async fn diagnostics(name: &str, service: &Service) {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", service.pid)).unwrap_or_default();
-    let field = |key: &str| status.lines().find(|l| l.starts_with(key)).map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" ")).unwrap_or_default();
-    eprintln!("{name}: memory now: RssAnon {} RssFile {} RssShmem {} VmHWM {} Threads {}", field("RssAnon:"), field("RssFile:"), field("RssShmem:"), field("VmHWM:"), field("Threads:"));
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", service.pid)).unwrap_or_default();
+    let field = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    eprintln!(
+        "{name}: memory now: RssAnon {} RssFile {} RssShmem {} VmHWM {} Threads {}",
+        field("RssAnon:"),
+        field("RssFile:"),
+        field("RssShmem:"),
+        field("VmHWM:"),
+        field("Threads:")
+    );
     let page = reqwest::get(format!("{}/metrics", service.base))
         .await
         .expect("metrics")

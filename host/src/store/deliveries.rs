@@ -208,7 +208,11 @@ impl Store {
                 list.push_bind(id.clone());
             }
             query.push(")");
-            query.build().persistent(false).execute(self.writer()).await?;
+            query
+                .build()
+                .persistent(false)
+                .execute(self.writer())
+                .await?;
         }
         Ok(())
     }

@@ -301,7 +301,12 @@ impl Store {
                 list.push_bind(id.clone());
             }
             query.push(")");
-            for row in query.build().persistent(false).fetch_all(self.reader()).await? {
+            for row in query
+                .build()
+                .persistent(false)
+                .fetch_all(self.reader())
+                .await?
+            {
                 let event = Event::from_row(&row)?;
                 found.insert(event.id.clone(), Arc::new(event));
             }

@@ -57,7 +57,7 @@ impl Config {
             allow_private_networks: false,
             retry_schedule: default_retry_schedule(),
             delivery_timeout: Duration::from_secs(10),
-            max_in_flight: 512,
+            max_in_flight: 128,
             max_in_flight_per_subscription: 32,
             disable_after_failing_for: Duration::from_secs(5 * 24 * 3600),
             rotation_grace: Duration::from_secs(24 * 3600),

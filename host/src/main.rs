@@ -53,7 +53,7 @@ struct ServeArgs {
     /// Timeout of one delivery request [default: 10s]
     #[arg(long, env = "SWITCHYARD_DELIVERY_TIMEOUT")]
     delivery_timeout: Option<String>,
-    /// Deliveries in flight at once [default: 512]
+    /// Deliveries in flight at once [default: 128]
     #[arg(long, env = "SWITCHYARD_MAX_IN_FLIGHT")]
     max_in_flight: Option<usize>,
     /// Deliveries in flight to one subscription at once [default: 32]

@@ -127,7 +127,7 @@ impl Leaser {
         self.drain().await;
     }
 
-    /// The buffer (queued + running) holds twice the in-flight bound (at least 8 batches); lease when a
+    /// The buffer (queued + running) holds twice the in-flight bound (at least 4 batches); lease when a
     /// useful batch fits, or when nothing is queued at all.
     fn has_room(&self) -> bool {
         let board = lock(&self.board);
@@ -136,7 +136,7 @@ impl Leaser {
     }
 
     fn room(&self, board: &Board) -> usize {
-        let buffer = (2 * self.ctx.max_in_flight).max(8 * LEASE_BATCH);
+        let buffer = (2 * self.ctx.max_in_flight).max(4 * LEASE_BATCH);
         buffer.saturating_sub(board.queued + board.running_total())
     }
 

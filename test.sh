@@ -1,7 +1,17 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests, the bundled plugins' tests, and the end-to-end suite (which
 # builds the plugins for wasm32-wasip2 itself). Installs the wasm target if it is missing.
+# Ends with one summary line over all test binaries.
 set -euo pipefail
 cd "$(dirname "$0")"
-rustup target add wasm32-wasip2 >/dev/null
-cargo test "$@"
+rustup target add wasm32-wasip2 >/dev/null 2>&1 || rustup target add wasm32-wasip2
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test "$@" 2>&1 | tee "$log" || status=$?
+count() { grep -E '^test result:' "$log" | grep -oE "[0-9]+ $1" | awk '{ n += $1 } END { print n + 0 }'; }
+passed=$(count passed)
+failed=$(count failed)
+echo
+echo "all tests: ${passed:-0} passed, ${failed:-0} failed"
+exit "$status"

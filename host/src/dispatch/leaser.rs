@@ -107,12 +107,13 @@ impl Leaser {
         self.recover().await;
         let mut requeue = tokio::time::interval(REQUEUE_EVERY);
         while !*stopped.borrow() {
-            if self.more_due && self.has_room() {
-                if let Err(e) = self.lease().await {
-                    tracing::error!(error = %e, "leasing deliveries failed");
-                    self.more_due = false;
-                    self.next_check = Instant::now() + IDLE_POLL;
-                }
+            if self.more_due
+                && self.has_room()
+                && let Err(e) = self.lease().await
+            {
+                tracing::error!(error = %e, "leasing deliveries failed");
+                self.more_due = false;
+                self.next_check = Instant::now() + IDLE_POLL;
             }
             self.start_workers();
             tokio::select! {

@@ -193,3 +193,46 @@ async fn killed_with_sigkill_loses_no_accepted_event() {
         total - delivered_ids().len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_releases_attempts_in_flight_for_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = TestReceiver::start().await;
+    // Answers long after the shutdown grace period: the attempt is still in flight at stop.
+    receiver.always(Answer {
+        status: 204,
+        headers: vec![],
+        delay: Duration::from_secs(30),
+    });
+    let mut config = test_config(dir.path().join("data"));
+    config.delivery_timeout = Duration::from_secs(60);
+    let server = crate::common::TestServer::start_config(config).await;
+    server
+        .subscribe(json!({"url": receiver.url("/"), "events": ["*"]}))
+        .await;
+    let event = server.send_event(json!({"type": "a.b", "data": {}})).await;
+    receiver.wait_for(1, Duration::from_secs(15)).await;
+    server.stop().await;
+
+    receiver.always(Answer::status(204));
+    let server =
+        crate::common::TestServer::start_config(test_config(dir.path().join("data"))).await;
+    let delivery = &server.deliveries_of(event["id"].as_str().unwrap()).await[0];
+    let done = server
+        .wait_delivery(
+            delivery["id"].as_str().unwrap(),
+            "succeeded",
+            Duration::from_secs(15),
+        )
+        .await;
+    assert_eq!(
+        receiver.received().len(),
+        2,
+        "the released delivery is sent again after the restart"
+    );
+    assert_eq!(
+        done["attempts"].as_array().unwrap().len(),
+        1,
+        "the interrupted attempt was never recorded"
+    );
+}

@@ -55,7 +55,14 @@ pub async fn run(
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| StartError::Io(format!("{}: {e}", config.data_dir.display())))?;
     let store = Store::open(&config.database_path()).await?;
-    let api_key = Arc::new(api_key(&store, &config).await?);
+    let (api_key, generated) = api_key(&store, &config).await?;
+    if let Some(key) = generated {
+        // Printed once, on purpose, to stdout: only the hash is kept.
+        println!(
+            "\nGenerated the admin API key (shown only now; only its hash is stored):\n\n    {key}\n\nUse it as: Authorization: Bearer {key}\n"
+        );
+    }
+    let api_key = Arc::new(api_key);
     let plugins = start_plugins(&config).await?;
     let _watcher = Watcher::start(plugins.clone()).await?;
     let client = net::Client::new(NetConfig {
@@ -106,18 +113,21 @@ pub async fn run(
     served.map_err(StartError::Serve)
 }
 
-/// The configured key, or the stored hash of the generated one, or a new key printed once.
-async fn api_key(store: &Store, config: &Config) -> Result<ApiKey, StartError> {
+/// The configured key, or the stored hash of the key generated at the first start, or a new
+/// key (returned so the caller can show it once; only its hash is stored).
+async fn api_key(store: &Store, config: &Config) -> Result<(ApiKey, Option<String>), StartError> {
     if let Some(key) = &config.api_key {
-        return Ok(ApiKey::from_key(key));
+        return Ok((ApiKey::from_key(key), None));
     }
     if let Some(hash) = store.setting(API_KEY_SETTING).await? {
-        return ApiKey::from_hex(&hash)
-            .ok_or_else(|| StartError::Io("the stored API key hash is corrupt".into()));
+        let key = ApiKey::from_hex(&hash)
+            .ok_or_else(|| StartError::Io("the stored API key hash is corrupt".into()))?;
+        return Ok((key, None));
     }
+    let random = crate::signing::generate_secret();
     let key = format!(
         "sk_{}",
-        crate::signing::generate_secret()
+        random
             .trim_start_matches("whsec_")
             .replace(['+', '/', '='], "")
     );
@@ -125,11 +135,7 @@ async fn api_key(store: &Store, config: &Config) -> Result<ApiKey, StartError> {
     store
         .set_setting_once(API_KEY_SETTING, &hash.to_hex())
         .await?;
-    // Printed once, on purpose, to stdout: only the hash is kept.
-    println!(
-        "\nGenerated the admin API key (shown only now; only its hash is stored):\n\n    {key}\n\nUse it as: Authorization: Bearer {key}\n"
-    );
-    Ok(hash)
+    Ok((hash, Some(key)))
 }
 
 /// The runtime and registry; on a first start the bundled plugins are written into the folder.
@@ -144,4 +150,43 @@ async fn start_plugins(config: &Config) -> Result<Arc<Registry>, StartError> {
         Some(config.data_dir.join("plugin-cache")),
     )?;
     Ok(Arc::new(Registry::new(runtime, &config.plugins_dir)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_generated_key_is_stored_only_as_a_hash_and_generated_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db.sqlite")).await.unwrap();
+        let config = Config::with_data_dir(dir.path());
+        let (first, generated) = api_key(&store, &config).await.unwrap();
+        let key = generated.expect("a first start generates a key");
+        assert!(key.starts_with("sk_") && key.len() > 30, "{key}");
+        assert!(first.matches(&key));
+        let stored = store.setting(API_KEY_SETTING).await.unwrap().unwrap();
+        assert!(
+            !stored.contains(&key[3..]),
+            "the key itself must not be stored"
+        );
+        let (again, generated) = api_key(&store, &config).await.unwrap();
+        assert!(
+            generated.is_none(),
+            "a restart must not generate (or print) another key"
+        );
+        assert!(again.matches(&key));
+    }
+
+    #[tokio::test]
+    async fn a_configured_key_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db.sqlite")).await.unwrap();
+        let mut config = Config::with_data_dir(dir.path());
+        config.api_key = Some("configured-key-0123456789".into());
+        let (key, generated) = api_key(&store, &config).await.unwrap();
+        assert!(generated.is_none());
+        assert!(key.matches("configured-key-0123456789"));
+        assert!(store.setting(API_KEY_SETTING).await.unwrap().is_none());
+    }
 }

@@ -434,3 +434,68 @@ async fn failed_deliveries_are_replayed_by_time_range() {
         )
         .await;
 }
+
+#[tokio::test]
+async fn a_subscription_failing_for_too_long_is_disabled_with_a_reason() {
+    let server = TestServer::start_with(|c| {
+        c.disable_after_failing_for = Duration::from_millis(500);
+        c.retry_schedule = vec![Duration::from_millis(200); 20];
+    })
+    .await;
+    let receiver = TestReceiver::start().await;
+    receiver.always(Answer::status(500));
+    let sub = server
+        .subscribe(json!({"url": receiver.url("/"), "events": ["*"]}))
+        .await;
+    let sub_id = sub["id"].as_str().unwrap().to_owned();
+    server.send_event(json!({"type": "a.b", "data": {}})).await;
+    let disabled = crate::common::wait_until(WAIT, || async {
+        server
+            .expect(
+                Method::GET,
+                &format!("/v1/subscriptions/{sub_id}"),
+                None,
+                200,
+            )
+            .await["status"]
+            == "disabled"
+    })
+    .await;
+    assert!(disabled, "still enabled after failing past the window");
+    let now = server
+        .expect(
+            Method::GET,
+            &format!("/v1/subscriptions/{sub_id}"),
+            None,
+            200,
+        )
+        .await;
+    assert!(
+        now["disabled_reason"]
+            .as_str()
+            .unwrap()
+            .contains("every delivery failed for more than"),
+        "{now}"
+    );
+    // Re-enabling starts a fresh streak: a success now keeps it enabled.
+    receiver.always(Answer::status(204));
+    server
+        .expect(
+            Method::POST,
+            &format!("/v1/subscriptions/{sub_id}/enable"),
+            None,
+            200,
+        )
+        .await;
+    server.send_event(json!({"type": "a.b", "data": {}})).await;
+    receiver.wait_for(1, WAIT).await;
+    let after = server
+        .expect(
+            Method::GET,
+            &format!("/v1/subscriptions/{sub_id}"),
+            None,
+            200,
+        )
+        .await;
+    assert_eq!(after["status"], "enabled");
+}

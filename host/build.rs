@@ -1,6 +1,6 @@
 //! Builds the bundled plugins (`plugins/*`) so the `switchyard` binary can embed them.
 
-include!("../build-support/wasm_plugins.rs");
+include!("build_plugins.rs");
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));

@@ -1,6 +1,6 @@
 //! Builds the test-only fixture plugins (`tests/fixtures/*`): never shipped, never committed.
 
-include!("../build-support/wasm_plugins.rs");
+include!("../host/build_plugins.rs");
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));

@@ -1,4 +1,4 @@
-// Shared by `host/build.rs` and `tests/build.rs` through `include!`: builds plugin crates of
+// Shared by `host/build.rs` and `tests/build.rs` (through `include!`): builds plugin crates of
 // this workspace as WebAssembly components (`wasm32-wasip2`, profile `plugin`), so that no
 // `.wasm` is ever committed and every build, test and bench has them.
 //

@@ -49,7 +49,6 @@ pub struct DispatchContext {
 /// A running dispatcher. [`Dispatcher::shutdown`] stops leasing, lets in-flight attempts
 /// finish (or releases them), and flushes the recorder.
 pub struct Dispatcher {
-    wake: Arc<Notify>,
     stop: watch::Sender<bool>,
     leaser: tokio::task::JoinHandle<()>,
     recorder: tokio::task::JoinHandle<()>,
@@ -61,25 +60,19 @@ impl Dispatcher {
         let (stop, stopped) = watch::channel(false);
         let (done_tx, done_rx) = mpsc::unbounded_channel::<Completion>();
         let recorder = tokio::spawn(recorder::run(ctx.clone(), done_rx));
-        let leaser = tokio::spawn(leaser::Leaser::new(ctx, wake.clone(), done_tx).run(stopped));
+        let leaser = tokio::spawn(leaser::Leaser::new(ctx, wake, done_tx).run(stopped));
         Self {
-            wake,
             stop,
             leaser,
             recorder,
         }
     }
 
-    /// Wakes the leaser (new deliveries are due now).
-    pub fn wake(&self) {
-        self.wake.notify_one();
-    }
-
-    /// Graceful stop: no new leases; attempts in flight get up to `grace` to finish, then
-    /// whatever is still leased is released back to the queue.
-    pub async fn shutdown(self, grace: Duration) {
+    /// Graceful stop: no new leases; attempts in flight get a grace period (5 s) to finish,
+    /// then whatever is still leased is released back to the queue. Waits at most `wait`.
+    pub async fn shutdown(self, wait: Duration) {
         let _ = self.stop.send(true);
-        if tokio::time::timeout(grace + Duration::from_secs(1), self.leaser)
+        if tokio::time::timeout(wait + Duration::from_secs(1), self.leaser)
             .await
             .is_err()
         {

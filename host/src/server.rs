@@ -55,6 +55,7 @@ pub async fn run(
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| StartError::Io(format!("{}: {e}", config.data_dir.display())))?;
     let store = Store::open(&config.database_path()).await?;
+    restrict_to_owner(&config.data_dir, &config.database_path());
     let (api_key, generated) = api_key(&store, &config).await?;
     if let Some(key) = generated {
         // Printed once, on purpose, to stdout: only the hash is kept.
@@ -138,6 +139,31 @@ async fn api_key(store: &Store, config: &Config) -> Result<(ApiKey, Option<Strin
     Ok((hash, Some(key)))
 }
 
+/// The database holds subscription secrets: only the service's user may read the data folder
+/// and the database files (SQLite's `-wal`/`-shm` files are created with the database's mode).
+fn restrict_to_owner(data_dir: &std::path::Path, database: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let set = |path: &std::path::Path, mode: u32| {
+            if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
+                tracing::warn!(path = %path.display(), error = %e, "could not restrict permissions");
+            }
+        };
+        set(data_dir, 0o700);
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = database.as_os_str().to_owned();
+            name.push(suffix);
+            let path = std::path::PathBuf::from(name);
+            if path.exists() {
+                set(&path, 0o600);
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (data_dir, database);
+}
+
 /// The runtime and registry; on a first start the bundled plugins are written into the folder.
 async fn start_plugins(config: &Config) -> Result<Arc<Registry>, StartError> {
     let first_start = !config.plugins_dir.exists();
@@ -176,6 +202,21 @@ mod tests {
             "a restart must not generate (or print) another key"
         );
         assert!(again.matches(&key));
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_data_folder_and_database_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let db = data.join("switchyard.db");
+        let _store = Store::open(&db).await.unwrap();
+        restrict_to_owner(&data, &db);
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&data), 0o700);
+        assert_eq!(mode(&db), 0o600);
     }
 
     #[tokio::test]

@@ -54,15 +54,6 @@ fn default_prefix() -> String {
     "sha256=".to_owned()
 }
 
-/// Header names the host owns; a scheme may not reuse them.
-const HOST_HEADERS: &[&str] = &[
-    "content-type",
-    "content-length",
-    "host",
-    "user-agent",
-    "transfer-encoding",
-];
-
 impl Scheme {
     /// Checks header names; normalises them to lower case.
     ///
@@ -235,7 +226,7 @@ fn check_header_name(name: &str) -> Result<String, SigningError> {
             "{name:?} is not a valid header name"
         )));
     }
-    if HOST_HEADERS.contains(&lower.as_str()) || lower.starts_with("webhook-") {
+    if crate::net::is_host_header(&lower) {
         return Err(SigningError::BadScheme(format!(
             "{name:?} is a header the host sets itself"
         )));

@@ -30,11 +30,7 @@ pub async fn list(
             ApiError::bad_request("invalid_query", format!("status {s:?} is not one of pending, delivering, succeeded, failed, skipped, cancelled"))
         })?),
     };
-    let page = super::Page {
-        limit: q.limit,
-        cursor: None,
-    };
-    let limit = page.limit()?;
+    let limit = super::page_limit(q.limit)?;
     let filter = DeliveryFilter {
         subscription_id: q.subscription_id,
         event_id: q.event_id,
@@ -90,13 +86,13 @@ pub async fn retry(
             code: "already_queued",
             message: format!("delivery {id} is already queued"),
         }),
-        Some(_) => Ok((
-            {
-                state.wake.notify_one();
-                StatusCode::ACCEPTED
-            },
-            axum::Json(json!({ "id": id, "status": "pending" })),
-        )),
+        Some(_) => {
+            state.wake.notify_one();
+            Ok((
+                StatusCode::ACCEPTED,
+                axum::Json(json!({ "id": id, "status": "pending" })),
+            ))
+        }
     }
 }
 

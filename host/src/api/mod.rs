@@ -108,14 +108,19 @@ struct Page {
 impl Page {
     /// The page size, 1–250, default 50.
     fn limit(&self) -> Result<i64, ApiError> {
-        match self.limit {
-            None => Ok(50),
-            Some(n) if (1..=250).contains(&n) => Ok(n),
-            Some(_) => Err(ApiError::bad_request(
-                "invalid_query",
-                "limit must be between 1 and 250",
-            )),
-        }
+        page_limit(self.limit)
+    }
+}
+
+/// A list's `?limit=`: 1–250, default 50.
+fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
+    match limit {
+        None => Ok(50),
+        Some(n) if (1..=250).contains(&n) => Ok(n),
+        Some(_) => Err(ApiError::bad_request(
+            "invalid_query",
+            "limit must be between 1 and 250",
+        )),
     }
 }
 

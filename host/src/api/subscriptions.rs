@@ -17,15 +17,6 @@ use crate::store::{
 
 const MAX_PATTERNS: usize = 100;
 const MAX_HEADERS: usize = 32;
-/// Headers a subscription may not set: framing and identity belong to the host.
-const RESERVED: &[&str] = &[
-    "content-type",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "host",
-    "user-agent",
-];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -470,11 +461,7 @@ fn check_headers(
         if axum::http::HeaderValue::from_str(&value).is_err() {
             return Err(bad("not a valid header value"));
         }
-        if RESERVED.contains(&lower.as_str())
-            || lower.starts_with("webhook-")
-            || lower.starts_with("switchyard-")
-            || signed.contains(&lower.as_str())
-        {
+        if crate::net::is_host_header(&lower) || signed.contains(&lower.as_str()) {
             return Err(bad("set by Switchyard itself"));
         }
         clean.insert(lower, value);

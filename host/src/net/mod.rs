@@ -26,6 +26,28 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Idle pooled connections kept per receiver host.
 const POOL_MAX_IDLE_PER_HOST: usize = 64;
 
+/// Framing and identity headers of a delivery request, set only by the host.
+const HOST_HEADERS: &[&str] = &[
+    "content-type",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "host",
+    "user-agent",
+];
+/// Prefixes of the headers the host writes on every delivery (`webhook-id`, `-timestamp`,
+/// `-signature`, `switchyard-event-type`).
+const HOST_HEADER_PREFIXES: &[&str] = &["webhook-", "switchyard-"];
+
+/// Whether a delivery header (lower-case name) belongs to the host: a subscription's custom
+/// headers, a plugin's headers and a signing scheme's header names may not use it.
+pub fn is_host_header(lower_name: &str) -> bool {
+    HOST_HEADERS.contains(&lower_name)
+        || HOST_HEADER_PREFIXES
+            .iter()
+            .any(|p| lower_name.starts_with(p))
+}
+
 /// Installs the process-wide TLS crypto provider (ring) that reqwest's rustls needs before
 /// any client is built. Idempotent; call it before building any other `reqwest::Client`.
 pub fn install_crypto_provider() {

@@ -45,10 +45,7 @@ pub fn seed_bundled(dir: &Path) -> std::io::Result<()> {
     for (name, bytes) in BUNDLED {
         let path = dir.join(format!("{name}.wasm"));
         if !path.exists() {
-            let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-            std::io::Write::write_all(&mut tmp, bytes)?;
-            tmp.as_file().sync_all()?;
-            tmp.persist(&path).map_err(|e| e.error)?;
+            super::registry::write_atomically(dir, &path, bytes)?;
         }
     }
     Ok(())

@@ -18,17 +18,6 @@ use super::{Limits, PluginError};
 /// Bytes of stdout/stderr kept per call (a panic message fits easily).
 const PIPE_BYTES: usize = 16 << 10;
 
-/// Headers only the host may set: the signature, the body framing and identity headers.
-const RESERVED_HEADERS: &[&str] = &[
-    "content-type",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "host",
-    "user-agent",
-];
-const RESERVED_PREFIXES: &[&str] = &["webhook-", "switchyard-"];
-
 /// The event as a plugin sees it.
 #[derive(Debug, Clone)]
 pub struct PluginEvent {
@@ -350,9 +339,7 @@ fn check_header(name: &str, value: &str) -> Result<(), PluginError> {
             "{name:?} is not a valid header name"
         )));
     }
-    if RESERVED_HEADERS.contains(&lower.as_str())
-        || RESERVED_PREFIXES.iter().any(|p| lower.starts_with(p))
-    {
+    if crate::net::is_host_header(&lower) {
         return Err(PluginError::InvalidHeader(format!(
             "{name:?} is set by the host"
         )));

@@ -249,7 +249,7 @@ pub(super) fn name_of_path(path: &Path) -> Option<String> {
 
 /// Write-temp-then-rename in the same folder, with fsyncs, so the watcher never sees a half
 /// file and a crash leaves either the old or the new one.
-fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(super) fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;

@@ -262,10 +262,7 @@ fn write_cache(component: &Component, path: &Path) -> std::io::Result<()> {
         .serialize()
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    std::io::Write::write_all(&mut tmp, &bytes)?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    super::registry::write_atomically(dir, path, &bytes)
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK`] on a plain thread (a tokio task would

@@ -125,7 +125,11 @@ impl Store {
 
     /// One current subscription, from memory.
     pub fn cached_subscription(&self, id: &str) -> Option<Arc<Subscription>> {
-        self.subscriptions().iter().find(|s| s.id == id).cloned()
+        // Sorted by id (see `reload_subscriptions`): a lookup per delivery stays O(log n).
+        let all = self.subscriptions();
+        all.binary_search_by(|s| s.id.as_str().cmp(id))
+            .ok()
+            .map(|i| all[i].clone())
     }
 }
 

@@ -272,7 +272,8 @@ impl Store {
             .any(|s| s.plugin.as_deref() == Some(plugin))
     }
 
-    /// Re-reads every subscription into memory.
+    /// Re-reads every subscription into memory, sorted by id (byte order, which
+    /// [`Store::cached_subscription`] relies on for its binary search).
     ///
     /// # Errors
     /// Database errors.

@@ -107,7 +107,7 @@ fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,tower_http=warn,sqlx=warn".into()),
+                .unwrap_or_else(|_| "info,tower_http=warn".into()),
         )
         .init();
     let file = if args.config.exists() {

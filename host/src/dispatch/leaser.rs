@@ -166,7 +166,7 @@ impl Leaser {
         let now = now_ms();
         let lease_until =
             now.saturating_add(i64::try_from(self.ctx.lease.as_millis()).unwrap_or(i64::MAX));
-        let leased = self
+        let (leased, events) = self
             .ctx
             .store
             .lease_due(now, lease_until, want, &exclude)
@@ -179,10 +179,6 @@ impl Leaser {
         if leased.is_empty() {
             return Ok(());
         }
-        let mut event_ids: Vec<String> = leased.iter().map(|l| l.event_id.clone()).collect();
-        event_ids.sort_unstable();
-        event_ids.dedup();
-        let events = self.ctx.store.events_by_id(&event_ids).await?;
         let surplus = self.enqueue(leased, &events, LEASE_BATCH.max(4 * cap));
         if !surplus.is_empty() {
             self.ctx.store.release_leases(&surplus).await?;

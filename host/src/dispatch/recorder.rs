@@ -1,6 +1,7 @@
 //! Writes attempt results in batches (one transaction, a few multi-row statements), then
 //! applies their consequences: subscriptions failing for too long are disabled.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -14,18 +15,21 @@ const BATCH: usize = 512;
 pub(super) async fn run(ctx: DispatchContext, mut rx: mpsc::UnboundedReceiver<Completion>) {
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
+        let results: Arc<[Completion]> = batch.drain(..).collect();
         let mut backoff = Duration::from_millis(50);
         // Keep the batch until it is written: a result is only as durable as its row. If the
         // process dies first, the lease expires and the delivery is attempted again.
-        while let Err(e) = ctx.store.record(&batch).await {
-            tracing::error!(error = %e, results = batch.len(), "recording delivery results failed; retrying");
+        while let Err(e) = ctx.store.record(results.clone()).await {
+            tracing::error!(error = %e, results = results.len(), "recording delivery results failed; retrying");
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
-        if batch.iter().any(|c| c.effect == SubscriptionEffect::Failed) {
+        if results
+            .iter()
+            .any(|c| c.effect == SubscriptionEffect::Failed)
+        {
             disable_long_failing(&ctx).await;
         }
-        batch.clear();
     }
 }
 

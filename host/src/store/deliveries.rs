@@ -1,11 +1,19 @@
 //! The delivery queue: leasing due deliveries in batches, recording attempt results in
 //! batches, crash recovery of expired leases, and the read side for the API.
 
-use sqlx::{QueryBuilder, Row, Sqlite};
+use std::collections::HashMap;
+use std::sync::Arc;
 
-use super::{Attempt, Delivery, DeliveryStatus, Store, StoreError, now_ms};
+use rusqlite::{OptionalExtension, Transaction};
 
-const ROWS_PER_STATEMENT: usize = 500;
+use super::events::events_by_id;
+use super::{
+    Attempt, Delivery, DeliveryStatus, Event, Store, StoreError, all_rows, json_list, now_ms,
+};
+
+/// The columns [`Delivery::from_row`] reads.
+const DELIVERY_COLUMNS: &str = "id, event_id, subscription_id, status, attempts, next_attempt_at, last_error, \
+    skip_reason, created_at, updated_at";
 
 /// A delivery leased for one attempt.
 #[derive(Debug, Clone)]
@@ -65,9 +73,13 @@ pub struct DeliveryFilter {
     pub before: Option<String>,
 }
 
+/// A leased batch: the deliveries, and their events by id.
+pub type LeaseBatch = (Vec<Leased>, HashMap<String, Arc<Event>>);
+
 impl Store {
     /// Moves up to `limit` due deliveries to `delivering` with a lease until `lease_until`,
-    /// skipping subscriptions in `exclude` (at their in-flight cap, or disabled).
+    /// skipping subscriptions in `exclude` (at their in-flight cap, or disabled), and reads
+    /// their events — one round trip to the writer.
     ///
     /// # Errors
     /// Database errors.
@@ -77,39 +89,33 @@ impl Store {
         lease_until: i64,
         limit: usize,
         exclude: &[String],
-    ) -> Result<Vec<Leased>, StoreError> {
-        let mut query = QueryBuilder::<Sqlite>::new(
-            "UPDATE deliveries SET status = 'delivering', lease_until = ",
-        );
-        query
-            .push_bind(lease_until)
-            .push(", updated_at = ")
-            .push_bind(now);
-        query.push(" WHERE id IN (SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ").push_bind(now);
-        if !exclude.is_empty() {
-            query.push(" AND subscription_id NOT IN (");
-            let mut list = query.separated(", ");
-            for id in exclude {
-                list.push_bind(id.clone());
-            }
-            query.push(")");
-        }
-        query
-            .push(" ORDER BY next_attempt_at LIMIT ")
-            .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
-        query.push(") RETURNING id, event_id, subscription_id, attempts, created_at");
-        let rows = query.build().fetch_all(self.writer()).await?;
-        rows.iter()
-            .map(|r| {
+    ) -> Result<LeaseBatch, StoreError> {
+        let exclude = json_list(exclude);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.transaction(move |tx| {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE deliveries SET status = 'delivering', lease_until = ?1, updated_at = ?2
+                 WHERE id IN (SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ?2
+                   AND subscription_id NOT IN (SELECT value FROM json_each(?3))
+                   ORDER BY next_attempt_at LIMIT ?4)
+                 RETURNING id, event_id, subscription_id, attempts, created_at",
+            )?;
+            let leased = all_rows(&mut stmt, (lease_until, now, exclude, limit), |r| {
                 Ok(Leased {
-                    id: r.try_get("id")?,
-                    event_id: r.try_get("event_id")?,
-                    subscription_id: r.try_get("subscription_id")?,
-                    attempts: r.try_get("attempts")?,
-                    created_at: r.try_get("created_at")?,
+                    id: r.get(0)?,
+                    event_id: r.get(1)?,
+                    subscription_id: r.get(2)?,
+                    attempts: r.get(3)?,
+                    created_at: r.get(4)?,
                 })
-            })
-            .collect()
+            })?;
+            let mut event_ids: Vec<&str> = leased.iter().map(|l| l.event_id.as_str()).collect();
+            event_ids.sort_unstable();
+            event_ids.dedup();
+            let events = events_by_id(tx, &event_ids)?;
+            Ok((leased, events))
+        })
+        .await
     }
 
     /// When the earliest pending delivery is due (unix ms).
@@ -117,12 +123,14 @@ impl Store {
     /// # Errors
     /// Database errors.
     pub async fn earliest_due(&self) -> Result<Option<i64>, StoreError> {
-        let row = sqlx::query(
-            "SELECT MIN(next_attempt_at) AS due FROM deliveries WHERE status = 'pending'",
-        )
-        .fetch_one(self.reader())
-        .await?;
-        Ok(row.try_get("due")?)
+        self.read(|conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT MIN(next_attempt_at) FROM deliveries WHERE status = 'pending'",
+                )?
+                .query_row([], |r| r.get(0))?)
+        })
+        .await
     }
 
     /// Records a batch of attempt results in one transaction: attempt rows, delivery states
@@ -131,44 +139,16 @@ impl Store {
     ///
     /// # Errors
     /// Database errors.
-    pub async fn record(&self, completions: &[Completion]) -> Result<(), StoreError> {
+    pub async fn record(&self, completions: Arc<[Completion]>) -> Result<(), StoreError> {
         if completions.is_empty() {
             return Ok(());
         }
-        let now = now_ms();
-        let mut tx = self.begin_write().await?;
-        for chunk in completions.chunks(ROWS_PER_STATEMENT) {
-            insert_attempts(&mut tx, chunk).await?;
-            upsert_deliveries(&mut tx, chunk, now).await?;
-        }
-        let ok: Vec<&str> = completions
-            .iter()
-            .filter(|c| c.effect == SubscriptionEffect::Succeeded)
-            .map(|c| c.leased.subscription_id.as_str())
-            .collect();
-        let failed: Vec<&str> = completions
-            .iter()
-            .filter(|c| c.effect == SubscriptionEffect::Failed)
-            .map(|c| c.leased.subscription_id.as_str())
-            .collect();
-        update_streaks(
-            &mut tx,
-            &ok,
-            "first_failure_at = NULL",
-            "first_failure_at IS NOT NULL",
-            None,
-        )
-        .await?;
-        update_streaks(
-            &mut tx,
-            &failed,
-            "first_failure_at = ",
-            "first_failure_at IS NULL",
-            Some(now),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        self.transaction(move |tx| {
+            let now = now_ms();
+            record_results(tx, &completions, now)?;
+            record_streaks(tx, &completions, now)
+        })
+        .await
     }
 
     /// Puts deliveries whose lease ran out by `cutoff` (their worker died) back in the queue,
@@ -176,18 +156,17 @@ impl Store {
     ///
     /// # Errors
     /// Database errors.
-    pub async fn requeue_expired_leases(&self, cutoff: i64) -> Result<u64, StoreError> {
-        let now = now_ms();
-        let done = sqlx::query(
-            "UPDATE deliveries SET status = 'pending', lease_until = NULL, next_attempt_at = ?, updated_at = ?
-             WHERE status = 'delivering' AND lease_until <= ?",
-        )
-        .bind(now)
-        .bind(now)
-        .bind(cutoff)
-        .execute(self.writer())
-        .await?;
-        Ok(done.rows_affected())
+    pub async fn requeue_expired_leases(&self, cutoff: i64) -> Result<usize, StoreError> {
+        self.write(move |conn| {
+            let now = now_ms();
+            Ok(conn
+                .prepare_cached(
+                    "UPDATE deliveries SET status = 'pending', lease_until = NULL, next_attempt_at = ?1, updated_at = ?1
+                     WHERE status = 'delivering' AND lease_until <= ?2",
+                )?
+                .execute((now, cutoff))?)
+        })
+        .await
     }
 
     /// Puts leased deliveries back in the queue at once (graceful shutdown, bounced leases).
@@ -195,26 +174,16 @@ impl Store {
     /// # Errors
     /// Database errors.
     pub async fn release_leases(&self, ids: &[String]) -> Result<(), StoreError> {
-        let now = now_ms();
-        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-            let mut query = QueryBuilder::<Sqlite>::new(
-                "UPDATE deliveries SET status = 'pending', lease_until = NULL, updated_at = ",
-            );
-            query
-                .push_bind(now)
-                .push(" WHERE status = 'delivering' AND id IN (");
-            let mut list = query.separated(", ");
-            for id in chunk {
-                list.push_bind(id.clone());
-            }
-            query.push(")");
-            query
-                .build()
-                .persistent(false)
-                .execute(self.writer())
-                .await?;
-        }
-        Ok(())
+        let ids = json_list(ids);
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "UPDATE deliveries SET status = 'pending', lease_until = NULL, updated_at = ?1
+                 WHERE status = 'delivering' AND id IN (SELECT value FROM json_each(?2))",
+            )?
+            .execute((now_ms(), ids))?;
+            Ok(())
+        })
+        .await
     }
 
     /// A page of deliveries, newest first.
@@ -226,25 +195,34 @@ impl Store {
         filter: &DeliveryFilter,
         limit: i64,
     ) -> Result<Vec<Delivery>, StoreError> {
-        let mut query = QueryBuilder::<Sqlite>::new(
-            "SELECT id, event_id, subscription_id, status, attempts, next_attempt_at, last_error, skip_reason, created_at, updated_at
-             FROM deliveries WHERE 1 = 1",
-        );
-        if let Some(id) = &filter.subscription_id {
-            query.push(" AND subscription_id = ").push_bind(id.clone());
-        }
-        if let Some(id) = &filter.event_id {
-            query.push(" AND event_id = ").push_bind(id.clone());
-        }
-        if let Some(status) = filter.status {
-            query.push(" AND status = ").push_bind(status.as_str());
+        let mut sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE 1 = 1");
+        let mut params: Vec<rusqlite::types::Value> = Vec::new();
+        let conditions = [
+            ("subscription_id", filter.subscription_id.clone()),
+            ("event_id", filter.event_id.clone()),
+            ("status", filter.status.map(|s| s.as_str().to_owned())),
+        ];
+        for (column, value) in conditions {
+            if let Some(value) = value {
+                sql.push_str(&format!(" AND {column} = ?"));
+                params.push(value.into());
+            }
         }
         if let Some(before) = &filter.before {
-            query.push(" AND id < ").push_bind(before.clone());
+            sql.push_str(" AND id < ?");
+            params.push(before.clone().into());
         }
-        query.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
-        let rows = query.build().fetch_all(self.reader()).await?;
-        rows.iter().map(Delivery::from_row).collect()
+        sql.push_str(" ORDER BY id DESC LIMIT ?");
+        params.push(limit.into());
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&sql)?;
+            all_rows(
+                &mut stmt,
+                rusqlite::params_from_iter(params),
+                Delivery::from_row,
+            )
+        })
+        .await
     }
 
     /// A delivery with its attempts, oldest first.
@@ -252,28 +230,22 @@ impl Store {
     /// # Errors
     /// Database errors.
     pub async fn delivery(&self, id: &str) -> Result<Option<(Delivery, Vec<Attempt>)>, StoreError> {
-        let Some(row) = sqlx::query(
-            "SELECT id, event_id, subscription_id, status, attempts, next_attempt_at, last_error, skip_reason, created_at, updated_at
-             FROM deliveries WHERE id = ?",
-        )
-        .bind(id)
-        .fetch_optional(self.reader())
-        .await?
-        else {
-            return Ok(None);
-        };
-        let attempts = sqlx::query(
-            "SELECT at, outcome, status_code, latency_ms, error, plugin_version, response_body FROM attempts
-             WHERE delivery_id = ? ORDER BY id",
-        )
-        .bind(id)
-        .fetch_all(self.reader())
-        .await?;
-        let attempts = attempts
-            .iter()
-            .map(Attempt::from_row)
-            .collect::<Result<_, _>>()?;
-        Ok(Some((Delivery::from_row(&row)?, attempts)))
+        let id = id.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?"
+            ))?;
+            let Some(delivery) = all_rows(&mut stmt, [&id], Delivery::from_row)?.pop() else {
+                return Ok(None);
+            };
+            let mut stmt = conn.prepare_cached(
+                "SELECT at, outcome, status_code, latency_ms, error, plugin_version, response_body FROM attempts
+                 WHERE delivery_id = ? ORDER BY id",
+            )?;
+            let attempts = all_rows(&mut stmt, [&id], Attempt::from_row)?;
+            Ok(Some((delivery, attempts)))
+        })
+        .await
     }
 
     /// Queues a finished delivery again, due now. Returns its previous status, or `None` if
@@ -282,29 +254,27 @@ impl Store {
     /// # Errors
     /// Database errors.
     pub async fn retry_delivery(&self, id: &str) -> Result<Option<DeliveryStatus>, StoreError> {
-        let Some(row) = sqlx::query("SELECT status FROM deliveries WHERE id = ?")
-            .bind(id)
-            .fetch_optional(self.writer())
-            .await?
-        else {
-            return Ok(None);
-        };
-        let status: String = row.try_get("status")?;
-        let status = DeliveryStatus::parse(&status)
-            .ok_or_else(|| StoreError::Corrupt(format!("delivery status {status:?}")))?;
-        if !matches!(status, DeliveryStatus::Pending | DeliveryStatus::Delivering) {
-            let now = now_ms();
-            sqlx::query(
-                "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, updated_at = ?, skip_reason = NULL
-                 WHERE id = ? AND status NOT IN ('pending', 'delivering')",
-            )
-            .bind(now)
-            .bind(now)
-            .bind(id)
-            .execute(self.writer())
-            .await?;
-        }
-        Ok(Some(status))
+        let id = id.to_owned();
+        self.transaction(move |tx| {
+            let status: Option<String> = tx
+                .prepare_cached("SELECT status FROM deliveries WHERE id = ?")?
+                .query_row([&id], |r| r.get(0))
+                .optional()?;
+            let Some(status) = status else {
+                return Ok(None);
+            };
+            let status = DeliveryStatus::parse(&status)
+                .ok_or_else(|| StoreError::Corrupt(format!("delivery status {status:?}")))?;
+            if !matches!(status, DeliveryStatus::Pending | DeliveryStatus::Delivering) {
+                tx.prepare_cached(
+                    "UPDATE deliveries SET status = 'pending', next_attempt_at = ?1, updated_at = ?1, skip_reason = NULL
+                     WHERE id = ?2",
+                )?
+                .execute((now_ms(), &id))?;
+            }
+            Ok(Some(status))
+        })
+        .await
     }
 
     /// Queues again, due now, the `failed` deliveries of a subscription created in
@@ -317,20 +287,17 @@ impl Store {
         subscription_id: &str,
         since: i64,
         until: i64,
-    ) -> Result<u64, StoreError> {
-        let now = now_ms();
-        let done = sqlx::query(
-            "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, updated_at = ?
-             WHERE subscription_id = ? AND status = 'failed' AND created_at BETWEEN ? AND ?",
-        )
-        .bind(now)
-        .bind(now)
-        .bind(subscription_id)
-        .bind(since)
-        .bind(until)
-        .execute(self.writer())
-        .await?;
-        Ok(done.rows_affected())
+    ) -> Result<usize, StoreError> {
+        let subscription_id = subscription_id.to_owned();
+        self.write(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "UPDATE deliveries SET status = 'pending', next_attempt_at = ?1, updated_at = ?1
+                     WHERE subscription_id = ?2 AND status = 'failed' AND created_at BETWEEN ?3 AND ?4",
+                )?
+                .execute((now_ms(), subscription_id, since, until))?)
+        })
+        .await
     }
 
     /// Deliveries by status, for the queue-depth gauge.
@@ -338,103 +305,91 @@ impl Store {
     /// # Errors
     /// Database errors.
     pub async fn queue_depth(&self) -> Result<(i64, i64), StoreError> {
-        let row = sqlx::query(
-            "SELECT (SELECT COUNT(*) FROM deliveries WHERE status = 'pending') AS pending,
-                    (SELECT COUNT(*) FROM deliveries WHERE status = 'delivering') AS delivering",
-        )
-        .fetch_one(self.reader())
-        .await?;
-        Ok((row.try_get("pending")?, row.try_get("delivering")?))
+        self.read(|conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT (SELECT COUNT(*) FROM deliveries WHERE status = 'pending'),
+                            (SELECT COUNT(*) FROM deliveries WHERE status = 'delivering')",
+                )?
+                .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?)
+        })
+        .await
     }
 }
 
-async fn insert_attempts(
-    tx: &mut sqlx::Transaction<'static, Sqlite>,
-    chunk: &[Completion],
-) -> Result<(), StoreError> {
-    let rows: Vec<(&str, &Attempt)> = chunk
-        .iter()
-        .filter_map(|c| c.attempt.as_ref().map(|a| (c.leased.id.as_str(), a)))
-        .collect();
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let mut query = QueryBuilder::<Sqlite>::new(
-        "INSERT INTO attempts (delivery_id, at, outcome, status_code, latency_ms, error, plugin_version, response_body) ",
-    );
-    query.push_values(rows, |mut row, (delivery_id, a)| {
-        row.push_bind(delivery_id.to_owned())
-            .push_bind(a.at)
-            .push_bind(a.outcome.clone())
-            .push_bind(a.status_code)
-            .push_bind(a.latency_ms)
-            .push_bind(a.error.clone())
-            .push_bind(a.plugin_version.clone())
-            .push_bind(a.response_body.clone());
-    });
-    query.build().persistent(false).execute(&mut **tx).await?;
-    Ok(())
-}
-
-/// One multi-row upsert instead of one UPDATE per delivery; the `WHERE` keeps a cancel that
-/// happened during the attempt.
-async fn upsert_deliveries(
-    tx: &mut sqlx::Transaction<'static, Sqlite>,
-    chunk: &[Completion],
+/// Attempt rows and delivery states. The `WHERE` keeps a cancel that happened during the
+/// attempt.
+fn record_results(
+    tx: &Transaction<'_>,
+    completions: &[Completion],
     now: i64,
 ) -> Result<(), StoreError> {
-    let mut query = QueryBuilder::<Sqlite>::new(
-        "INSERT INTO deliveries (id, event_id, subscription_id, status, attempts, next_attempt_at, lease_until, last_error,
-         skip_reason, created_at, updated_at) ",
-    );
-    query.push_values(chunk, |mut row, c| {
+    let mut insert_attempt = tx.prepare_cached(
+        "INSERT INTO attempts (delivery_id, at, outcome, status_code, latency_ms, error, plugin_version, response_body)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )?;
+    let mut update_delivery = tx.prepare_cached(
+        "UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?, lease_until = NULL, last_error = ?,
+         skip_reason = ?, updated_at = ? WHERE id = ? AND status = 'delivering'",
+    )?;
+    for c in completions {
+        if let Some(a) = &c.attempt {
+            insert_attempt.execute((
+                &c.leased.id,
+                a.at,
+                &a.outcome,
+                a.status_code,
+                a.latency_ms,
+                &a.error,
+                &a.plugin_version,
+                &a.response_body,
+            ))?;
+        }
         let attempts = c.leased.attempts + i64::from(c.attempt.is_some());
-        row.push_bind(c.leased.id.clone())
-            .push_bind(c.leased.event_id.clone())
-            .push_bind(c.leased.subscription_id.clone())
-            .push_bind(c.status.as_str())
-            .push_bind(attempts)
-            .push_bind(c.next_attempt_at)
-            .push_bind(None::<i64>)
-            .push_bind(c.last_error.clone())
-            .push_bind(c.skip_reason.clone())
-            .push_bind(c.leased.created_at)
-            .push_bind(now);
-    });
-    query.push(
-        " ON CONFLICT (id) DO UPDATE SET status = excluded.status, attempts = excluded.attempts,
-          next_attempt_at = excluded.next_attempt_at, lease_until = NULL, last_error = excluded.last_error,
-          skip_reason = excluded.skip_reason, updated_at = excluded.updated_at
-          WHERE deliveries.status = 'delivering'",
-    );
-    query.build().persistent(false).execute(&mut **tx).await?;
+        update_delivery.execute((
+            c.status.as_str(),
+            attempts,
+            c.next_attempt_at,
+            &c.last_error,
+            &c.skip_reason,
+            now,
+            &c.leased.id,
+        ))?;
+    }
     Ok(())
 }
 
-async fn update_streaks(
-    tx: &mut sqlx::Transaction<'static, Sqlite>,
-    ids: &[&str],
-    set: &str,
-    only_if: &str,
-    value: Option<i64>,
+/// A success ends a subscription's failing streak; a failure starts one if none is running.
+fn record_streaks(
+    tx: &Transaction<'_>,
+    completions: &[Completion],
+    now: i64,
 ) -> Result<(), StoreError> {
-    if ids.is_empty() {
-        return Ok(());
+    let subscriptions_with = |effect: SubscriptionEffect| {
+        let mut ids: Vec<&str> = completions
+            .iter()
+            .filter(|c| c.effect == effect)
+            .map(|c| c.leased.subscription_id.as_str())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    };
+    let succeeded = subscriptions_with(SubscriptionEffect::Succeeded);
+    if !succeeded.is_empty() {
+        tx.prepare_cached(
+            "UPDATE subscriptions SET first_failure_at = NULL
+             WHERE first_failure_at IS NOT NULL AND id IN (SELECT value FROM json_each(?))",
+        )?
+        .execute([json_list(&succeeded)])?;
     }
-    let mut unique: Vec<&str> = ids.to_vec();
-    unique.sort_unstable();
-    unique.dedup();
-    let mut query = QueryBuilder::<Sqlite>::new("UPDATE subscriptions SET ");
-    query.push(set);
-    if let Some(v) = value {
-        query.push_bind(v);
+    let failed = subscriptions_with(SubscriptionEffect::Failed);
+    if !failed.is_empty() {
+        tx.prepare_cached(
+            "UPDATE subscriptions SET first_failure_at = ?1
+             WHERE first_failure_at IS NULL AND id IN (SELECT value FROM json_each(?2))",
+        )?
+        .execute((now, json_list(&failed)))?;
     }
-    query.push(" WHERE ").push(only_if).push(" AND id IN (");
-    let mut list = query.separated(", ");
-    for id in unique {
-        list.push_bind(id.to_owned());
-    }
-    query.push(")");
-    query.build().persistent(false).execute(&mut **tx).await?;
     Ok(())
 }

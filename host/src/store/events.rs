@@ -6,15 +6,16 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+use rusqlite::{OptionalExtension, Transaction};
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use super::{Delivery, Event, Store, StoreError, Subscription, SubscriptionStatus, new_id, now_ms};
+use super::{
+    Delivery, Event, Store, StoreError, Subscription, SubscriptionStatus, all_rows, json_list,
+    new_id, now_ms,
+};
 
 /// Requests committed together at most.
 const MAX_BATCH: usize = 512;
-/// Rows per multi-row INSERT (SQLite allows 32766 bound values per statement).
-const ROWS_PER_INSERT: usize = 1000;
 
 /// An event to store.
 #[derive(Debug, Clone)]
@@ -79,84 +80,110 @@ impl Ingestor {
 async fn writer(store: Store, mut rx: mpsc::Receiver<Request>, delivered: Arc<Notify>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let events: Vec<&NewEvent> = batch.iter().map(|r| &r.event).collect();
-        match commit_batch(&store, &events).await {
+        let (events, replies): (Vec<NewEvent>, Vec<_>) =
+            batch.drain(..).map(|r| (r.event, r.reply)).unzip();
+        let subscriptions = store.subscriptions();
+        let committed = store
+            .transaction(move |tx| commit_batch(tx, &events, &subscriptions))
+            .await;
+        match committed {
             Ok(outcomes) => {
                 if outcomes.iter().any(|o| o.deliveries > 0 && !o.duplicate) {
                     delivered.notify_one();
                 }
-                for (request, outcome) in batch.drain(..).zip(outcomes) {
-                    let _ = request.reply.send(Ok(outcome));
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(Ok(outcome));
                 }
             }
             Err(err) => {
                 tracing::error!(error = %err, "event batch failed to commit");
                 let message = err.to_string();
-                for request in batch.drain(..) {
-                    let _ = request
-                        .reply
-                        .send(Err(StoreError::Corrupt(message.clone())));
+                for reply in replies {
+                    let _ = reply.send(Err(StoreError::Batch(message.clone())));
                 }
             }
         }
     }
 }
 
-/// A delivery row to insert.
-struct NewDelivery {
-    id: String,
-    event_id: String,
-    subscription_id: String,
-}
-
-async fn commit_batch(
-    store: &Store,
-    events: &[&NewEvent],
+/// Inserts a batch of events and their deliveries; an idempotency key seen before (or
+/// earlier in the batch) answers with the earlier event instead.
+fn commit_batch(
+    tx: &Transaction<'_>,
+    events: &[NewEvent],
+    subscriptions: &[Arc<Subscription>],
 ) -> Result<Vec<IngestOutcome>, StoreError> {
     let now = now_ms();
-    let subscriptions = store.subscriptions();
-    let mut tx = store.begin_write().await?;
-    let mut known = existing_keys(&mut tx, events).await?;
+    let mut known: HashMap<&str, IngestOutcome> = HashMap::new();
     let mut outcomes = Vec::with_capacity(events.len());
-    let mut new_events: Vec<(String, &NewEvent)> = Vec::new();
-    let mut new_deliveries: Vec<NewDelivery> = Vec::new();
+    let mut insert_event = tx.prepare_cached(
+        "INSERT INTO events (id, idempotency_key, type, data, created_at) VALUES (?, ?, ?, ?, ?)",
+    )?;
+    let mut insert_delivery = tx.prepare_cached(
+        "INSERT INTO deliveries (id, event_id, subscription_id, status, attempts, next_attempt_at, created_at, updated_at)
+         VALUES (?, ?, ?, 'pending', 0, ?, ?, ?)",
+    )?;
     for event in events {
-        if let Some(key) = &event.idempotency_key
-            && let Some(earlier) = known.get(key)
-        {
-            outcomes.push(IngestOutcome {
-                duplicate: true,
-                ..earlier.clone()
-            });
-            continue;
+        if let Some(key) = event.idempotency_key.as_deref() {
+            let earlier = match known.get(key) {
+                Some(earlier) => Some(earlier.clone()),
+                None => earlier_event(tx, key)?,
+            };
+            if let Some(earlier) = earlier {
+                outcomes.push(IngestOutcome {
+                    duplicate: true,
+                    ..earlier
+                });
+                continue;
+            }
         }
         let event_id = new_id("evt");
-        let targets = targets(&subscriptions, event);
-        let first = new_deliveries.len();
-        new_deliveries.extend(targets.iter().map(|s| NewDelivery {
-            id: new_id("dlv"),
-            event_id: event_id.clone(),
-            subscription_id: s.id.clone(),
-        }));
+        insert_event.execute((
+            &event_id,
+            &event.idempotency_key,
+            &event.event_type,
+            &event.data,
+            now,
+        ))?;
+        let mut first_delivery = None;
+        let targets = targets(subscriptions, event);
+        for sub in &targets {
+            let id = new_id("dlv");
+            insert_delivery.execute((&id, &event_id, &sub.id, now, now, now))?;
+            first_delivery.get_or_insert(id);
+        }
         let outcome = IngestOutcome {
-            event_id: event_id.clone(),
+            event_id,
             deliveries: targets.len(),
-            first_delivery: new_deliveries
-                .get(first)
-                .filter(|_| !targets.is_empty())
-                .map(|d| d.id.clone()),
+            first_delivery,
             duplicate: false,
         };
-        if let Some(key) = &event.idempotency_key {
-            known.insert(key.clone(), outcome.clone());
+        if let Some(key) = event.idempotency_key.as_deref() {
+            known.insert(key, outcome.clone());
         }
         outcomes.push(outcome);
-        new_events.push((event_id, event));
     }
-    insert_events(&mut tx, &new_events, now).await?;
-    insert_deliveries(&mut tx, &new_deliveries, now).await?;
-    tx.commit().await?;
     Ok(outcomes)
+}
+
+/// The earlier event with this idempotency key, with its delivery count.
+fn earlier_event(tx: &Transaction<'_>, key: &str) -> Result<Option<IngestOutcome>, StoreError> {
+    let found = tx
+        .prepare_cached(
+            "SELECT e.id, (SELECT COUNT(*) FROM deliveries d WHERE d.event_id = e.id),
+             (SELECT MIN(d.id) FROM deliveries d WHERE d.event_id = e.id)
+             FROM events e WHERE e.idempotency_key = ?",
+        )?
+        .query_row([key], |r| {
+            Ok(IngestOutcome {
+                event_id: r.get(0)?,
+                deliveries: usize::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                first_delivery: r.get(2)?,
+                duplicate: true,
+            })
+        })
+        .optional()?;
+    Ok(found)
 }
 
 /// Subscriptions an event goes to: enabled ones whose patterns match, or the one named.
@@ -173,87 +200,8 @@ fn targets<'a>(
     }
 }
 
-/// Earlier events for the batch's idempotency keys, with their delivery counts.
-async fn existing_keys(
-    tx: &mut Transaction<'static, Sqlite>,
-    events: &[&NewEvent],
-) -> Result<HashMap<String, IngestOutcome>, StoreError> {
-    let keys: Vec<&String> = events
-        .iter()
-        .filter_map(|e| e.idempotency_key.as_ref())
-        .collect();
-    let mut known = HashMap::new();
-    for chunk in keys.chunks(ROWS_PER_INSERT) {
-        let mut query = QueryBuilder::<Sqlite>::new(
-            "SELECT e.id, e.idempotency_key, (SELECT COUNT(*) FROM deliveries d WHERE d.event_id = e.id) AS n,
-             (SELECT MIN(d.id) FROM deliveries d WHERE d.event_id = e.id) AS first
-             FROM events e WHERE e.idempotency_key IN (",
-        );
-        let mut list = query.separated(", ");
-        for key in chunk {
-            list.push_bind((*key).clone());
-        }
-        query.push(")");
-        for row in query.build().persistent(false).fetch_all(&mut **tx).await? {
-            let n: i64 = row.try_get("n")?;
-            known.insert(
-                row.try_get("idempotency_key")?,
-                IngestOutcome {
-                    event_id: row.try_get("id")?,
-                    deliveries: usize::try_from(n).unwrap_or(0),
-                    first_delivery: row.try_get("first")?,
-                    duplicate: true,
-                },
-            );
-        }
-    }
-    Ok(known)
-}
-
-async fn insert_events(
-    tx: &mut Transaction<'static, Sqlite>,
-    events: &[(String, &NewEvent)],
-    now: i64,
-) -> Result<(), StoreError> {
-    for chunk in events.chunks(ROWS_PER_INSERT) {
-        let mut query = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO events (id, idempotency_key, type, data, created_at) ",
-        );
-        query.push_values(chunk, |mut row, (id, event)| {
-            row.push_bind(id.clone())
-                .push_bind(event.idempotency_key.clone())
-                .push_bind(event.event_type.clone())
-                .push_bind(event.data.clone())
-                .push_bind(now);
-        });
-        query.build().persistent(false).execute(&mut **tx).await?;
-    }
-    Ok(())
-}
-
-async fn insert_deliveries(
-    tx: &mut Transaction<'static, Sqlite>,
-    rows: &[NewDelivery],
-    now: i64,
-) -> Result<(), StoreError> {
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
-        let mut query = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO deliveries (id, event_id, subscription_id, status, attempts, next_attempt_at, created_at, updated_at) ",
-        );
-        query.push_values(chunk, |mut row, d| {
-            row.push_bind(d.id.clone())
-                .push_bind(d.event_id.clone())
-                .push_bind(d.subscription_id.clone())
-                .push_bind("pending")
-                .push_bind(0_i64)
-                .push_bind(now)
-                .push_bind(now)
-                .push_bind(now);
-        });
-        query.build().persistent(false).execute(&mut **tx).await?;
-    }
-    Ok(())
-}
+/// The columns [`Event::from_row`] reads.
+pub(super) const EVENT_COLUMNS: &str = "id, idempotency_key, type, data, created_at";
 
 impl Store {
     /// An event by id, with its deliveries.
@@ -261,16 +209,17 @@ impl Store {
     /// # Errors
     /// Database errors.
     pub async fn event(&self, id: &str) -> Result<Option<(Event, Vec<Delivery>)>, StoreError> {
-        let Some(row) = sqlx::query(
-            "SELECT id, idempotency_key, type, data, created_at FROM events WHERE id = ?",
-        )
-        .bind(id)
-        .fetch_optional(self.reader())
-        .await?
-        else {
+        let key = id.to_owned();
+        let event = self
+            .read(move |conn| {
+                let mut stmt = conn
+                    .prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ?"))?;
+                Ok(all_rows(&mut stmt, [key], Event::from_row)?.pop())
+            })
+            .await?;
+        let Some(event) = event else {
             return Ok(None);
         };
-        let event = Event::from_row(&row)?;
         let deliveries = self
             .list_deliveries(
                 &super::DeliveryFilter {
@@ -282,35 +231,19 @@ impl Store {
             .await?;
         Ok(Some((event, deliveries)))
     }
+}
 
-    /// Events by id (for a leased batch).
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn events_by_id(
-        &self,
-        ids: &[String],
-    ) -> Result<HashMap<String, Arc<Event>>, StoreError> {
-        let mut found = HashMap::with_capacity(ids.len());
-        for chunk in ids.chunks(ROWS_PER_INSERT) {
-            let mut query = QueryBuilder::<Sqlite>::new(
-                "SELECT id, idempotency_key, type, data, created_at FROM events WHERE id IN (",
-            );
-            let mut list = query.separated(", ");
-            for id in chunk {
-                list.push_bind(id.clone());
-            }
-            query.push(")");
-            for row in query
-                .build()
-                .persistent(false)
-                .fetch_all(self.reader())
-                .await?
-            {
-                let event = Event::from_row(&row)?;
-                found.insert(event.id.clone(), Arc::new(event));
-            }
-        }
-        Ok(found)
-    }
+/// Events by id (for a leased batch), read inside the lease's transaction.
+pub(super) fn events_by_id(
+    tx: &Transaction<'_>,
+    ids: &[&str],
+) -> Result<HashMap<String, Arc<Event>>, StoreError> {
+    let mut stmt = tx.prepare_cached(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE id IN (SELECT value FROM json_each(?))"
+    ))?;
+    let events = all_rows(&mut stmt, [json_list(ids)], Event::from_row)?;
+    Ok(events
+        .into_iter()
+        .map(|e| (e.id.clone(), Arc::new(e)))
+        .collect())
 }

@@ -1,9 +1,12 @@
 //! Durable state in SQLite (WAL, `synchronous = FULL`, foreign keys on, a busy timeout):
-//! subscriptions, events, deliveries (the queue) and attempts. Writes on the hot paths are
-//! batched — ingest through a group-commit writer, attempt results through a batching
-//! recorder — because with sqlx a statement, not a row, is the unit of cost. Multi-row
-//! statements vary in shape with the batch size, so they are not kept in the prepared-statement
-//! cache (each cached shape holds memory proportional to its row count).
+//! subscriptions, events, deliveries (the queue) and attempts.
+//!
+//! Each connection lives on its own thread ([`tokio_rusqlite`]); a caller hands it a closure
+//! that runs a whole unit of work — often a transaction of several statements — and awaits the
+//! result. The thread hop, not the statement, is the unit of cost, so the hot paths are batched:
+//! ingest through a group-commit writer, attempt results through a batching recorder, leases
+//! together with their events. Statements have fixed shapes (lists are bound as one JSON array
+//! and expanded with `json_each`), so every one stays in the prepared-statement cache.
 
 mod deliveries;
 mod events;
@@ -12,36 +15,49 @@ mod settings;
 mod subscriptions;
 
 use std::path::Path;
-use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use sqlx::SqlitePool;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 pub use deliveries::{Completion, DeliveryFilter, Leased, SubscriptionEffect};
 pub use events::{IngestOutcome, Ingestor, NewEvent};
 pub use models::{Attempt, Delivery, DeliveryStatus, Event, Subscription, SubscriptionStatus};
 pub use subscriptions::{NewSubscription, SubscriptionPatch};
 
+/// Connections that only read (API lookups and lists), alongside the one writer.
+const READERS: usize = 2;
+/// Prepared statements kept per connection.
+const STATEMENT_CACHE: usize = 64;
+/// The schema, applied once to a new database (`PRAGMA user_version` says which is applied).
+const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_init.sql")];
+
 /// A store failure that is not the caller's fault.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database said no.
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
-    /// Migrations failed.
-    #[error("database migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Database(#[from] rusqlite::Error),
     /// A stored value did not parse (a bug or a hand-edited database).
     #[error("corrupt row: {0}")]
     Corrupt(String),
     /// A shared batch failed to commit (the message of the underlying error).
     #[error("database error: {0}")]
     Batch(String),
-    /// The writer task is gone (shutting down).
+    /// The connection's thread is gone (shutting down).
     #[error("the store is shutting down")]
     Closed,
+}
+
+impl From<tokio_rusqlite::Error<StoreError>> for StoreError {
+    fn from(err: tokio_rusqlite::Error<StoreError>) -> Self {
+        match err {
+            tokio_rusqlite::Error::Error(e) => e,
+            tokio_rusqlite::Error::Close((_, e)) => Self::Database(e),
+            _ => Self::Closed,
+        }
+    }
 }
 
 /// Handle to the database and the in-memory copy of the subscriptions (read on every ingest
@@ -50,9 +66,10 @@ pub enum StoreError {
 pub struct Store {
     /// The one connection that writes: SQLite allows one writer at a time, and queueing
     /// writers here (fairly, in-process) beats SQLite's sleep-and-retry busy handler.
-    writer: SqlitePool,
-    /// Connections for reads, which WAL runs alongside the writer.
-    reader: SqlitePool,
+    writer: tokio_rusqlite::Connection,
+    /// Connections for reads, which WAL runs alongside the writer; used in turn.
+    readers: Arc<[tokio_rusqlite::Connection]>,
+    next_reader: Arc<AtomicUsize>,
     subscriptions: Arc<RwLock<Arc<Vec<Arc<Subscription>>>>>,
 }
 
@@ -62,57 +79,79 @@ impl Store {
     /// # Errors
     /// When the file cannot be opened or migrated.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str("sqlite:")?
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10))
-            .statement_cache_capacity(64);
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .connect_with(options.clone())
+        let writer = tokio_rusqlite::Connection::open(path).await?;
+        writer
+            .call(|conn| {
+                conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| {
+                    r.get::<_, String>(0)
+                })?;
+                configure(conn)?;
+                migrate(conn)
+            })
             .await?;
-        sqlx::migrate!("./migrations").run(&writer).await?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(2)
-            .min_connections(1)
-            .connect_with(options)
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let reader = tokio_rusqlite::Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
             .await?;
+            reader.call(configure).await?;
+            readers.push(reader);
+        }
         let store = Self {
             writer,
-            reader,
+            readers: readers.into(),
+            next_reader: Arc::new(AtomicUsize::new(0)),
             subscriptions: Arc::new(RwLock::new(Arc::new(Vec::new()))),
         };
         store.reload_subscriptions().await?;
         Ok(store)
     }
 
-    /// Closes the pool (waits for connections to be returned).
+    /// Closes the connections, after the work already handed to them.
     pub async fn close(&self) {
-        self.writer.close().await;
-        self.reader.close().await;
+        for conn in self.readers.iter().chain([&self.writer]) {
+            if let Err(e) = conn.clone().close().await {
+                tracing::warn!(error = %e, "closing a database connection failed");
+            }
+        }
     }
 
-    /// The writing connection: every statement that changes something goes here.
-    pub(crate) fn writer(&self) -> &SqlitePool {
-        &self.writer
+    /// Runs `work` on the writing connection: every statement that changes something goes
+    /// here.
+    pub(crate) async fn write<R, F>(&self, work: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static,
+    {
+        Ok(self.writer.call(work).await?)
     }
 
-    /// The reading connections.
-    pub(crate) fn reader(&self) -> &SqlitePool {
-        &self.reader
+    /// Runs `work` in a write transaction that takes the write lock up front (`BEGIN
+    /// IMMEDIATE`), committing when it returns `Ok`.
+    pub(crate) async fn transaction<R, F>(&self, work: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&Transaction<'_>) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static,
+    {
+        self.write(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let result = work(&tx)?;
+            tx.commit()?;
+            Ok(result)
+        })
+        .await
     }
 
-    /// A write transaction that takes the write lock up front (`BEGIN IMMEDIATE`): a deferred
-    /// one that reads first cannot wait for the lock when upgrading and fails with "database
-    /// is locked" as soon as another writer committed in between.
-    pub(crate) async fn begin_write(
-        &self,
-    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
-        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    /// Runs `work` on one of the reading connections.
+    pub(crate) async fn read<R, F>(&self, work: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static,
+    {
+        let turn = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
+        Ok(self.readers[turn].call(work).await?)
     }
 
     /// The current subscriptions (not deleted), from memory.
@@ -133,6 +172,71 @@ impl Store {
     }
 }
 
+/// Settings every connection gets.
+fn configure(conn: &mut Connection) -> Result<(), StoreError> {
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(())
+}
+
+/// Applies the migrations the database has not seen, each in its own transaction.
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let mut applied: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if applied == 0 && created_by_sqlx(conn)? {
+        // Databases from before the move to rusqlite recorded the same schema in sqlx's table.
+        applied = 1;
+        conn.pragma_update(None, "user_version", applied)?;
+    }
+    let applied = usize::try_from(applied).unwrap_or(0);
+    for (number, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(
+            None,
+            "user_version",
+            i64::try_from(number + 1).unwrap_or(i64::MAX),
+        )?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+fn created_by_sqlx(conn: &Connection) -> Result<bool, StoreError> {
+    Ok(conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations')",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+/// Runs a query and maps every row (the mapping may fail with a [`StoreError`], which
+/// `query_map`'s closure cannot return).
+fn all_rows<T>(
+    stmt: &mut rusqlite::Statement<'_>,
+    params: impl rusqlite::Params,
+    mut map: impl FnMut(&rusqlite::Row<'_>) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut rows = stmt.query(params)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(map(row)?);
+    }
+    Ok(out)
+}
+
+/// A list bound as one parameter: a JSON array for `IN (SELECT value FROM json_each(?))`.
+fn json_list<S: AsRef<str>>(items: &[S]) -> String {
+    serde_json::Value::Array(
+        items
+            .iter()
+            .map(|s| serde_json::Value::String(s.as_ref().to_owned()))
+            .collect(),
+    )
+    .to_string()
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     time::OffsetDateTime::now_utc()
@@ -143,4 +247,49 @@ pub fn now_ms() -> i64 {
 /// A new id: `prefix` + `_` + a ULID (sortable by creation time).
 pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", ulid::Ulid::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reopening_applies_the_schema_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let store = Store::open(&path).await.unwrap();
+        assert!(store.set_setting_once("k", "v").await.unwrap());
+        store.close().await;
+        let store = Store::open(&path).await.unwrap();
+        assert_eq!(store.setting("k").await.unwrap().as_deref(), Some("v"));
+        let version: i64 = store
+            .read(|conn| Ok(conn.pragma_query_value(None, "user_version", |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(version, 1);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_database_migrated_by_sqlx_is_taken_as_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE _sqlx_migrations (version INTEGER PRIMARY KEY);
+             INSERT INTO settings (key, value) VALUES ('k', 'old');",
+        )
+        .unwrap();
+        drop(conn);
+        let store = Store::open(&path).await.unwrap();
+        assert_eq!(store.setting("k").await.unwrap().as_deref(), Some("old"));
+        store.close().await;
+    }
+
+    #[test]
+    fn lists_bind_as_one_json_array() {
+        assert_eq!(json_list(&["a", "b\"c"]), r#"["a","b\"c"]"#);
+        assert_eq!(json_list::<&str>(&[]), "[]");
+    }
 }

@@ -2,9 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use rusqlite::Row;
 use serde::Serialize;
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
 use super::StoreError;
 use crate::signing::Scheme;
@@ -69,28 +68,28 @@ impl Subscription {
         secrets
     }
 
-    pub(super) fn from_row(row: &SqliteRow) -> Result<Self, StoreError> {
+    pub(super) fn from_row(row: &Row<'_>) -> Result<Self, StoreError> {
         let corrupt = |what: &str, e: serde_json::Error| {
             StoreError::Corrupt(format!("subscription {what}: {e}"))
         };
-        let status: String = row.try_get("status")?;
-        let previous: Option<String> = row.try_get("previous_secret")?;
-        let previous_until: Option<i64> = row.try_get("previous_secret_expires_at")?;
-        let reason: Option<String> = row.try_get("disabled_reason")?;
-        let disabled_at: Option<i64> = row.try_get("disabled_at")?;
+        let status: String = row.get("status")?;
+        let previous: Option<String> = row.get("previous_secret")?;
+        let previous_until: Option<i64> = row.get("previous_secret_expires_at")?;
+        let reason: Option<String> = row.get("disabled_reason")?;
+        let disabled_at: Option<i64> = row.get("disabled_at")?;
         Ok(Self {
-            id: row.try_get("id")?,
-            url: row.try_get("url")?,
-            events: serde_json::from_str(row.try_get("events")?)
+            id: row.get("id")?,
+            url: row.get("url")?,
+            events: serde_json::from_str(&row.get::<_, String>("events")?)
                 .map_err(|e| corrupt("events", e))?,
-            plugin: row.try_get("plugin")?,
-            plugin_config: row.try_get("plugin_config")?,
-            description: row.try_get("description")?,
-            headers: serde_json::from_str(row.try_get("headers")?)
+            plugin: row.get("plugin")?,
+            plugin_config: row.get("plugin_config")?,
+            description: row.get("description")?,
+            headers: serde_json::from_str(&row.get::<_, String>("headers")?)
                 .map_err(|e| corrupt("headers", e))?,
-            signature: serde_json::from_str(row.try_get("signature")?)
+            signature: serde_json::from_str(&row.get::<_, String>("signature")?)
                 .map_err(|e| corrupt("signature", e))?,
-            secret: row.try_get("secret")?,
+            secret: row.get("secret")?,
             previous_secret: previous.zip(previous_until),
             status: if status == "enabled" {
                 SubscriptionStatus::Enabled
@@ -98,8 +97,8 @@ impl Subscription {
                 SubscriptionStatus::Disabled
             },
             disabled: reason.zip(disabled_at),
-            created_at: row.try_get("created_at")?,
-            updated_at: row.try_get("updated_at")?,
+            created_at: row.get("created_at")?,
+            updated_at: row.get("updated_at")?,
         })
     }
 }
@@ -129,13 +128,13 @@ pub struct Event {
 }
 
 impl Event {
-    pub(super) fn from_row(row: &SqliteRow) -> Result<Self, StoreError> {
+    pub(super) fn from_row(row: &Row<'_>) -> Result<Self, StoreError> {
         Ok(Self {
-            id: row.try_get("id")?,
-            idempotency_key: row.try_get("idempotency_key")?,
-            event_type: row.try_get("type")?,
-            data: row.try_get("data")?,
-            created_at: row.try_get("created_at")?,
+            id: row.get("id")?,
+            idempotency_key: row.get("idempotency_key")?,
+            event_type: row.get("type")?,
+            data: row.get("data")?,
+            created_at: row.get("created_at")?,
         })
     }
 }
@@ -212,22 +211,22 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    pub(super) fn from_row(row: &SqliteRow) -> Result<Self, StoreError> {
-        let status: String = row.try_get("status")?;
+    pub(super) fn from_row(row: &Row<'_>) -> Result<Self, StoreError> {
+        let status: String = row.get("status")?;
         let status = DeliveryStatus::parse(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("delivery status {status:?}")))?;
-        let next: i64 = row.try_get("next_attempt_at")?;
+        let next: i64 = row.get("next_attempt_at")?;
         Ok(Self {
-            id: row.try_get("id")?,
-            event_id: row.try_get("event_id")?,
-            subscription_id: row.try_get("subscription_id")?,
+            id: row.get("id")?,
+            event_id: row.get("event_id")?,
+            subscription_id: row.get("subscription_id")?,
             status,
-            attempts: row.try_get("attempts")?,
+            attempts: row.get("attempts")?,
             next_attempt_at: (status == DeliveryStatus::Pending).then_some(next),
-            last_error: row.try_get("last_error")?,
-            skip_reason: row.try_get("skip_reason")?,
-            created_at: row.try_get("created_at")?,
-            updated_at: row.try_get("updated_at")?,
+            last_error: row.get("last_error")?,
+            skip_reason: row.get("skip_reason")?,
+            created_at: row.get("created_at")?,
+            updated_at: row.get("updated_at")?,
         })
     }
 }
@@ -252,15 +251,15 @@ pub struct Attempt {
 }
 
 impl Attempt {
-    pub(super) fn from_row(row: &SqliteRow) -> Result<Self, StoreError> {
+    pub(super) fn from_row(row: &Row<'_>) -> Result<Self, StoreError> {
         Ok(Self {
-            at: row.try_get("at")?,
-            outcome: row.try_get("outcome")?,
-            status_code: row.try_get("status_code")?,
-            latency_ms: row.try_get("latency_ms")?,
-            error: row.try_get("error")?,
-            plugin_version: row.try_get("plugin_version")?,
-            response_body: row.try_get("response_body")?,
+            at: row.get("at")?,
+            outcome: row.get("outcome")?,
+            status_code: row.get("status_code")?,
+            latency_ms: row.get("latency_ms")?,
+            error: row.get("error")?,
+            plugin_version: row.get("plugin_version")?,
+            response_body: row.get("response_body")?,
         })
     }
 }

@@ -1,6 +1,6 @@
 //! Small persistent settings: the hash of the generated admin key.
 
-use sqlx::Row;
+use rusqlite::OptionalExtension;
 
 use super::{Store, StoreError};
 
@@ -10,11 +10,14 @@ impl Store {
     /// # Errors
     /// Database errors.
     pub async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query("SELECT value FROM settings WHERE key = ?")
-            .bind(key)
-            .fetch_optional(self.reader())
-            .await?;
-        Ok(row.map(|r| r.try_get("value")).transpose()?)
+        let key = key.to_owned();
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached("SELECT value FROM settings WHERE key = ?")?
+                .query_row([key], |r| r.get(0))
+                .optional()?)
+        })
+        .await
     }
 
     /// Stores a setting unless it exists; returns whether it was stored.
@@ -22,13 +25,14 @@ impl Store {
     /// # Errors
     /// Database errors.
     pub async fn set_setting_once(&self, key: &str, value: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(key)
-        .bind(value)
-        .execute(self.writer())
-        .await?;
-        Ok(done.rows_affected() > 0)
+        let (key, value) = (key.to_owned(), value.to_owned());
+        self.write(move |conn| {
+            let stored = conn.execute(
+                "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+                (key, value),
+            )?;
+            Ok(stored > 0)
+        })
+        .await
     }
 }

@@ -3,9 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError};
 
-use sqlx::Row;
-
-use super::{Store, StoreError, Subscription, new_id, now_ms};
+use super::{Store, StoreError, Subscription, all_rows, new_id, now_ms};
 use crate::signing::Scheme;
 
 /// A validated subscription to create.
@@ -66,22 +64,26 @@ impl Store {
     ) -> Result<Arc<Subscription>, StoreError> {
         let id = new_id("sub");
         let now = now_ms();
-        sqlx::query(
-            "INSERT INTO subscriptions (id, url, events, plugin, plugin_config, description, headers, signature, secret, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&id)
-        .bind(&new.url)
-        .bind(json(&new.events)?)
-        .bind(&new.plugin)
-        .bind(&new.plugin_config)
-        .bind(&new.description)
-        .bind(json(&new.headers)?)
-        .bind(json(&new.signature)?)
-        .bind(&new.secret)
-        .bind(now)
-        .bind(now)
-        .execute(self.writer())
+        let row = (
+            id.clone(),
+            new.url,
+            json(&new.events)?,
+            new.plugin,
+            new.plugin_config,
+            new.description,
+            json(&new.headers)?,
+            json(&new.signature)?,
+            new.secret,
+            now,
+        );
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO subscriptions (id, url, events, plugin, plugin_config, description, headers, signature, secret,
+                 created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+            )?
+            .execute(row)?;
+            Ok(())
+        })
         .await?;
         self.reload_and_get(&id).await
     }
@@ -91,14 +93,14 @@ impl Store {
     /// # Errors
     /// Database errors.
     pub async fn subscription(&self, id: &str) -> Result<Option<Subscription>, StoreError> {
-        let sql = sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM subscriptions WHERE id = ? AND deleted_at IS NULL"
-        ));
-        let row = sqlx::query(sql)
-            .bind(id)
-            .fetch_optional(self.reader())
-            .await?;
-        row.as_ref().map(Subscription::from_row).transpose()
+        let id = id.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM subscriptions WHERE id = ? AND deleted_at IS NULL"
+            ))?;
+            Ok(all_rows(&mut stmt, [id], Subscription::from_row)?.pop())
+        })
+        .await
     }
 
     /// A page of subscriptions in creation order, after `cursor`.
@@ -110,15 +112,14 @@ impl Store {
         cursor: Option<&str>,
         limit: i64,
     ) -> Result<Vec<Subscription>, StoreError> {
-        let sql = sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM subscriptions WHERE deleted_at IS NULL AND id > ? ORDER BY id LIMIT ?"
-        ));
-        let rows = sqlx::query(sql)
-            .bind(cursor.unwrap_or(""))
-            .bind(limit)
-            .fetch_all(self.reader())
-            .await?;
-        rows.iter().map(Subscription::from_row).collect()
+        let cursor = cursor.unwrap_or("").to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM subscriptions WHERE deleted_at IS NULL AND id > ? ORDER BY id LIMIT ?"
+            ))?;
+            all_rows(&mut stmt, (cursor, limit), Subscription::from_row)
+        })
+        .await
     }
 
     /// Applies a patch; `None` when there is no such subscription.
@@ -154,20 +155,25 @@ impl Store {
         if let Some(signature) = patch.signature {
             sub.signature = signature;
         }
-        sqlx::query(
-            "UPDATE subscriptions SET url = ?, events = ?, plugin = ?, plugin_config = ?, description = ?, headers = ?,
-             signature = ?, updated_at = ? WHERE id = ? AND deleted_at IS NULL",
-        )
-        .bind(&sub.url)
-        .bind(json(&sub.events)?)
-        .bind(&sub.plugin)
-        .bind(&sub.plugin_config)
-        .bind(&sub.description)
-        .bind(json(&sub.headers)?)
-        .bind(json(&sub.signature)?)
-        .bind(now_ms())
-        .bind(id)
-        .execute(self.writer())
+        let row = (
+            sub.url,
+            json(&sub.events)?,
+            sub.plugin,
+            sub.plugin_config,
+            sub.description,
+            json(&sub.headers)?,
+            json(&sub.signature)?,
+            now_ms(),
+            id.to_owned(),
+        );
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "UPDATE subscriptions SET url = ?, events = ?, plugin = ?, plugin_config = ?, description = ?, headers = ?,
+                 signature = ?, updated_at = ? WHERE id = ? AND deleted_at IS NULL",
+            )?
+            .execute(row)?;
+            Ok(())
+        })
         .await?;
         self.reload_and_get(id).await.map(Some)
     }
@@ -178,21 +184,22 @@ impl Store {
     /// # Errors
     /// Database errors.
     pub async fn delete_subscription(&self, id: &str) -> Result<bool, StoreError> {
-        let now = now_ms();
-        let mut tx = self.begin_write().await?;
-        let deleted = sqlx::query("UPDATE subscriptions SET deleted_at = ?, updated_at = ? WHERE id = ? AND deleted_at IS NULL")
-            .bind(now)
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        sqlx::query("UPDATE deliveries SET status = 'cancelled', updated_at = ? WHERE subscription_id = ? AND status = 'pending'")
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
+        let id = id.to_owned();
+        let deleted = self
+            .transaction(move |tx| {
+                let now = now_ms();
+                let deleted = tx
+                    .prepare_cached(
+                        "UPDATE subscriptions SET deleted_at = ?1, updated_at = ?1 WHERE id = ?2 AND deleted_at IS NULL",
+                    )?
+                    .execute((now, &id))?;
+                tx.prepare_cached(
+                    "UPDATE deliveries SET status = 'cancelled', updated_at = ?1 WHERE subscription_id = ?2 AND status = 'pending'",
+                )?
+                .execute((now, &id))?;
+                Ok(deleted)
+            })
             .await?;
-        tx.commit().await?;
         self.reload_subscriptions().await?;
         Ok(deleted > 0)
     }
@@ -207,18 +214,18 @@ impl Store {
         secret: &str,
         grace_ms: i64,
     ) -> Result<bool, StoreError> {
-        let now = now_ms();
-        let changed = sqlx::query(
-            "UPDATE subscriptions SET previous_secret = secret, previous_secret_expires_at = ?, secret = ?, updated_at = ?
-             WHERE id = ? AND deleted_at IS NULL",
-        )
-        .bind(now.saturating_add(grace_ms))
-        .bind(secret)
-        .bind(now)
-        .bind(id)
-        .execute(self.writer())
-        .await?
-        .rows_affected();
+        let (id, secret) = (id.to_owned(), secret.to_owned());
+        let changed = self
+            .write(move |conn| {
+                let now = now_ms();
+                Ok(conn
+                    .prepare_cached(
+                        "UPDATE subscriptions SET previous_secret = secret, previous_secret_expires_at = ?1, secret = ?2,
+                         updated_at = ?3 WHERE id = ?4 AND deleted_at IS NULL",
+                    )?
+                    .execute((now.saturating_add(grace_ms), secret, now, id))?)
+            })
+            .await?;
         self.reload_subscriptions().await?;
         Ok(changed > 0)
     }
@@ -231,15 +238,17 @@ impl Store {
         &self,
         id: &str,
     ) -> Result<Option<Arc<Subscription>>, StoreError> {
-        let changed = sqlx::query(
-            "UPDATE subscriptions SET status = 'enabled', disabled_reason = NULL, disabled_at = NULL, first_failure_at = NULL,
-             updated_at = ? WHERE id = ? AND deleted_at IS NULL",
-        )
-        .bind(now_ms())
-        .bind(id)
-        .execute(self.writer())
-        .await?
-        .rows_affected();
+        let key = id.to_owned();
+        let changed = self
+            .write(move |conn| {
+                Ok(conn
+                    .prepare_cached(
+                        "UPDATE subscriptions SET status = 'enabled', disabled_reason = NULL, disabled_at = NULL,
+                         first_failure_at = NULL, updated_at = ? WHERE id = ? AND deleted_at IS NULL",
+                    )?
+                    .execute((now_ms(), key))?)
+            })
+            .await?;
         if changed == 0 {
             return Ok(None);
         }
@@ -251,16 +260,15 @@ impl Store {
     /// # Errors
     /// Database errors.
     pub async fn disable_subscription(&self, id: &str, reason: &str) -> Result<(), StoreError> {
-        let now = now_ms();
-        sqlx::query(
-            "UPDATE subscriptions SET status = 'disabled', disabled_reason = ?, disabled_at = ?, updated_at = ?
-             WHERE id = ? AND status = 'enabled'",
-        )
-        .bind(reason)
-        .bind(now)
-        .bind(now)
-        .bind(id)
-        .execute(self.writer())
+        let (id, reason) = (id.to_owned(), reason.to_owned());
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "UPDATE subscriptions SET status = 'disabled', disabled_reason = ?1, disabled_at = ?2, updated_at = ?2
+                 WHERE id = ?3 AND status = 'enabled'",
+            )?
+            .execute((reason, now_ms(), id))?;
+            Ok(())
+        })
         .await?;
         self.reload_subscriptions().await
     }
@@ -278,19 +286,18 @@ impl Store {
     /// # Errors
     /// Database errors.
     pub async fn reload_subscriptions(&self) -> Result<(), StoreError> {
-        let sql = sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM subscriptions WHERE deleted_at IS NULL ORDER BY id"
-        ));
-        let rows = sqlx::query(sql).fetch_all(self.reader()).await?;
-        let all: Vec<Arc<Subscription>> = rows
-            .iter()
-            .map(|r| Subscription::from_row(r).map(Arc::new))
-            .collect::<Result<_, _>>()?;
-        *self
-            .subscriptions
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = Arc::new(all);
-        Ok(())
+        // Read and swap on the writer's thread, which runs one unit of work at a time: two
+        // reloads after two changes cannot swap in their copies in the wrong order.
+        let cache = self.subscriptions.clone();
+        self.write(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM subscriptions WHERE deleted_at IS NULL ORDER BY id"
+            ))?;
+            let all = all_rows(&mut stmt, [], |r| Subscription::from_row(r).map(Arc::new))?;
+            *cache.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(all);
+            Ok(())
+        })
+        .await
     }
 
     async fn reload_and_get(&self, id: &str) -> Result<Arc<Subscription>, StoreError> {
@@ -304,15 +311,13 @@ impl Store {
     /// # Errors
     /// Database errors.
     pub async fn failing_since_before(&self, cutoff_ms: i64) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id FROM subscriptions WHERE status = 'enabled' AND deleted_at IS NULL AND first_failure_at IS NOT NULL
-             AND first_failure_at <= ?",
-        )
-        .bind(cutoff_ms)
-        .fetch_all(self.reader())
-        .await?;
-        rows.iter()
-            .map(|r| r.try_get("id").map_err(StoreError::from))
-            .collect()
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id FROM subscriptions WHERE status = 'enabled' AND deleted_at IS NULL AND first_failure_at IS NOT NULL
+                 AND first_failure_at <= ?",
+            )?;
+            all_rows(&mut stmt, [cutoff_ms], |r| Ok(r.get(0)?))
+        })
+        .await
     }
 }

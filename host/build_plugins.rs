@@ -13,7 +13,10 @@ fn build_wasm_plugins(workspace: &Path, packages: &[&str], watch: &[&str]) -> Pa
     for dir in watch {
         println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
     }
-    println!("cargo:rerun-if-changed={}", workspace.join("Cargo.lock").display());
+    // The lock file pins the plugins' dependencies; the manifest holds the `plugin` profile.
+    for file in ["Cargo.lock", "Cargo.toml"] {
+        println!("cargo:rerun-if-changed={}", workspace.join(file).display());
+    }
     let target_dir = workspace.join("target").join("wasm-plugins");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut cmd = Command::new(cargo);

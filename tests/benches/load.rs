@@ -6,7 +6,8 @@
 //! cargo build --release -p switchyard && cargo bench -p switchyard-tests --bench load
 //! ```
 //! `SWITCHYARD_BIN` overrides the binary; `LOAD_SCALE=0.1` runs every scenario at a tenth of
-//! its size for a quick look.
+//! its size for a quick look; `LOAD_ONLY=fan-out,drain` runs only the scenarios named
+//! (`ingest`, `e2e`, `slack`, `fan-out`, `drain`), e.g. while profiling one.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -43,11 +44,21 @@ fn scale(n: usize) -> usize {
 async fn run_all() {
     switchyard::net::install_crypto_provider();
     let mut rows = Vec::new();
-    rows.push(ingest().await);
-    rows.push(end_to_end("e2e", None).await);
-    rows.push(end_to_end("e2e + slack plugin", Some("slack")).await);
-    rows.push(fan_out().await);
-    rows.push(drain().await);
+    if selected("ingest") {
+        rows.push(ingest().await);
+    }
+    if selected("e2e") {
+        rows.push(end_to_end("e2e", None).await);
+    }
+    if selected("slack") {
+        rows.push(end_to_end("e2e + slack plugin", Some("slack")).await);
+    }
+    if selected("fan-out") {
+        rows.push(fan_out().await);
+    }
+    if selected("drain") {
+        rows.push(drain().await);
+    }
     println!();
     println!(
         "| scenario | throughput | latency p50 / p99 / max (ms) | at 50% load p50 / p99 (ms) | peak RSS | mean CPU | lost / dup |"
@@ -56,6 +67,11 @@ async fn run_all() {
     for r in rows {
         println!("{r}");
     }
+}
+
+/// Whether `LOAD_ONLY` (a comma-separated list; unset means all) names the scenario.
+fn selected(scenario: &str) -> bool {
+    std::env::var("LOAD_ONLY").map_or(true, |only| only.split(',').any(|s| s.trim() == scenario))
 }
 
 /// One line of the table.

@@ -37,6 +37,9 @@ pub struct Config {
     pub rotation_grace: Duration,
     /// Largest accepted `POST /v1/events` body.
     pub max_event_bytes: usize,
+    /// Events waiting for their commit at once; past this `POST /v1/events` answers 429, so
+    /// an overload costs the producer a retry instead of the service unbounded memory.
+    pub max_pending_events: usize,
     /// Limits of every plugin call.
     pub plugin_limits: Limits,
     /// Write the bundled plugins into the plugins folder when it is first created.
@@ -62,6 +65,7 @@ impl Config {
             disable_after_failing_for: Duration::from_secs(5 * 24 * 3600),
             rotation_grace: Duration::from_secs(24 * 3600),
             max_event_bytes: 1 << 20,
+            max_pending_events: 4096,
             plugin_limits: Limits::default(),
             bundled_plugins: true,
             lease: Duration::from_secs(300),
@@ -111,6 +115,8 @@ pub struct Layer {
     pub rotation_grace: Option<String>,
     /// `max_event_bytes`
     pub max_event_bytes: Option<usize>,
+    /// `max_pending_events`
+    pub max_pending_events: Option<usize>,
     /// `plugin_timeout`, e.g. `"100ms"`
     pub plugin_timeout: Option<String>,
     /// `plugin_memory_mb`
@@ -149,6 +155,7 @@ impl Layer {
                 .or(self.disable_after_failing_for),
             rotation_grace: over.rotation_grace.or(self.rotation_grace),
             max_event_bytes: over.max_event_bytes.or(self.max_event_bytes),
+            max_pending_events: over.max_pending_events.or(self.max_pending_events),
             plugin_timeout: over.plugin_timeout.or(self.plugin_timeout),
             plugin_memory_mb: over.plugin_memory_mb.or(self.plugin_memory_mb),
             bundled_plugins: over.bundled_plugins.or(self.bundled_plugins),
@@ -228,6 +235,12 @@ impl Layer {
             &mut config.max_event_bytes,
             "max_event_bytes",
             self.max_event_bytes,
+            &mut errors,
+        );
+        set_positive(
+            &mut config.max_pending_events,
+            "max_pending_events",
+            self.max_pending_events,
             &mut errors,
         );
         if let Some(mb) = self.plugin_memory_mb {

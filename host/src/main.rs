@@ -68,6 +68,10 @@ struct ServeArgs {
     /// Largest accepted event body in bytes [default: 1048576]
     #[arg(long, env = "SWITCHYARD_MAX_EVENT_BYTES")]
     max_event_bytes: Option<usize>,
+    /// Events waiting for their commit at once; past this, POST /v1/events answers 429 with
+    /// Retry-After [default: 4096]
+    #[arg(long, env = "SWITCHYARD_MAX_PENDING_EVENTS")]
+    max_pending_events: Option<usize>,
     /// Wall-clock limit of one plugin call [default: 100ms]
     #[arg(long, env = "SWITCHYARD_PLUGIN_TIMEOUT")]
     plugin_timeout: Option<String>,
@@ -95,6 +99,7 @@ impl ServeArgs {
             disable_after_failing_for: self.disable_after_failing_for,
             rotation_grace: self.rotation_grace,
             max_event_bytes: self.max_event_bytes,
+            max_pending_events: self.max_pending_events,
             plugin_timeout: self.plugin_timeout,
             plugin_memory_mb: self.plugin_memory_mb,
             bundled_plugins: self.bundled_plugins,

@@ -77,7 +77,8 @@ pub async fn run(
     })?;
     let metrics = Metrics::new();
     let wake = Arc::new(Notify::new());
-    let (ingestor, ingest_task) = Ingestor::start(store.clone(), wake.clone());
+    let (ingestor, ingest_task) =
+        Ingestor::start(store.clone(), wake.clone(), config.max_pending_events);
     let dispatcher = Dispatcher::start(
         DispatchContext {
             store: store.clone(),

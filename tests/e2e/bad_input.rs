@@ -607,6 +607,53 @@ async fn undecodable_path_ids_are_400() {
     assert_still_healthy(&server).await;
 }
 
+/// With room for one waiting event, a burst overflows the commit queue: the overflow is told
+/// to come back (429, `Retry-After`), and every event that was answered 202 is stored.
+#[tokio::test]
+async fn an_ingest_overload_is_429_and_loses_nothing_accepted() {
+    let server = TestServer::start_with(|config| config.max_pending_events = 1).await;
+    let body = json!({"type": "load.test", "data": {"n": 1}}).to_string();
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    for _round in 0..20 {
+        let burst =
+            (0..200).map(|_| send(json_request(&server, Method::POST, "/v1/events", &body)));
+        for response in futures::future::join_all(burst).await {
+            if response.status() == 429 {
+                assert_eq!(
+                    response
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok()),
+                    Some("1")
+                );
+                assert_error(response, 429, "rate_limited").await;
+                refused += 1;
+            } else {
+                assert_eq!(response.status(), 202);
+                let answer: Value = response.json().await.expect("json");
+                accepted.push(answer["id"].as_str().expect("event id").to_owned());
+            }
+        }
+        if refused > 0 {
+            break;
+        }
+    }
+    assert!(refused > 0, "no burst overflowed a one-event queue");
+    assert!(!accepted.is_empty(), "nothing was accepted");
+    for id in &accepted {
+        let response = send(server.request(Method::GET, &format!("/v1/events/{id}"))).await;
+        assert_eq!(response.status(), 200, "accepted event {id} was not stored");
+    }
+    let after = send(json_request(&server, Method::POST, "/v1/events", &body)).await;
+    assert_eq!(
+        after.status(),
+        202,
+        "the service recovers once the burst is over"
+    );
+    assert_still_healthy(&server).await;
+}
+
 #[tokio::test]
 async fn oversized_bodies_are_413() {
     let server = TestServer::start_with(|config| config.max_event_bytes = 1024).await;

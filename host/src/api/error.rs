@@ -3,7 +3,7 @@
 //! answered with a bare 500 that leaks nothing.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -60,6 +60,9 @@ pub enum ApiError {
         /// Lines the plugin logged before failing.
         logs: Vec<LogLine>,
     },
+    /// 429: too much load right now; retry after a second.
+    #[error("{0}")]
+    RateLimited(String),
     /// 503: shutting down.
     #[error("the service is shutting down")]
     Unavailable,
@@ -98,6 +101,7 @@ impl ApiError {
             }
             Self::Invalid { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
             Self::PluginFailed { error, .. } => (StatusCode::UNPROCESSABLE_ENTITY, error.kind()),
+            Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -114,7 +118,13 @@ impl IntoResponse for ApiError {
         if let Self::PluginFailed { logs, .. } = &self {
             body["logs"] = json!(logs);
         }
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
     }
 }
 
@@ -122,6 +132,7 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Closed => Self::Unavailable,
+            StoreError::Overloaded => Self::RateLimited(err.to_string()),
             other => Self::Internal(other.to_string()),
         }
     }

@@ -55,10 +55,15 @@ pub struct Ingestor {
 }
 
 impl Ingestor {
-    /// Starts the writer task. `delivered` is notified after each commit that created
-    /// deliveries, so dispatch starts at once rather than on its next timer.
-    pub fn start(store: Store, delivered: Arc<Notify>) -> (Self, tokio::task::JoinHandle<()>) {
-        let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
+    /// Starts the writer task, with room for `max_pending` events waiting for their commit.
+    /// `delivered` is notified after each commit that created deliveries, so dispatch starts
+    /// at once rather than on its next timer.
+    pub fn start(
+        store: Store,
+        delivered: Arc<Notify>,
+        max_pending: usize,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(max_pending.max(1));
         let task = tokio::spawn(writer(store, rx, delivered));
         (Self { tx }, task)
     }
@@ -66,13 +71,16 @@ impl Ingestor {
     /// Stores an event and its deliveries; returns once they are committed.
     ///
     /// # Errors
-    /// Database errors, or [`StoreError::Closed`] while shutting down.
+    /// Database errors, [`StoreError::Overloaded`] when `max_pending` events already wait,
+    /// or [`StoreError::Closed`] while shutting down.
     pub async fn ingest(&self, event: NewEvent) -> Result<IngestOutcome, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(Request { event, reply })
-            .await
-            .map_err(|_| StoreError::Closed)?;
+            .try_send(Request { event, reply })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => StoreError::Overloaded,
+                mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
+            })?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 }

@@ -45,6 +45,9 @@ pub enum StoreError {
     /// A shared batch failed to commit (the message of the underlying error).
     #[error("database error: {0}")]
     Batch(String),
+    /// Too many events are already waiting for their commit (the producer should retry).
+    #[error("too many events are waiting to be stored; retry shortly")]
+    Overloaded,
     /// The connection's thread is gone (shutting down).
     #[error("the store is shutting down")]
     Closed,

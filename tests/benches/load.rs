@@ -24,6 +24,8 @@ use serde_json::{Value, json};
 
 const KEY: &str = "bench-key-0123456789abcdef";
 const CONCURRENCY: usize = 64;
+/// Connections the open-loop (fixed-rate) phases use at most.
+const OPEN_LOOP_CONNECTIONS: usize = 256;
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -415,9 +417,12 @@ async fn open_loop(
     duration: Duration,
 ) -> (Vec<(String, Instant)>, Vec<Duration>) {
     let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(256)
+        .pool_max_idle_per_host(OPEN_LOOP_CONNECTIONS)
         .build()
         .expect("client");
+    // At most this many requests (and so connections) at once; a request past them waits in
+    // the generator, and its latency still counts from its scheduled time.
+    let connections = Arc::new(tokio::sync::Semaphore::new(OPEN_LOOP_CONNECTIONS));
     let interval = Duration::from_secs_f64(1.0 / rate.max(1.0));
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -426,7 +431,9 @@ async fn open_loop(
         let scheduled = started + interval.mul_f64(i as f64);
         tokio::time::sleep_until(scheduled.into()).await;
         let (http, base) = (http.clone(), base.to_owned());
+        let connections = connections.clone();
         tasks.push(tokio::spawn(async move {
+            let _connection = connections.acquire().await.ok()?;
             let response = http
                 .post(format!("{base}/v1/events"))
                 .bearer_auth(KEY)
@@ -445,11 +452,19 @@ async fn open_loop(
     }
     let mut sent = Vec::new();
     let mut latencies = Vec::new();
+    let scheduled = tasks.len();
     for t in tasks {
         if let Ok(Some((id, at, latency))) = t.await {
             sent.push((id, at));
             latencies.push(latency);
         }
+    }
+    if sent.len() < scheduled {
+        // Refused (429 past `max_pending_events`) or failed: not accepted, so not counted.
+        eprintln!(
+            "open loop: {} of {scheduled} events not accepted",
+            scheduled - sent.len()
+        );
     }
     (sent, latencies)
 }

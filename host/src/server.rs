@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
-use crate::api::{self, ApiKey, AppState};
+use crate::api::{self, ApiKey, AppState, Services};
 use crate::config::Config;
 use crate::dispatch::{DispatchContext, Dispatcher, RetryPolicy};
 use crate::metrics::Metrics;
@@ -93,7 +93,7 @@ pub async fn run(
         },
         wake.clone(),
     );
-    let state = AppState {
+    let state = AppState::new(Services {
         store: store.clone(),
         ingestor,
         plugins,
@@ -102,7 +102,7 @@ pub async fn run(
         config: config.clone(),
         api_key,
         wake,
-    };
+    });
     tracing::info!(listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), data_dir = %config.data_dir.display(), "switchyard is serving");
     let served = axum::serve(listener, api::router(state))
         .with_graceful_shutdown(shutdown)

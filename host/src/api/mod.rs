@@ -27,9 +27,28 @@ use crate::net;
 use crate::plugins::Registry;
 use crate::store::{Ingestor, Store};
 
-/// Everything a handler may use. Cheap to clone.
+/// Everything a handler may use, behind one `Arc`: axum clones the state for every
+/// extraction, and one reference count is cheaper than one per field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    /// Shares `services` with every handler.
+    pub fn new(services: Services) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// The services handlers use.
+pub struct Services {
     /// Durable state.
     pub store: Store,
     /// Group-commit event writer.

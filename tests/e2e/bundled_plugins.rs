@@ -2,6 +2,8 @@
 //! each output checked against the receiver's format (Slack Block Kit, Discord embeds) or the
 //! exact JSON its README promises, and each config check exercised through `validate-config`.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 use switchyard::plugins::{
     Decision, LoadedPlugin, PluginError, PluginEvent, PluginRequest, Runtime,
@@ -30,7 +32,7 @@ fn event_at(id: &str, event_type: &str, timestamp: i64, payload: &str) -> Plugin
 /// Runs `transform`; the call must deliver.
 async fn deliver(
     rt: &Runtime,
-    plugin: &LoadedPlugin,
+    plugin: &Arc<LoadedPlugin>,
     event: PluginEvent,
     config: &str,
 ) -> PluginRequest {
@@ -45,7 +47,12 @@ async fn deliver(
 }
 
 /// Runs `transform`; the call must skip. Returns the reason.
-async fn skip(rt: &Runtime, plugin: &LoadedPlugin, event: PluginEvent, config: &str) -> String {
+async fn skip(
+    rt: &Runtime,
+    plugin: &Arc<LoadedPlugin>,
+    event: PluginEvent,
+    config: &str,
+) -> String {
     let report = rt.transform(plugin, event, config).await;
     match report.result {
         Ok(Decision::Skip(reason)) => reason,
@@ -78,7 +85,7 @@ fn text_body(request: &PluginRequest) -> &str {
 }
 
 /// `validate-config` must refuse `config`; returns the message.
-async fn refused(rt: &Runtime, plugin: &LoadedPlugin, config: &str) -> String {
+async fn refused(rt: &Runtime, plugin: &Arc<LoadedPlugin>, config: &str) -> String {
     match rt.validate_config(plugin, config).await {
         Err(PluginError::Guest(message)) => message,
         other => panic!("{} accepted config {config}: {other:?}", plugin.name),

@@ -132,7 +132,7 @@ const RESHAPE_BODY: &str =
 const ECHO_BODY: &str = r#"{"n":1}"#;
 
 /// Calls `plugin` on a fixed event with config `null`; it must deliver. Returns the body.
-async fn call(runtime: &Runtime, plugin: &LoadedPlugin) -> String {
+async fn call(runtime: &Runtime, plugin: &Arc<LoadedPlugin>) -> String {
     let report = runtime
         .transform(plugin, event("t", json!({"n": 1})), "null")
         .await;

@@ -1,6 +1,7 @@
 //! One plugin call: a fresh `Store` with a deny-all WASI context, a memory limiter, a
 //! deadline, captured logs; then the outcome checked against the output limits.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -75,6 +76,18 @@ pub struct CallReport {
     pub duration: Duration,
 }
 
+impl CallReport {
+    /// A call that failed before the plugin ran.
+    fn failed(error: PluginError) -> Self {
+        Self {
+            result: Err(error),
+            logs: Vec::new(),
+            dropped_logs: 0,
+            duration: Duration::ZERO,
+        }
+    }
+}
+
 /// Per-call host state. Dropped with the store after every call.
 pub struct State {
     wasi: WasiCtx,
@@ -141,10 +154,11 @@ pub(super) fn add_to_linker(linker: &mut Linker<State>) -> Result<(), PluginErro
 }
 
 impl Runtime {
-    /// Runs `plugin`'s `transform` on one event with the subscription's config (JSON text).
+    /// Runs `plugin`'s `transform` on one event with the subscription's config (JSON text),
+    /// on a plugin thread.
     pub async fn transform(
         &self,
-        plugin: &LoadedPlugin,
+        plugin: &Arc<LoadedPlugin>,
         event: PluginEvent,
         config: &str,
     ) -> CallReport {
@@ -154,12 +168,7 @@ impl Runtime {
                 size: event.payload.len(),
                 limit: limits.input_bytes,
             };
-            return CallReport {
-                result: Err(err),
-                logs: Vec::new(),
-                dropped_logs: 0,
-                duration: Duration::ZERO,
-            };
+            return CallReport::failed(err);
         }
         let event = types::Event {
             id: event.id,
@@ -168,30 +177,44 @@ impl Runtime {
             subscription_id: event.subscription_id,
             payload: event.payload,
         };
-        self.run(plugin, async |instance, store| {
-            instance
-                .switchyard_plugin_transform()
-                .call_transform(store, &event, config)
+        let (runtime, plugin, config) = (self.clone(), plugin.clone(), config.to_owned());
+        let call = async move {
+            runtime
+                .run(&plugin, async |instance, store| {
+                    instance
+                        .switchyard_plugin_transform()
+                        .call_transform(store, &event, &config)
+                        .await
+                })
                 .await
-        })
-        .await
-        .map_result(|outcome| check_outcome(outcome, &limits))
+                .map_result(|outcome| check_outcome(outcome, &limits))
+        };
+        self.executor
+            .run(call)
+            .await
+            .unwrap_or_else(CallReport::failed)
     }
 
-    /// Runs `plugin`'s `validate-config` on a subscription's config (JSON text).
+    /// Runs `plugin`'s `validate-config` on a subscription's config (JSON text), on a plugin
+    /// thread.
     pub async fn validate_config(
         &self,
-        plugin: &LoadedPlugin,
+        plugin: &Arc<LoadedPlugin>,
         config: &str,
     ) -> Result<(), PluginError> {
-        self.run(plugin, async |instance, store| {
-            instance
-                .switchyard_plugin_transform()
-                .call_validate_config(store, config)
+        let (runtime, plugin, config) = (self.clone(), plugin.clone(), config.to_owned());
+        let call = async move {
+            runtime
+                .run(&plugin, async |instance, store| {
+                    instance
+                        .switchyard_plugin_transform()
+                        .call_validate_config(store, &config)
+                        .await
+                })
                 .await
-        })
-        .await
-        .result
+                .result
+        };
+        self.executor.run(call).await?
     }
 
     /// Instantiates `plugin` in a fresh store and runs `call` under the limits; turns traps,

@@ -4,19 +4,22 @@
 //!
 //! This module is the only code that touches wasmtime. Its choices, each overridable through
 //! [`Limits`]:
-//! - async calls with epoch interruption (a 5 ms tick on its own thread): a call past its
-//!   deadline traps, and a running plugin yields to the async runtime every tick;
+//! - async calls on threads of their own (`executor`), not the service's async workers, with
+//!   epoch interruption (a 5 ms tick on its own thread): a call past its deadline traps, and a
+//!   running plugin yields every tick so calls on one plugin thread interleave;
 //! - a fresh `Store` per call from a pre-instantiated component (`InstancePre`): no state leaks
-//!   between events or tenants, at ~20–40 µs a call;
+//!   between events or tenants, at ~20 µs a call;
 //! - linear memory capped by a `ResourceLimiter`, a bounded wasm stack, output/header/log caps;
 //! - WASI p2 linked only because Rust's std imports it, with no preopens, env, sockets, or
 //!   clocks (frozen at zero); stdout/stderr captured into small buffers (panic messages);
-//! - the on-demand allocator: the pooling allocator reserves gigabytes of address space and
-//!   gave no speed-up for components this small (see `research/wasm.md`).
+//! - the pooling allocator, sized explicitly (16 slots), keeping the low 1.5 MiB of each memory
+//!   resident and resetting only the pages a call dirtied: no mmap/munmap per call (see
+//!   `runtime.rs` and `docs/PERFORMANCE.md`).
 
 mod bundled;
 mod call;
 mod error;
+mod executor;
 mod limits;
 mod registry;
 mod runtime;

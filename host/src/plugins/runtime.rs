@@ -13,10 +13,11 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 
 use super::bindings::TransformerPre;
 use super::call::State;
+use super::executor::Executor;
 use super::{Limits, PluginError};
 
 /// How often the epoch advances. A call's deadline is checked on every tick, and a running
-/// plugin yields to the async runtime on every tick, so no plugin holds a worker thread for
+/// plugin yields on every tick, so no plugin holds a plugin thread from the other calls for
 /// longer than this.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
 
@@ -54,6 +55,8 @@ pub struct Runtime {
     compile_gate: Arc<tokio::sync::Semaphore>,
     /// One permit per pool slot: calls beyond it wait instead of failing to instantiate.
     pub(super) call_gate: Arc<tokio::sync::Semaphore>,
+    /// The threads calls run on.
+    pub(super) executor: Arc<Executor>,
 }
 
 impl Runtime {
@@ -92,6 +95,7 @@ impl Runtime {
             cache_dir,
             compile_gate: Arc::new(tokio::sync::Semaphore::new(1)),
             call_gate: Arc::new(tokio::sync::Semaphore::new(POOL_SLOTS as usize)),
+            executor: Arc::new(Executor::new()?),
         })
     }
 

@@ -97,4 +97,25 @@ mod tests {
         assert_eq!(executor.run(async { 7 }).await.unwrap(), 7, "still serving");
         drop(executor);
     }
+
+    /// A call holds the plugin runtime (and so the executor) alive; when it finishes last, the
+    /// executor is dropped on one of its own threads.
+    #[tokio::test]
+    async fn the_last_reference_may_go_on_a_plugin_thread() {
+        let executor = std::sync::Arc::new(Executor::new().unwrap());
+        let held = executor.clone();
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let call = executor.runtime.as_ref().unwrap().spawn(async move {
+            let _ = released.await;
+            drop(held);
+        });
+        drop(executor);
+        release.send(()).unwrap();
+        if let Err(e) = call.await {
+            assert!(
+                !e.is_panic(),
+                "dropping the executor on its own thread panicked: {e}"
+            );
+        }
+    }
 }

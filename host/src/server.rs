@@ -74,6 +74,9 @@ pub async fn run(
             env!("CARGO_PKG_VERSION")
         ),
         max_response_bytes: RESPONSE_BYTES,
+        // Several subscriptions may share a receiver host, so all of them may be in flight to
+        // one host at once.
+        max_idle_per_host: config.max_in_flight,
     })?;
     let metrics = Metrics::new();
     let wake = Arc::new(Notify::new());

@@ -23,8 +23,6 @@ const MAX_URL_LEN: usize = 2048;
 const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long an idle pooled connection is kept.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-/// Idle pooled connections kept per receiver host.
-const POOL_MAX_IDLE_PER_HOST: usize = 64;
 
 /// Framing and identity headers of a delivery request, set only by the host.
 const HOST_HEADERS: &[&str] = &[
@@ -67,6 +65,10 @@ pub struct NetConfig {
     pub user_agent: String,
     /// The most response-body bytes read (and kept) per delivery.
     pub max_response_bytes: usize,
+    /// Idle connections kept per receiver host: as many as may be in flight to one host, so a
+    /// busy receiver's connections are reused instead of closed and opened again (each a TCP
+    /// handshake and a socket in `TIME_WAIT`).
+    pub max_idle_per_host: usize,
 }
 
 /// The delivery client: one connection pool shared by all clones.
@@ -145,7 +147,7 @@ impl Client {
             .connect_timeout(config.timeout.min(MAX_CONNECT_TIMEOUT))
             .user_agent(config.user_agent)
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+            .pool_max_idle_per_host(config.max_idle_per_host)
             .no_proxy();
         if !config.allow_private_networks {
             builder = builder.dns_resolver(ssrf::GuardedResolver);
@@ -399,6 +401,7 @@ mod tests {
             timeout: Duration::from_secs(5),
             user_agent: "switchyard-test/1".into(),
             max_response_bytes: 1000,
+            max_idle_per_host: 8,
         }
     }
 
@@ -674,6 +677,49 @@ mod tests {
         .unwrap();
         let result = post_to(&client, &format!("http://{addr}/hook")).await;
         assert!(matches!(result, Err(NetError::Timeout)), "{result:?}");
+    }
+
+    /// As many requests in flight to one host as the pool keeps idle: the second round reuses
+    /// every connection of the first instead of opening new ones.
+    #[tokio::test]
+    async fn a_busy_receiver_keeps_its_connections() {
+        const IN_FLIGHT: usize = 80;
+        let peers = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+        let seen = Arc::clone(&peers);
+        let app = Router::new()
+            .route(
+                "/hook",
+                post(
+                    async move |axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<
+                        SocketAddr,
+                    >| {
+                        seen.lock().unwrap().insert(peer);
+                        // Long enough that every request of a round holds its own connection.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    },
+                ),
+            )
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let client = Client::new(NetConfig {
+            max_idle_per_host: IN_FLIGHT,
+            ..config(true)
+        })
+        .unwrap();
+        let url = format!("http://{addr}/hook");
+        for _round in 0..2 {
+            let calls = (0..IN_FLIGHT).map(|_| post_to(&client, &url));
+            for result in futures::future::join_all(calls).await {
+                assert_eq!(result.unwrap().status, 200);
+            }
+        }
+        let connections = peers.lock().unwrap().len();
+        assert!(
+            connections <= IN_FLIGHT,
+            "{connections} connections for {IN_FLIGHT} in flight: the pool closed some"
+        );
     }
 
     #[tokio::test]

@@ -1,5 +1,6 @@
-//! Writes attempt results in batches (one transaction, a few multi-row statements), then
-//! applies their consequences: subscriptions failing for too long are disabled.
+//! Writes attempt results in batches (one transaction on the writer: one round trip for up to
+//! [`BATCH`] results), then applies their consequences: subscriptions failing for too long are
+//! disabled.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -29,7 +29,7 @@ impl RetryPolicy {
 
     /// The delay before the next attempt after `attempts_made` attempts failed, or `None`
     /// when that was the last one. `retry_after` (only passed for 429/503) can push the
-    /// delay later, up to [`RETRY_AFTER_CAP`], never earlier.
+    /// delay later, up to `RETRY_AFTER_CAP` (6 h), never earlier.
     pub fn next_delay(
         &self,
         attempts_made: usize,

@@ -334,11 +334,16 @@ mod tests {
             retry_schedule: Some("5s,soon".into()),
             delivery_timeout: Some("0s".into()),
             max_in_flight: Some(0),
+            max_pending_events: Some(0),
             plugin_memory_mb: Some(0),
             ..Layer::default()
         };
         let errors = layer.resolve().unwrap_err();
-        assert_eq!(errors.len(), 5, "{errors:#?}");
+        assert_eq!(errors.len(), 6, "{errors:#?}");
+        assert!(
+            errors.iter().any(|e| e.starts_with("max_pending_events")),
+            "{errors:#?}"
+        );
     }
 
     #[test]

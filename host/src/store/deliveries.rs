@@ -92,7 +92,7 @@ impl Store {
     ) -> Result<LeaseBatch, StoreError> {
         let exclude = json_list(exclude);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.transaction(move |tx| {
+        self.bookkeeping(move |tx| {
             let mut stmt = tx.prepare_cached(
                 "UPDATE deliveries SET status = 'delivering', lease_until = ?1, updated_at = ?2
                  WHERE id IN (SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ?2
@@ -143,7 +143,7 @@ impl Store {
         if completions.is_empty() {
             return Ok(());
         }
-        self.transaction(move |tx| {
+        self.bookkeeping(move |tx| {
             let now = now_ms();
             record_results(tx, &completions, now)?;
             record_streaks(tx, &completions, now)

@@ -128,17 +128,50 @@ impl Store {
         F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
         R: Send + 'static,
     {
-        Ok(self.writer.call(work).await?)
+        self.write_with(Commit::Durable, work).await
+    }
+
+    async fn write_with<R, F>(&self, commit: Commit, work: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static,
+    {
+        Ok(self
+            .writer
+            .call(move |conn| {
+                // Set on every call, so no unit of work inherits another's setting.
+                conn.pragma_update(None, "synchronous", commit.synchronous())?;
+                work(conn)
+            })
+            .await?)
     }
 
     /// Runs `work` in a write transaction that takes the write lock up front (`BEGIN
-    /// IMMEDIATE`), committing when it returns `Ok`.
+    /// IMMEDIATE`), committing (durably) when it returns `Ok`.
     pub(crate) async fn transaction<R, F>(&self, work: F) -> Result<R, StoreError>
     where
         F: FnOnce(&Transaction<'_>) -> Result<R, StoreError> + Send + 'static,
         R: Send + 'static,
     {
-        self.write(|conn| {
+        self.transaction_with(Commit::Durable, work).await
+    }
+
+    /// [`Store::transaction`] for dispatch bookkeeping (leases, attempt results), committed
+    /// without its own fsync: see [`Commit::Bookkeeping`].
+    pub(crate) async fn bookkeeping<R, F>(&self, work: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&Transaction<'_>) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static,
+    {
+        self.transaction_with(Commit::Bookkeeping, work).await
+    }
+
+    async fn transaction_with<R, F>(&self, commit: Commit, work: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&Transaction<'_>) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static,
+    {
+        self.write_with(commit, |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let result = work(&tx)?;
             tx.commit()?;
@@ -172,6 +205,27 @@ impl Store {
         all.binary_search_by(|s| s.id.as_str().cmp(id))
             .ok()
             .map(|i| all[i].clone())
+    }
+}
+
+/// How a write transaction commits.
+#[derive(Debug, Clone, Copy)]
+enum Commit {
+    /// fsync the WAL before returning (`synchronous = FULL`): accepted events, API changes.
+    Durable,
+    /// Written to the WAL without an fsync of its own (`synchronous = NORMAL`). A process
+    /// crash loses nothing (the OS has the pages); a power loss may lose the last such
+    /// commits, which only means a delivery is leased or attempted again (at-least-once). The
+    /// next durable commit fsyncs them too.
+    Bookkeeping,
+}
+
+impl Commit {
+    fn synchronous(self) -> &'static str {
+        match self {
+            Self::Durable => "FULL",
+            Self::Bookkeeping => "NORMAL",
+        }
     }
 }
 
@@ -287,6 +341,22 @@ mod tests {
         drop(conn);
         let store = Store::open(&path).await.unwrap();
         assert_eq!(store.setting("k").await.unwrap().as_deref(), Some("old"));
+        store.close().await;
+    }
+
+    /// Leases and attempt results commit without an fsync of their own; every other write,
+    /// including the next one on the same connection, fsyncs (`synchronous`: 1 NORMAL, 2 FULL).
+    #[tokio::test]
+    async fn only_bookkeeping_skips_its_fsync() {
+        fn level(conn: &Connection) -> Result<i64, StoreError> {
+            Ok(conn.pragma_query_value(None, "synchronous", |r| r.get(0))?)
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db.sqlite")).await.unwrap();
+        assert_eq!(store.bookkeeping(|tx| level(tx)).await.unwrap(), 1);
+        assert_eq!(store.write(|conn| level(conn)).await.unwrap(), 2);
+        assert_eq!(store.bookkeeping(|tx| level(tx)).await.unwrap(), 1);
+        assert_eq!(store.transaction(|tx| level(tx)).await.unwrap(), 2);
         store.close().await;
     }
 

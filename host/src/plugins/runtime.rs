@@ -51,7 +51,8 @@ pub struct Runtime {
     pub(super) engine: Engine,
     pub(super) linker: Arc<Linker<State>>,
     pub(super) limits: Arc<Limits>,
-    cache_dir: Option<PathBuf>,
+    /// Shared, not owned: every plugin call clones the runtime onto a plugin thread.
+    cache_dir: Option<Arc<Path>>,
     compile_gate: Arc<tokio::sync::Semaphore>,
     /// One permit per pool slot: calls beyond it wait instead of failing to instantiate.
     pub(super) call_gate: Arc<tokio::sync::Semaphore>,
@@ -92,7 +93,7 @@ impl Runtime {
             engine,
             linker: Arc::new(linker),
             limits: Arc::new(limits),
-            cache_dir,
+            cache_dir: cache_dir.map(Arc::from),
             compile_gate: Arc::new(tokio::sync::Semaphore::new(1)),
             call_gate: Arc::new(tokio::sync::Semaphore::new(POOL_SLOTS as usize)),
             executor: Arc::new(Executor::new()?),

@@ -1,4 +1,6 @@
-//! Builds the bundled plugins (`plugins/*`) so the `switchyard` binary can embed them.
+//! Builds the bundled plugins (`plugins/*`) so the `switchyard` binary can embed them, and the
+//! test-only fixture plugins (`tests/fixtures/*`) the end-to-end suite of this package loads
+//! (never embedded, never shipped, never committed).
 
 include!("build_plugins.rs");
 
@@ -15,11 +17,17 @@ fn main() {
             "switchyard-plugin-discord",
             "switchyard-plugin-filter",
             "switchyard-plugin-reshape",
+            "fixture-hostile",
+            "fixture-wrong-world",
         ],
-        &["wit", "plugin-sdk", "plugins"],
+        &["wit", "plugin-sdk", "plugins", "tests/fixtures"],
     );
     println!(
         "cargo:rustc-env=SWITCHYARD_BUNDLED_PLUGINS_DIR={}",
+        out.display()
+    );
+    println!(
+        "cargo:rustc-env=SWITCHYARD_FIXTURE_PLUGINS_DIR={}",
         out.display()
     );
 }

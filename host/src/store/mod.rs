@@ -11,6 +11,7 @@
 mod attempts;
 mod deliveries;
 mod events;
+pub mod matching;
 mod models;
 mod settings;
 mod subscriptions;

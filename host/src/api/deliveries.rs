@@ -6,8 +6,8 @@ use axum::http::StatusCode;
 
 use super::extract::{ApiPath, ApiQuery};
 use super::models::{
-    AttemptOut, DeliveryDetailOut, DeliveryId, DeliveryListQuery, DeliveryOut, DeliveryStatusOut,
-    Page, RetryOut,
+    AttemptOut, DeliveryDetailOut, DeliveryId, DeliveryListQuery, DeliveryOut, DeliveryPage,
+    DeliveryStatusOut, Page, RetryOut,
 };
 use super::{ApiError, AppState, ErrorCode, page_limit, rows_for};
 use crate::store::{DeliveryFilter, DeliveryStatus, SubscriptionStatus};
@@ -23,7 +23,7 @@ fn not_found(id: &DeliveryId) -> ApiError {
     operation_id = "v1.delivery.list",
     tag = "deliveries",
     params(DeliveryListQuery),
-    responses((status = 200, description = "A page of deliveries.", body = Page<DeliveryOut>)),
+    responses((status = 200, description = "A page of deliveries.", body = DeliveryPage)),
 )]
 pub async fn list(
     State(state): State<AppState>,

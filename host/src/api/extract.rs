@@ -10,17 +10,23 @@ use serde::de::DeserializeOwned;
 
 use super::{ApiError, ErrorCode};
 
-/// `Json<T>` answering 400 (syntax), 422 (types, missing fields), 413, 415 in our shape.
+/// `Json<T>` answering 400 (syntax), 422 (types, missing fields, not an object), 413, 415 in
+/// our shape.
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(Self(value)),
-            Err(rejection) => Err(json_rejection(rejection)),
+        if !is_json(req.headers()) {
+            return Err(ApiError::UnsupportedMediaType(
+                "expected content-type: application/json".into(),
+            ));
         }
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(bytes_rejection)?;
+        parse_object(&body).map(Self)
     }
 }
 
@@ -36,7 +42,8 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
         let body = Bytes::from_request(req, state)
             .await
             .map_err(bytes_rejection)?;
-        if body.iter().all(u8::is_ascii_whitespace) {
+        let trimmed = body.trim_ascii();
+        if trimmed.is_empty() || trimmed == b"null" {
             return Ok(Self(T::default()));
         }
         if !json {
@@ -44,10 +51,22 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
                 "expected content-type: application/json".into(),
             ));
         }
-        // `null` is "no body" too.
-        axum::Json::<Option<T>>::from_bytes(&body)
-            .map(|axum::Json(value)| Self(value.unwrap_or_default()))
-            .map_err(json_rejection)
+        parse_object(&body).map(Self)
+    }
+}
+
+/// Every JSON body of the API is an object. serde would also read a struct from an array
+/// (`[]` is a struct whose fields all have defaults), so anything but an object is refused
+/// once the text is known to be JSON.
+fn parse_object<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let value = axum::Json::<T>::from_bytes(body).map_err(json_rejection)?.0;
+    if body.trim_ascii_start().first() == Some(&b'{') {
+        Ok(value)
+    } else {
+        Err(ApiError::invalid(
+            ErrorCode::InvalidBody,
+            "the body must be a JSON object",
+        ))
     }
 }
 

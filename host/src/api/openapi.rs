@@ -15,7 +15,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use utoipa::openapi::example::ExampleBuilder;
 use utoipa::openapi::path::{Operation, OperationBuilder, ParameterIn, PathItem, PathItemBuilder};
-use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, Type};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::tag::TagBuilder;
 use utoipa::openapi::{
@@ -25,7 +25,7 @@ use utoipa::openapi::{
 use utoipa::{PartialSchema, ToSchema};
 
 use super::ErrorCode;
-use super::models::{ErrorBody, HealthOut};
+use super::models::{ErrorBody, HealthOut, LogLineOut};
 
 /// Where the document is served.
 pub const OPENAPI_PATH: &str = "/openapi.json";
@@ -110,6 +110,101 @@ const OPERATION_ERRORS: &[(&str, &[ErrorCode])] = {
         ("openapi.get", &[]),
     ]
 };
+
+/// OpenAPI links from an answer to the operations that take its ids: `(operation, status,
+/// link, target operation, parameter, where the value is)`. They document how ids flow, and
+/// steer the fuzzer's stateful phase (else it guesses, e.g. from the event's idempotency key,
+/// which is also called `id`).
+const LINKS: &[(&str, &str, &str, &str, &str, &str)] = &[
+    (
+        "v1.subscription.create",
+        "201",
+        "GetSubscription",
+        "v1.subscription.get",
+        "id",
+        "$response.body#/id",
+    ),
+    (
+        "v1.subscription.create",
+        "201",
+        "UpdateSubscription",
+        "v1.subscription.update",
+        "id",
+        "$response.body#/id",
+    ),
+    (
+        "v1.subscription.create",
+        "201",
+        "TestSubscription",
+        "v1.subscription.test",
+        "id",
+        "$response.body#/id",
+    ),
+    (
+        "v1.subscription.create",
+        "201",
+        "DeleteSubscription",
+        "v1.subscription.delete",
+        "id",
+        "$response.body#/id",
+    ),
+    (
+        "v1.subscription.test",
+        "202",
+        "GetDelivery",
+        "v1.delivery.get",
+        "id",
+        "$response.body#/delivery_id",
+    ),
+    (
+        "v1.subscription.test",
+        "202",
+        "GetEvent",
+        "v1.event.get",
+        "id",
+        "$response.body#/event_id",
+    ),
+    (
+        "v1.event.create",
+        "202",
+        "GetEvent",
+        "v1.event.get",
+        "id",
+        "$response.body#/id",
+    ),
+    (
+        "v1.event.create",
+        "202",
+        "ListDeliveries",
+        "v1.delivery.list",
+        "event_id",
+        "$response.body#/id",
+    ),
+    (
+        "v1.plugin.upload",
+        "201",
+        "GetPlugin",
+        "v1.plugin.get",
+        "name",
+        "$response.body#/name",
+    ),
+];
+
+fn add_links(operation: &mut Operation) {
+    let id = operation.operation_id.clone().unwrap_or_default();
+    for (from, status, name, target, parameter, value) in LINKS {
+        if *from != id {
+            continue;
+        }
+        if let Some(RefOr::T(response)) = operation.responses.responses.get_mut(*status) {
+            let link = utoipa::openapi::link::LinkBuilder::new()
+                .operation_id(*target)
+                .parameter(*parameter, *value)
+                .build();
+            response.links.insert((*name).to_owned(), RefOr::T(link));
+        }
+    }
+}
 
 /// The codes every operation of this shape can answer.
 fn shape_errors(path: &str, operation: &Operation) -> Vec<ErrorCode> {
@@ -221,6 +316,16 @@ fn build() -> OpenApi {
     components
         .schemas
         .insert(ErrorBody::name().into_owned(), ErrorBody::schema());
+    components
+        .schemas
+        .insert(LogLineOut::name().into_owned(), LogLineOut::schema());
+    let mut statuses: Vec<u16> = ErrorCode::ALL.iter().map(|c| c.status()).collect();
+    statuses.dedup();
+    for status in statuses {
+        components
+            .schemas
+            .insert(status_schema_name(status), status_schema(status));
+    }
     doc.security = Some(vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]);
     let table: BTreeMap<&str, &[ErrorCode]> = OPERATION_ERRORS.iter().copied().collect();
     for (path, item) in doc.paths.paths.iter_mut() {
@@ -229,6 +334,7 @@ fn build() -> OpenApi {
             let mut codes = shape_errors(path, operation);
             codes.extend(table.get(id.as_str()).copied().unwrap_or_default());
             add_error_responses(operation, codes);
+            add_links(operation);
         }
     }
     doc
@@ -351,8 +457,57 @@ fn add_operational_routes(doc: &mut OpenApi) {
         .insert(HealthOut::name().into_owned(), HealthOut::schema());
 }
 
-/// One response per status, each listing its codes (in the description, in the schema's enum
-/// of `error.code`, and as one example per code).
+fn status_schema_name(status: u16) -> String {
+    format!("Error{status}")
+}
+
+/// [`ErrorBody`] with `code` narrowed to the codes of one status (so a checker can tell a code
+/// answered with the wrong status); `logs` only where plugin failures are answered.
+fn status_schema(status: u16) -> RefOr<utoipa::openapi::schema::Schema> {
+    let codes: Vec<&str> = ErrorCode::ALL
+        .iter()
+        .filter(|c| c.status() == status)
+        .map(|c| c.as_str())
+        .collect();
+    let detail = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property(
+            "code",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(codes))
+                .description(Some("Stable snake_case code.")),
+        )
+        .required("code")
+        .property(
+            "message",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some("What happened and what to do, in words.")),
+        )
+        .required("message");
+    let mut body = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some(format!(
+            "An error answered with status {status}: `{{\"error\": {{\"code\", \"message\"}}}}`."
+        )))
+        .property("error", detail)
+        .required("error");
+    if status == 422 {
+        body = body.property(
+            "logs",
+            utoipa::openapi::schema::ArrayBuilder::new()
+                .items(Ref::from_schema_name(LogLineOut::name()))
+                .description(Some(
+                    "What the plugin logged before failing (dry runs only).",
+                )),
+        );
+    }
+    body.into()
+}
+
+/// One response per status, listing this operation's codes for it (in the description and as
+/// one example per code); the schema is the status's `Error<status>`.
 fn add_error_responses(operation: &mut Operation, mut codes: Vec<ErrorCode>) {
     codes.sort_by_key(|c| (c.status(), c.as_str()));
     codes.dedup();
@@ -366,18 +521,7 @@ fn add_error_responses(operation: &mut Operation, mut codes: Vec<ErrorCode>) {
             .map(|c| format!("`{}`: {}", c.as_str(), c.description()))
             .collect::<Vec<_>>()
             .join("\n\n");
-        let narrowed = ObjectBuilder::new().schema_type(Type::Object).property(
-            "error",
-            ObjectBuilder::new().schema_type(Type::Object).property(
-                "code",
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .enum_values(Some(codes.iter().map(|c| c.as_str()))),
-            ),
-        );
-        let schema = AllOfBuilder::new()
-            .item(Ref::from_schema_name(ErrorBody::name()))
-            .item(narrowed);
+        let schema = Ref::from_schema_name(status_schema_name(status));
         let examples = codes.iter().map(|c| {
             let example = ExampleBuilder::new()
                 .summary(c.as_str())

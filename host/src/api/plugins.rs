@@ -9,7 +9,10 @@ use axum::http::{HeaderMap, StatusCode};
 use base64::Engine as _;
 
 use super::extract::{ApiJson, ApiPath, bytes_rejection, media_type};
-use super::models::{DryRunIn, DryRunOut, LogLineOut, Page, PluginOut};
+use super::models::{
+    DeliverOutcome, DryRunDeliver, DryRunIn, DryRunOut, DryRunSkip, LogLineOut, Page, PluginOut,
+    PluginPage, SkipOutcome, WasmComponent,
+};
 use super::{ApiError, AppState, ErrorCode};
 use crate::plugins::{Decision, PluginError, PluginEvent, valid_name};
 use crate::store::{new_id, now_ms};
@@ -28,7 +31,7 @@ fn not_found(name: &str) -> ApiError {
     params(("name" = String, Path, description = "The plugin's name: `[a-z0-9][a-z0-9_-]{0,62}`.", example = "my-slack")),
     request_body(
         description = "The component's bytes (a `wasm32-wasip2` component of the `switchyard:plugin` `transformer` world).",
-        content(("application/wasm"), ("application/octet-stream")),
+        content((WasmComponent = "application/wasm"), (WasmComponent = "application/octet-stream")),
     ),
     responses(
         (status = 201, description = "A new plugin, loaded.", body = PluginOut),
@@ -73,7 +76,7 @@ pub async fn upload(
     path = "/plugins",
     operation_id = "v1.plugin.list",
     tag = "plugins",
-    responses((status = 200, description = "Every plugin.", body = Page<PluginOut>)),
+    responses((status = 200, description = "Every plugin.", body = PluginPage)),
 )]
 pub async fn list(State(state): State<AppState>) -> Json<Page<PluginOut>> {
     Json(Page {
@@ -177,7 +180,8 @@ pub async fn dry_run(
                     Some(base64::engine::general_purpose::STANDARD.encode(raw.as_bytes())),
                 ),
             };
-            Ok(Json(DryRunOut::Deliver {
+            Ok(Json(DryRunOut::Deliver(DryRunDeliver {
+                outcome: DeliverOutcome::Deliver,
                 content_type: request.content_type,
                 headers: request.headers.into_iter().collect(),
                 body,
@@ -185,14 +189,15 @@ pub async fn dry_run(
                 logs,
                 duration_us,
                 plugin_version,
-            }))
+            })))
         }
-        Ok(Decision::Skip(reason)) => Ok(Json(DryRunOut::Skip {
+        Ok(Decision::Skip(reason)) => Ok(Json(DryRunOut::Skip(DryRunSkip {
+            outcome: SkipOutcome::Skip,
             reason,
             logs,
             duration_us,
             plugin_version,
-        })),
+        }))),
         Err(error) => Err(ApiError::PluginFailed {
             error,
             logs: report.logs,

@@ -1,8 +1,11 @@
 //! Types shared by every resource: typed ids, timestamps, pages, and PATCH fields.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, SchemaType, Type};
+use utoipa::openapi::{Ref, RefOr};
 use utoipa::{IntoParams, ToSchema};
 
 /// Defines an id type: a string with a fixed prefix (`sub_`, `evt_`, `dlv_`) and a ULID, so ids
@@ -122,13 +125,52 @@ impl Timestamp {
 
 /// A page of a list: `data` and the cursor of the next page (`null` on the last one). Pass it
 /// back as `?cursor=` with the same filters.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Page<T> {
     /// This page's items.
     pub data: Vec<T>,
     /// The cursor of the next page, or `null` when this is the last.
-    #[schema(required = true)]
     pub next_cursor: Option<String>,
+}
+
+/// `Page<SubscriptionOut>` is the schema `SubscriptionPage`, its items a reference to
+/// `SubscriptionOut` (a derive would inline the item type under a generated name).
+impl<T: ToSchema> utoipa::PartialSchema for Page<T> {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .description(Some(
+                "A page of a list: `data` and the cursor of the next page (`null` on the last \
+                 one). Pass it back as `?cursor=` with the same filters.",
+            ))
+            .property(
+                "data",
+                ArrayBuilder::new()
+                    .items(Ref::from_schema_name(T::name()))
+                    .description(Some("This page's items.")),
+            )
+            .required("data")
+            .property(
+                "next_cursor",
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+                    .description(Some(
+                        "The cursor of the next page, or `null` when this is the last.",
+                    )),
+            )
+            .required("next_cursor")
+            .into()
+    }
+}
+
+impl<T: ToSchema> ToSchema for Page<T> {
+    fn name() -> Cow<'static, str> {
+        Cow::Owned(format!("{}Page", T::name().trim_end_matches("Out")))
+    }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((T::name().into_owned(), T::schema()));
+        T::schemas(schemas);
+    }
 }
 
 impl<T> Page<T> {

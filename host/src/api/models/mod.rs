@@ -22,8 +22,18 @@ pub use deliveries::{
 };
 pub use errors::{ErrorBody, ErrorCode, ErrorDetail};
 pub use events::{EventAccepted, EventIn, EventOut};
-pub use plugins::{DryRunEvent, DryRunIn, DryRunOut, LogLineOut, PluginOut, PluginStatusOut};
+pub use plugins::{
+    DeliverOutcome, DryRunDeliver, DryRunEvent, DryRunIn, DryRunOut, DryRunSkip, LogLineOut,
+    PluginOut, PluginStatusOut, SkipOutcome, WasmComponent,
+};
 pub use subscriptions::{
     REDACTED, RecoverIn, RecoverOut, SecretOut, Signature, SubscriptionIn, SubscriptionOut,
     SubscriptionPatch, SubscriptionQuery, SubscriptionStatusOut, TestEventIn, TestEventOut,
 };
+
+/// A page of subscriptions (`GET /v1/subscriptions`).
+pub type SubscriptionPage = Page<SubscriptionOut>;
+/// A page of deliveries (`GET /v1/deliveries`).
+pub type DeliveryPage = Page<DeliveryOut>;
+/// The plugins (`GET /v1/plugins`: one page).
+pub type PluginPage = Page<PluginOut>;

@@ -106,38 +106,72 @@ pub struct DryRunEvent {
     pub id: Option<String>,
 }
 
-/// What the plugin would do with the sample event. Nothing is delivered.
+/// What the plugin would do with the sample event: a [`DryRunDeliver`] (`"outcome":
+/// "deliver"`) or a [`DryRunSkip`] (`"outcome": "skip"`). Nothing is delivered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
+#[serde(untagged)]
 pub enum DryRunOut {
     /// It would deliver this request.
-    Deliver {
-        /// The body's content type.
-        content_type: String,
-        /// Headers the plugin adds.
-        headers: BTreeMap<String, String>,
-        /// The body, when it is UTF-8 text.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        body: Option<String>,
-        /// The body in base64, when it is not UTF-8.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        body_base64: Option<String>,
-        /// What it logged.
-        logs: Vec<LogLineOut>,
-        /// How long the call took, in microseconds.
-        duration_us: u64,
-        /// sha256 of the version that ran.
-        plugin_version: String,
-    },
+    Deliver(DryRunDeliver),
     /// It would skip the event.
-    Skip {
-        /// The plugin's reason.
-        reason: String,
-        /// What it logged.
-        logs: Vec<LogLineOut>,
-        /// How long the call took, in microseconds.
-        duration_us: u64,
-        /// sha256 of the version that ran.
-        plugin_version: String,
-    },
+    Skip(DryRunSkip),
 }
+
+/// `deliver`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliverOutcome {
+    /// The plugin produced a request.
+    Deliver,
+}
+
+/// `skip`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipOutcome {
+    /// The plugin skipped the event.
+    Skip,
+}
+
+/// A dry run's request that would be delivered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DryRunDeliver {
+    /// Always `deliver`.
+    pub outcome: DeliverOutcome,
+    /// The body's content type.
+    pub content_type: String,
+    /// Headers the plugin adds.
+    pub headers: BTreeMap<String, String>,
+    /// The body, when it is UTF-8 text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// The body in base64, when it is not UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_base64: Option<String>,
+    /// What it logged.
+    pub logs: Vec<LogLineOut>,
+    /// How long the call took, in microseconds.
+    pub duration_us: u64,
+    /// sha256 of the version that ran.
+    pub plugin_version: String,
+}
+
+/// A dry run's skip.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DryRunSkip {
+    /// Always `skip`.
+    pub outcome: SkipOutcome,
+    /// The plugin's reason.
+    pub reason: String,
+    /// What it logged.
+    pub logs: Vec<LogLineOut>,
+    /// How long the call took, in microseconds.
+    pub duration_us: u64,
+    /// sha256 of the version that ran.
+    pub plugin_version: String,
+}
+
+/// A WebAssembly component's bytes (`PUT /v1/plugins/{name}`'s body).
+#[derive(Debug, Clone, PartialEq, Eq, ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct WasmComponent(pub Vec<u8>);

@@ -10,7 +10,8 @@ use axum::http::StatusCode;
 use super::extract::{ApiJson, ApiPath, ApiQuery, OptionalJson};
 use super::models::{
     ListQuery, Page, RecoverIn, RecoverOut, SecretOut, SubscriptionId, SubscriptionIn,
-    SubscriptionOut, SubscriptionPatch, SubscriptionQuery, TestEventIn, TestEventOut,
+    SubscriptionOut, SubscriptionPage, SubscriptionPatch, SubscriptionQuery, TestEventIn,
+    TestEventOut,
 };
 use super::{ApiError, AppState, ErrorCode, page_limit, rows_for};
 use crate::signing::{Scheme, generate_secret};
@@ -87,7 +88,7 @@ pub async fn create(
     operation_id = "v1.subscription.list",
     tag = "subscriptions",
     params(ListQuery, SubscriptionQuery),
-    responses((status = 200, description = "A page of subscriptions.", body = Page<SubscriptionOut>)),
+    responses((status = 200, description = "A page of subscriptions.", body = SubscriptionPage)),
 )]
 pub async fn list(
     State(state): State<AppState>,

@@ -355,3 +355,66 @@ impl Store {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update_of(sub: &Subscription, description: &str) -> SubscriptionUpdate {
+        SubscriptionUpdate {
+            url: sub.url.clone(),
+            events: sub.events.clone(),
+            plugin: sub.plugin.clone(),
+            plugin_config: sub.plugin_config.clone(),
+            description: Some(description.to_owned()),
+            headers: sub.headers.clone(),
+            signature: sub.signature.clone(),
+            secret: None,
+            rotation_grace_ms: 0,
+        }
+    }
+
+    /// An update merged from a state that is no longer stored is refused, so the caller
+    /// merges again instead of writing back stale fields.
+    #[tokio::test]
+    async fn an_update_from_a_stale_read_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db.sqlite")).await.unwrap();
+        let created = store
+            .create_subscription(NewSubscription {
+                url: "http://127.0.0.1:9/".into(),
+                events: vec!["*".into()],
+                plugin: None,
+                plugin_config: None,
+                description: None,
+                headers: BTreeMap::new(),
+                signature: Scheme::StandardWebhooks,
+                secret: crate::signing::generate_secret(),
+            })
+            .await
+            .unwrap();
+        let stale = (*created).clone();
+        let first = store
+            .update_subscription(&stale, update_of(&stale, "first"))
+            .await
+            .unwrap();
+        let UpdateOutcome::Updated(now) = first else {
+            panic!("{first:?}")
+        };
+        assert_eq!(now.description.as_deref(), Some("first"));
+        let second = store
+            .update_subscription(&stale, update_of(&stale, "second"))
+            .await
+            .unwrap();
+        assert!(matches!(second, UpdateOutcome::Changed), "{second:?}");
+        let stored = store.subscription(&stale.id).await.unwrap().unwrap();
+        assert_eq!(stored.description.as_deref(), Some("first"));
+        assert!(store.delete_subscription(&stale.id).await.unwrap());
+        let gone = store
+            .update_subscription(&now, update_of(&now, "third"))
+            .await
+            .unwrap();
+        assert!(matches!(gone, UpdateOutcome::NotFound), "{gone:?}");
+        store.close().await;
+    }
+}

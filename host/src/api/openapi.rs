@@ -578,6 +578,35 @@ mod tests {
         );
     }
 
+    /// docs/API.md lists every code as the table defines it, and shows every route.
+    #[test]
+    fn the_prose_contract_covers_every_code_and_route() {
+        let prose = include_str!("../../../docs/API.md");
+        for code in ErrorCode::ALL {
+            let row = format!(
+                "| {} | `{}` | {} |",
+                code.status(),
+                code.as_str(),
+                code.description()
+            );
+            assert!(prose.contains(&row), "docs/API.md lacks the row {row}");
+        }
+        let mut doc = openapi();
+        for (path, item) in doc.paths.paths.iter_mut() {
+            let methods = [
+                ("GET", item.get.is_some()),
+                ("PUT", item.put.is_some()),
+                ("POST", item.post.is_some()),
+                ("PATCH", item.patch.is_some()),
+                ("DELETE", item.delete.is_some()),
+            ];
+            for (method, _) in methods.iter().filter(|(_, there)| *there) {
+                let route = format!("{method} {path}");
+                assert!(prose.contains(&route), "docs/API.md does not show {route}");
+            }
+        }
+    }
+
     #[test]
     fn every_operation_has_an_id_a_tag_and_its_error_table_row() {
         let mut doc = openapi();

@@ -57,7 +57,7 @@ error_codes! {
     409 ConcurrentUpdate "concurrent_update" "The subscription kept changing under this PATCH; send it again.";
     413 PayloadTooLarge "payload_too_large" "The body is larger than the limit (`max_event_bytes`, or the component size for plugin uploads).";
     415 UnsupportedMediaType "unsupported_media_type" "Wrong `content-type`: `application/json` (or `application/wasm` for plugin uploads).";
-    422 InvalidBody "invalid_body" "The JSON does not fit the request's shape: a wrong type, a missing or unknown field.";
+    422 InvalidBody "invalid_body" "The JSON does not fit the request's shape: a wrong type, a missing or unknown field, not an object.";
     422 InvalidUrl "invalid_url" "The subscription URL is not an absolute `https` URL (or `http` with private networks allowed), or has credentials.";
     422 InvalidEvents "invalid_events" "`events` is not 1 to 100 event types or patterns (`a.b`, `a.*`, `*`).";
     422 InvalidDescription "invalid_description" "`description` is longer than 1000 characters.";

@@ -92,6 +92,8 @@ PYTHONPATH=$work SWITCHYARD_URL=$flow SWITCHYARD_API_KEY=$key "$venv/bin/python"
 fuzz=$(start_server fuzz)
 echo "contract: schemathesis against $fuzz (${CONTRACT_FUZZ_SECONDS:-120} s)"
 status=0
+# From target/contract: schemathesis keeps its cache (.schemathesis/) in the working folder.
+cd "$work"
 "$venv/bin/schemathesis" run "$fuzz/openapi.json" \
     --header "Authorization: Bearer $key" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,negative_data_rejection,ignored_auth,use_after_free,ensure_resource_availability \

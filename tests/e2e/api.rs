@@ -1699,3 +1699,26 @@ async fn the_openapi_document_is_served_without_a_key() {
         "v1.subscription.create"
     );
 }
+
+/// A PATCH or an enable racing a DELETE of the same subscription answers 200 or 404, never a
+/// 500 (the fuzzer found the answer read back from a cache the DELETE had just emptied).
+#[tokio::test]
+async fn changes_racing_a_delete_never_answer_500() {
+    let server = TestServer::start().await;
+    for i in 0..60 {
+        let sub = server
+            .subscribe(json!({"url": format!("http://127.0.0.1:9/{i}"), "events": ["*"]}))
+            .await;
+        let path = format!("/v1/subscriptions/{}", id_of(&sub));
+        let enable = format!("{path}/enable");
+        let (patched, enabled, deleted) = tokio::join!(
+            server.call(Method::PATCH, &path, Some(json!({"description": "x"}))),
+            server.call(Method::POST, &enable, None),
+            server.call(Method::DELETE, &path, None),
+        );
+        assert_eq!(deleted.0, 204, "{}", deleted.1);
+        for (status, body) in [patched, enabled] {
+            assert!(status == 200 || status == 404, "{status}: {body}");
+        }
+    }
+}

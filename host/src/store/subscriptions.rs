@@ -180,7 +180,7 @@ impl Store {
                     "SELECT {COLUMNS} FROM subscriptions WHERE id = ? AND deleted_at IS NULL"
                 ))?;
                 let Some(stored) = all_rows(&mut stmt, [&id], Subscription::from_row)?.pop() else {
-                    return Ok(Some(UpdateOutcome::NotFound));
+                    return Ok(None);
                 };
                 if !same_config(&stored, &expected) {
                     return Ok(Some(UpdateOutcome::Changed));
@@ -201,15 +201,14 @@ impl Store {
                     )?
                     .execute((now.saturating_add(grace), secret, &id))?;
                 }
-                Ok(None)
+                // The row as written, from this transaction: a DELETE right after the commit
+                // must not turn the answer into "vanished".
+                let written = all_rows(&mut stmt, [&id], Subscription::from_row)?.pop();
+                Ok(written.map(|w| UpdateOutcome::Updated(Arc::new(w))))
             })
             .await?;
-        match outcome {
-            Some(refused) => Ok(refused),
-            None => Ok(UpdateOutcome::Updated(
-                self.reload_and_get(&based_on.id).await?,
-            )),
-        }
+        self.reload_subscriptions().await?;
+        Ok(outcome.unwrap_or(UpdateOutcome::NotFound))
     }
 
     /// Deletes a subscription (kept as a tombstone for its delivery history) and cancels its
@@ -286,7 +285,9 @@ impl Store {
         if changed == 0 {
             return Ok(None);
         }
-        self.reload_and_get(id).await.map(Some)
+        // Deleted right after (a concurrent DELETE): not found, not "vanished".
+        self.reload_subscriptions().await?;
+        Ok(self.cached_subscription(id))
     }
 
     /// Disables a subscription with a reason (410 Gone, or failing for too long).

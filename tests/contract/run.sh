@@ -61,7 +61,8 @@ free_port() {
     "$venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# Starts a server with its own data folder; prints its URL.
+# Starts a server with its own data folder; sets `url` (not run in a subshell, so `pids` keeps
+# the server for the cleanup).
 start_server() {
     local name=$1 port
     port=$(free_port)
@@ -72,7 +73,7 @@ start_server() {
     pids+=($!)
     for _ in $(seq 300); do
         if curl -sf "http://127.0.0.1:$port/healthz" >/dev/null; then
-            echo "http://127.0.0.1:$port"
+            url="http://127.0.0.1:$port"
             return
         fi
         sleep 0.1
@@ -82,14 +83,16 @@ start_server() {
     exit 1
 }
 
-flow=$(start_server flow)
+start_server flow
+flow=$url
 echo "contract: the served /openapi.json is docs/openapi.json"
 curl -sf "$flow/openapi.json" | cmp -s - "$root/docs/openapi.json" \
     || { echo "contract: GET /openapi.json differs from docs/openapi.json" >&2; exit 1; }
 echo "contract: generated client flow"
 PYTHONPATH=$work SWITCHYARD_URL=$flow SWITCHYARD_API_KEY=$key "$venv/bin/python" "$here/client_flow.py"
 
-fuzz=$(start_server fuzz)
+start_server fuzz
+fuzz=$url
 echo "contract: schemathesis against $fuzz (${CONTRACT_FUZZ_SECONDS:-120} s)"
 status=0
 # From target/contract: schemathesis keeps its cache (.schemathesis/) in the working folder.

@@ -212,11 +212,15 @@ fn targets<'a>(
 pub(super) const EVENT_COLUMNS: &str = "id, idempotency_key, type, data, created_at";
 
 impl Store {
-    /// An event by id, with its deliveries.
+    /// An event by id, with its newest `deliveries` deliveries.
     ///
     /// # Errors
     /// Database errors.
-    pub async fn event(&self, id: &str) -> Result<Option<(Event, Vec<Delivery>)>, StoreError> {
+    pub async fn event(
+        &self,
+        id: &str,
+        deliveries: i64,
+    ) -> Result<Option<(Event, Vec<Delivery>)>, StoreError> {
         let key = id.to_owned();
         let event = self
             .read(move |conn| {
@@ -234,7 +238,7 @@ impl Store {
                     event_id: Some(id.to_owned()),
                     ..Default::default()
                 },
-                1000,
+                deliveries,
             )
             .await?;
         Ok(Some((event, deliveries)))

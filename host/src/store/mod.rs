@@ -27,7 +27,7 @@ pub use attempts::{FeedAttempt, FeedFilter};
 pub use deliveries::{Completion, DeliveryFilter, Leased, SubscriptionEffect};
 pub use events::{IngestOutcome, Ingestor, NewEvent};
 pub use models::{Attempt, Delivery, DeliveryStatus, Event, Subscription, SubscriptionStatus};
-pub use subscriptions::{NewSubscription, SubscriptionPatch};
+pub use subscriptions::{NewSubscription, SubscriptionUpdate, UpdateOutcome};
 
 /// Connections that only read (API lookups and lists), alongside the one writer.
 const READERS: usize = 2;

@@ -10,5 +10,6 @@ mod bundled_plugins;
 mod crash;
 mod delivery;
 mod hot_reload;
+mod plugin_hardening;
 mod plugin_runtime;
 mod ssrf;

@@ -144,6 +144,7 @@ impl From<PluginError> for ApiError {
             PluginError::InvalidName(_) => Self::bad_request("invalid_name", err.to_string()),
             PluginError::NotFound(name) => Self::NotFound(format!("plugin {name:?}")),
             PluginError::TooLarge { .. } => Self::TooLarge(err.to_string()),
+            PluginError::ShuttingDown => Self::Unavailable,
             PluginError::Io(detail) => Self::Internal(detail),
             other => Self::invalid(other.kind(), other.to_string()),
         }

@@ -13,6 +13,7 @@ use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, Was
 use super::bindings::Transformer;
 use super::bindings::switchyard::plugin::host::{self, Level};
 use super::bindings::switchyard::plugin::types;
+use super::limits::{MAX_RANDOM_BYTES, bound_text};
 use super::runtime::{LoadedPlugin, Runtime};
 use super::{Limits, PluginError};
 
@@ -59,7 +60,7 @@ pub enum Decision {
 pub struct LogLine {
     /// `trace`…`error`, or `stdout` / `stderr`.
     pub level: &'static str,
-    /// The text (truncated to 1 KiB).
+    /// The text (cut to [`MAX_PLUGIN_TEXT`](super::MAX_PLUGIN_TEXT)).
     pub message: String,
 }
 
@@ -103,12 +104,15 @@ impl State {
         let stdout = MemoryOutputPipe::new(PIPE_BYTES);
         let stderr = MemoryOutputPipe::new(PIPE_BYTES);
         // No preopens (no filesystem), no env, no args, sockets and name lookup denied, and
-        // clocks frozen at zero: a plugin learns time only from the event.
+        // clocks frozen at zero: a plugin learns time only from the event. Random bytes are
+        // allocated by the host before they are copied in, so one request is capped.
+        let random_cap = MAX_RANDOM_BYTES.min(limits.memory_bytes);
         let wasi = WasiCtx::builder()
             .stdout(stdout.clone())
             .stderr(stderr.clone())
             .wall_clock(FrozenClock)
             .monotonic_clock(FrozenClock)
+            .max_random_size(u64::try_from(random_cap).unwrap_or(u64::MAX))
             .allow_blocking_current_thread(false)
             .build();
         Self {
@@ -116,6 +120,7 @@ impl State {
             table: ResourceTable::new(),
             limiter: MemoryLimiter {
                 limit: limits.memory_bytes,
+                used: 0,
                 denied: false,
             },
             logs: LogBuffer::new(limits),
@@ -214,7 +219,7 @@ impl Runtime {
                 .await
                 .result
         };
-        self.executor.run(call).await?
+        self.executor.run(call).await?.map_err(PluginError::bounded)
     }
 
     /// Instantiates `plugin` in a fresh store and runs `call` under the limits; turns traps,
@@ -224,14 +229,18 @@ impl Runtime {
         F: AsyncFnOnce(&Transformer, &mut Store<State>) -> wasmtime::Result<Result<R, String>>,
     {
         let limits = &self.limits;
-        // Holds a pool slot until the store is dropped at the end of this function.
-        let Ok(_slot) = self.call_gate.acquire().await else {
-            return RawReport {
-                result: Err(PluginError::Io("plugin runtime is shutting down".into())),
-                logs: Vec::new(),
-                dropped_logs: 0,
-                duration: Duration::ZERO,
-            };
+        // Holds room in the pool until the store is dropped at the end of this function; a
+        // call waits for it at most its deadline.
+        let _admission = match self.gate.admit(plugin.needs, limits.deadline).await {
+            Ok(admission) => admission,
+            Err(error) => {
+                return RawReport {
+                    result: Err(error),
+                    logs: Vec::new(),
+                    dropped_logs: 0,
+                    duration: Duration::ZERO,
+                };
+            }
         };
         let mut store = Store::new(&self.engine, State::new(limits));
         store.limiter(|state| &mut state.limiter);
@@ -260,8 +269,8 @@ impl Runtime {
         let result = match outcome {
             Err(_elapsed) => Err(PluginError::Timeout(budget)),
             Ok(Ok(Ok(value))) => Ok(value),
-            Ok(Ok(Err(message))) => Err(PluginError::Guest(message)),
-            Ok(Err(err)) => Err(classify(&err, &state, limits)),
+            Ok(Ok(Err(message))) => Err(PluginError::Guest(bound_text(message))),
+            Ok(Err(err)) => Err(classify(&err, &state, limits).bounded()),
         };
         let (logs, dropped_logs) = state.logs.finish(&state.stdout, &state.stderr);
         RawReport {
@@ -318,7 +327,7 @@ fn classify(err: &wasmtime::Error, state: &State, limits: &Limits) -> PluginErro
 /// Applies the output limits and header rules to what the plugin returned.
 fn check_outcome(outcome: types::Outcome, limits: &Limits) -> Result<Decision, PluginError> {
     let delivery = match outcome {
-        types::Outcome::Skip(reason) => return Ok(Decision::Skip(truncate(reason, 1024))),
+        types::Outcome::Skip(reason) => return Ok(Decision::Skip(bound_text(reason))),
         types::Outcome::Deliver(delivery) => delivery,
     };
     if delivery.body.len() > limits.output_bytes {
@@ -379,21 +388,29 @@ fn check_header_value(name: &str, value: &str) -> Result<(), PluginError> {
     Ok(())
 }
 
-/// Grants memory growth up to the cap and remembers a refusal, so a guest that then aborts is
-/// reported as out of memory rather than as an anonymous trap.
+/// Grants memory up to the cap, counted over every memory of the instance (a component may
+/// have several, each created and grown through here), and remembers a refusal, so a guest
+/// that then aborts is reported as out of memory rather than as an anonymous trap.
 struct MemoryLimiter {
     limit: usize,
+    /// Bytes of all memories of this store so far.
+    used: usize,
     denied: bool,
 }
 
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _max: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let allowed = desired <= self.limit;
+        let growth = desired.saturating_sub(current);
+        let total = self.used.saturating_add(growth);
+        let allowed = total <= self.limit;
+        if allowed {
+            self.used = total;
+        }
         self.denied |= !allowed;
         Ok(allowed)
     }
@@ -450,7 +467,7 @@ impl LogBuffer {
     }
 
     fn push(&mut self, level: &'static str, message: String) {
-        let message = truncate(message, 1024);
+        let message = bound_text(message);
         if self.lines.len() >= self.max_lines || self.bytes + message.len() > self.max_bytes {
             self.dropped += 1;
             return;
@@ -488,21 +505,9 @@ fn level_name(level: Level) -> &'static str {
     }
 }
 
-/// Cuts `text` to at most `max` bytes on a character boundary.
-fn truncate(mut text: String, max: usize) -> String {
-    if text.len() > max {
-        let mut cut = max;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-        text.push('…');
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::MAX_PLUGIN_TEXT;
     use super::*;
 
     fn delivery(headers: Vec<(&str, &str)>, body: usize) -> types::Outcome {
@@ -577,8 +582,40 @@ mod tests {
     }
 
     #[test]
-    fn truncate_respects_char_boundaries() {
-        assert_eq!(truncate("héllo".into(), 2), "h…");
-        assert_eq!(truncate("abc".into(), 5), "abc");
+    fn plugin_text_is_bounded() {
+        let huge = "x".repeat(8 << 20);
+        let skip = check_outcome(types::Outcome::Skip(huge.clone()), &Limits::default());
+        assert!(matches!(skip, Ok(Decision::Skip(r)) if r.len() <= MAX_PLUGIN_TEXT));
+        let mut logs = LogBuffer::new(&Limits::default());
+        logs.push("info", huge);
+        let (lines, _) = logs.finish(&MemoryOutputPipe::new(16), &MemoryOutputPipe::new(16));
+        assert!(lines[0].message.len() <= MAX_PLUGIN_TEXT);
+    }
+
+    #[test]
+    fn the_memory_limit_is_the_sum_over_memories() {
+        let mut limiter = MemoryLimiter {
+            limit: 100,
+            used: 0,
+            denied: false,
+        };
+        assert!(
+            limiter.memory_growing(0, 60, None).unwrap(),
+            "a first memory"
+        );
+        assert!(
+            !limiter.memory_growing(0, 50, None).unwrap(),
+            "a second one past the sum"
+        );
+        assert!(limiter.denied);
+        assert!(
+            limiter.memory_growing(0, 40, None).unwrap(),
+            "a second one within it"
+        );
+        assert!(limiter.memory_growing(60, 60, None).unwrap(), "no growth");
+        assert!(
+            !limiter.memory_growing(40, 41, None).unwrap(),
+            "one byte over"
+        );
     }
 }

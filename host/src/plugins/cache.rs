@@ -146,7 +146,7 @@ impl Cache {
         let digest = hex::encode(Sha256::digest(&artefact));
         let (dir, path) = (self.dir.clone(), self.path(version, engine));
         let written = tokio::task::spawn_blocking(move || {
-            super::registry::write_atomically(&dir, &path, &artefact)
+            super::folder::write_atomically(&dir, &path, &artefact)
         })
         .await;
         match written {

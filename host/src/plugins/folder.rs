@@ -5,13 +5,14 @@
 //!
 //! Every function here blocks; callers run them with `spawn_blocking`.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustix::fs::{FileType, Mode, OFlags};
 
 use super::PluginError;
+use super::registry::valid_name;
 
 /// What identifies one version of a file without reading it: a change of content, a
 /// replacement (rename over it) or a `chmod` changes one of these.
@@ -187,6 +188,24 @@ fn describe(kind: FileType) -> &'static str {
 
 fn io_error(path: &Path, e: rustix::io::Errno) -> PluginError {
     PluginError::Io(format!("{}: {}", path.display(), std::io::Error::from(e)))
+}
+
+/// The plugin name a path in the plugins folder stands for: `<name>.wasm` with a valid name.
+/// Temp files (`.tmp…`) and anything else are ignored.
+pub(super) fn name_of_path(path: &Path) -> Option<String> {
+    let file = path.file_name()?.to_str()?;
+    let name = file.strip_suffix(".wasm")?;
+    valid_name(name).then(|| name.to_owned())
+}
+
+/// Write-temp-then-rename in the same folder, with fsyncs, so the watcher never sees a half
+/// file and a crash leaves either the old or the new one.
+pub(super) fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    std::fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

@@ -35,7 +35,9 @@ mod limits;
 mod load;
 mod registry;
 mod runtime;
+mod sandbox;
 mod shape;
+mod status;
 mod watcher;
 
 pub use bundled::{BUNDLED, seed_bundled};

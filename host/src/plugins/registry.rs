@@ -7,15 +7,14 @@
 //! same thing twice.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use bytes::Bytes;
-use serde::Serialize;
-use time::OffsetDateTime;
 
-use super::folder::{Fingerprint, Folder};
+use super::folder::{Fingerprint, Folder, name_of_path, write_atomically};
+use super::status::info;
+pub use super::status::{PluginInfo, PluginStats, PluginStatus};
 use super::{LoadedPlugin, PluginError, Runtime};
 
 /// Uploads in progress at once (body read, compiled, written); more are refused before their
@@ -25,50 +24,10 @@ const UPLOADS_AT_ONCE: usize = 8;
 /// Versions that failed to load, remembered so they are not compiled again.
 const REMEMBERED_FAILURES: usize = 256;
 
-/// Whether a plugin's latest file loaded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PluginStatus {
-    /// The latest file is serving.
-    Ready,
-    /// The latest file failed to load; the last good version (if any) keeps serving.
-    Error,
-}
-
-/// What the API shows about a plugin.
-#[derive(Debug, Clone, Serialize)]
-pub struct PluginInfo {
-    /// The plugin's name.
-    pub name: String,
-    /// sha256 of the serving version, if any version loaded.
-    pub version: Option<String>,
-    /// Size in bytes of the serving version.
-    pub size: Option<usize>,
-    /// `ready`, or `error` when the latest file failed to load.
-    pub status: PluginStatus,
-    /// Why the latest file failed to load.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// When the serving version was loaded.
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub loaded_at: Option<OffsetDateTime>,
-}
-
-/// Counters for `/metrics`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PluginStats {
-    /// Plugin files opened for reading since start.
-    pub file_reads: u64,
-    /// Compiles started since start.
-    pub compiles: u64,
-    /// Compiles running now.
-    pub compiling: u64,
-}
-
 #[derive(Default)]
-struct Entry {
-    current: Option<Arc<LoadedPlugin>>,
-    error: Option<String>,
+pub(super) struct Entry {
+    pub(super) current: Option<Arc<LoadedPlugin>>,
+    pub(super) error: Option<String>,
     /// The file as last examined: unchanged means nothing to read.
     file: Option<Fingerprint>,
 }
@@ -424,40 +383,6 @@ fn remember(err: &PluginError) -> bool {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn info(name: &str, entry: &Entry) -> PluginInfo {
-    let current = entry.current.as_ref();
-    PluginInfo {
-        name: name.to_owned(),
-        version: current.map(|p| p.version.clone()),
-        size: current.map(|p| p.size),
-        status: if entry.error.is_some() {
-            PluginStatus::Error
-        } else {
-            PluginStatus::Ready
-        },
-        error: entry.error.clone(),
-        loaded_at: current.map(|p| p.loaded_at),
-    }
-}
-
-/// The plugin name a path in the plugins folder stands for: `<name>.wasm` with a valid name.
-/// Temp files (`.tmp…`) and anything else are ignored.
-pub(super) fn name_of_path(path: &Path) -> Option<String> {
-    let file = path.file_name()?.to_str()?;
-    let name = file.strip_suffix(".wasm")?;
-    valid_name(name).then(|| name.to_owned())
-}
-
-/// Write-temp-then-rename in the same folder, with fsyncs, so the watcher never sees a half
-/// file and a crash leaves either the old or the new one.
-pub(super) fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    std::fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

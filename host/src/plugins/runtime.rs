@@ -13,10 +13,10 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 
 use super::bindings::TransformerPre;
 use super::cache::Cache;
-use super::call::State;
 use super::compile::Compiler;
 use super::executor::Executor;
 use super::gate::{Gate, PoolSize};
+use super::sandbox::State;
 use super::shape::Needs;
 use super::{Limits, PluginError};
 
@@ -104,7 +104,7 @@ impl Runtime {
             }
         };
         let mut linker = Linker::new(&engine);
-        super::call::add_to_linker(&mut linker)?;
+        super::sandbox::add_to_linker(&mut linker)?;
         start_ticker(&engine);
         if let Some(cache) = &cache {
             create_private_dir(cache.dir())?;

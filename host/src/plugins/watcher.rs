@@ -13,7 +13,7 @@ use notify_debouncer_full::notify::event::{AccessKind, AccessMode};
 use notify_debouncer_full::notify::{EventKind, RecommendedWatcher, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 
-use super::registry::name_of_path;
+use super::folder::name_of_path;
 use super::{PluginError, Registry};
 
 /// How long a file must be quiet before it is (re)loaded: a `cp` of a large file emits many

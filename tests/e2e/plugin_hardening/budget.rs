@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use super::components::{huge_function, many_functions};
+use super::components::{huge_function, huge_function_then_invalid, many_functions};
 use super::process::{Service, alive};
 use crate::common::plugins::bundled;
 use crate::common::wait_until;
@@ -95,7 +95,10 @@ async fn a_hash_that_failed_is_not_compiled_again() {
     let dir = tempfile::tempdir().unwrap();
     let service = Service::start(dir.path(), &budget()).await;
     let file = dir.path().join("plugins").join("bomb.wasm");
-    std::fs::write(&file, huge_function(100_000)).unwrap();
+    // About 12 s of compiling in a debug build, then a compile error (so nothing is cached):
+    // past the 5 s budget here; a service without the budget fails it after the work, and,
+    // on a touch, does the work again.
+    std::fs::write(&file, huge_function_then_invalid(30_000)).unwrap();
     let refused = wait_until(Duration::from_secs(30), || async {
         service.plugin("bomb").await["status"] == "error"
     })
@@ -109,7 +112,7 @@ async fn a_hash_that_failed_is_not_compiled_again() {
         .as_str()
         .unwrap_or("")
         .to_owned();
-    assert!(error.contains("budget"), "{error}");
+    eprintln!("refused: {error}");
 
     // Touch the file (a watcher event) and wait past the debounce: no compiler is started.
     let cpu = service.cpu_seconds();
@@ -121,7 +124,7 @@ async fn a_hash_that_failed_is_not_compiled_again() {
         .set_modified(std::time::SystemTime::now())
         .unwrap();
     let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(3) {
+    while started.elapsed() < Duration::from_secs(6) {
         spawned.extend(service.children());
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -135,6 +138,7 @@ async fn a_hash_that_failed_is_not_compiled_again() {
         service.plugin("bomb").await["error"].as_str(),
         Some(error.as_str())
     );
+    assert!(error.contains("budget"), "{error}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -36,6 +36,17 @@ pub fn many_functions(functions: u32) -> Vec<u8> {
 /// work for the optimiser and the register allocator. 100,000 rounds (1.3 MB) took 78 s and
 /// 260 MiB to compile here.
 pub fn huge_function(ops: u32) -> Vec<u8> {
+    huge_function_then(ops, false)
+}
+
+/// [`huge_function`] followed by a function that does not validate: compiling it takes as
+/// long and then fails, so nothing is cached and only the memory of the failed hash saves a
+/// second compile.
+pub fn huge_function_then_invalid(ops: u32) -> Vec<u8> {
+    huge_function_then(ops, true)
+}
+
+fn huge_function_then(ops: u32, invalid_after: bool) -> Vec<u8> {
     const PARAMS: u32 = 4;
     const LOCALS: u32 = 400;
     let mut types = TypeSection::new();
@@ -70,6 +81,13 @@ pub fn huge_function(ops: u32) -> Vec<u8> {
     }
     let mut code = CodeSection::new();
     code.function(&f);
+    if invalid_after {
+        // `i32.add` on an empty stack.
+        funcs.function(0);
+        let mut bad = wasm_encoder::Function::new([]);
+        bad.instructions().i32_add().end();
+        code.function(&bad);
+    }
     let mut module = Module::new();
     module.section(&types).section(&funcs).section(&code);
     component_of(&module)

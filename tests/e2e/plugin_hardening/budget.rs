@@ -95,9 +95,9 @@ async fn a_hash_that_failed_is_not_compiled_again() {
     let dir = tempfile::tempdir().unwrap();
     let service = Service::start(dir.path(), &budget()).await;
     let file = dir.path().join("plugins").join("bomb.wasm");
-    // About 12 s of compiling in a debug build, then a compile error (so nothing is cached):
-    // past the 5 s budget here; a service without the budget fails it after the work, and,
-    // on a touch, does the work again.
+    // Seconds of compiling, then a compile error (so nothing is cached): refused either by
+    // the 5 s budget (a debug build) or by the error (a release build); a service that does
+    // not remember failures does the work again on a touch.
     std::fs::write(&file, huge_function_then_invalid(30_000)).unwrap();
     let refused = wait_until(Duration::from_secs(30), || async {
         service.plugin("bomb").await["status"] == "error"
@@ -138,7 +138,6 @@ async fn a_hash_that_failed_is_not_compiled_again() {
         service.plugin("bomb").await["error"].as_str(),
         Some(error.as_str())
     );
-    assert!(error.contains("budget"), "{error}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -75,3 +75,47 @@ async fn file_reads(server: &TestServer) -> Option<u64> {
         .find_map(|l| l.strip_prefix("switchyard_plugin_file_reads_total "))
         .and_then(|v| v.trim().parse().ok())
 }
+
+/// The process view over 10 s (the real binary, bundled plugins loaded): no plugin file read
+/// and under 1% of a core. (A parked delivery backlog is the dispatcher's part of this check.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_service_process_uses_almost_no_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let service =
+        super::process::Service::start(dir.path(), &[("SWITCHYARD_BUNDLED_PLUGINS", "true")]).await;
+    let loaded = wait_until(Duration::from_secs(60), || async {
+        let mut all = true;
+        for name in ["slack", "discord", "filter", "reshape"] {
+            all &= service.plugin(name).await["status"] == "ready";
+        }
+        all
+    })
+    .await;
+    assert!(loaded, "the bundled plugins did not load");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let reads = process_metric(&service, "switchyard_plugin_file_reads_total").await;
+    let cpu = service.cpu_seconds();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let used = service.cpu_seconds() - cpu;
+    let reads_after = process_metric(&service, "switchyard_plugin_file_reads_total").await;
+    eprintln!(
+        "idle for 10 s: {used:.2} s of CPU ({:.1}% of a core), plugin file reads {reads} -> {reads_after}",
+        used * 10.0
+    );
+    assert_eq!(reads_after, reads, "plugin files were read while idle");
+    assert!(used < 0.1, "{used:.2} s of CPU in 10 s of idling");
+}
+
+async fn process_metric(service: &super::process::Service, name: &str) -> u64 {
+    let text = service
+        .request(Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("no {name} in /metrics"))
+}

@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use switchyard::plugins::{BUNDLED, Limits, PluginEvent, Runtime};
+use switchyard::plugins::{BUNDLED, Cache, Limits, MemoryDigests, PluginEvent, Runtime};
 
 const CALLS: usize = 20_000;
 /// Callers at once in the throughput run.
@@ -30,7 +30,10 @@ async fn bench() {
         .expect("slack is bundled");
     let cache = tempfile::tempdir().expect("temp dir");
 
-    let rt = Runtime::new(Limits::default(), Some(cache.path().to_owned())).expect("runtime");
+    // The digests a restart trusts (the service keeps them in its database).
+    let digests = std::sync::Arc::new(MemoryDigests::default());
+    let cached = || Some(Cache::new(cache.path(), digests.clone()));
+    let rt = Runtime::new(Limits::default(), cached()).expect("runtime");
     let started = Instant::now();
     let plugin = rt
         .load("slack", slack.clone())
@@ -38,8 +41,7 @@ async fn bench() {
         .expect("slack compiles");
     let compile = started.elapsed();
 
-    let restarted =
-        Runtime::new(Limits::default(), Some(cache.path().to_owned())).expect("runtime");
+    let restarted = Runtime::new(Limits::default(), cached()).expect("runtime");
     let started = Instant::now();
     restarted
         .load("slack", slack.clone())

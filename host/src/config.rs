@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::plugins::Limits;
+use crate::plugins::{CompileBudget, Limits};
 
 /// The validated configuration the service runs with.
 #[derive(Debug, Clone)]
@@ -42,6 +42,18 @@ pub struct Config {
     pub max_pending_events: usize,
     /// Limits of every plugin call.
     pub plugin_limits: Limits,
+    /// Time and memory one plugin compile may use (`plugin_compile_timeout`,
+    /// `plugin_compile_memory_mb`).
+    pub plugin_compile_budget: CompileBudget,
+    /// The `switchyard` binary, run as `switchyard __compile-plugin` to compile plugins in a
+    /// child process under [`Config::plugin_compile_budget`]. `None` compiles in-process,
+    /// without a budget: only for embedders without the binary (unit tests, benchmarks).
+    /// `switchyard serve` sets it to itself.
+    pub plugin_compiler: Option<PathBuf>,
+    /// Follow symbolic links in the plugins folder that lead out of it
+    /// (`plugins_follow_symlinks`). Links inside the folder are always followed; whatever a
+    /// link leads to must be a regular file.
+    pub plugins_follow_symlinks: bool,
     /// Write the bundled plugins into the plugins folder when it is first created.
     pub bundled_plugins: bool,
     /// How long a leased delivery may stay `delivering` before another worker may take it.
@@ -67,6 +79,9 @@ impl Config {
             max_event_bytes: 1 << 20,
             max_pending_events: 4096,
             plugin_limits: Limits::default(),
+            plugin_compile_budget: CompileBudget::default(),
+            plugin_compiler: None,
+            plugins_follow_symlinks: false,
             bundled_plugins: true,
             lease: Duration::from_secs(300),
         }
@@ -121,6 +136,12 @@ pub struct Layer {
     pub plugin_timeout: Option<String>,
     /// `plugin_memory_mb`
     pub plugin_memory_mb: Option<usize>,
+    /// `plugin_compile_timeout`, e.g. `"60s"`
+    pub plugin_compile_timeout: Option<String>,
+    /// `plugin_compile_memory_mb`
+    pub plugin_compile_memory_mb: Option<u64>,
+    /// `plugins_follow_symlinks`
+    pub plugins_follow_symlinks: Option<bool>,
     /// `bundled_plugins`
     pub bundled_plugins: Option<bool>,
 }
@@ -158,6 +179,13 @@ impl Layer {
             max_pending_events: over.max_pending_events.or(self.max_pending_events),
             plugin_timeout: over.plugin_timeout.or(self.plugin_timeout),
             plugin_memory_mb: over.plugin_memory_mb.or(self.plugin_memory_mb),
+            plugin_compile_timeout: over.plugin_compile_timeout.or(self.plugin_compile_timeout),
+            plugin_compile_memory_mb: over
+                .plugin_compile_memory_mb
+                .or(self.plugin_compile_memory_mb),
+            plugins_follow_symlinks: over
+                .plugins_follow_symlinks
+                .or(self.plugins_follow_symlinks),
             bundled_plugins: over.bundled_plugins.or(self.bundled_plugins),
         }
     }
@@ -250,6 +278,21 @@ impl Layer {
                 errors.push("plugin_memory_mb: must be between 1 and 4096".into());
             }
         }
+        set_duration(
+            &mut config.plugin_compile_budget.timeout,
+            "plugin_compile_timeout",
+            self.plugin_compile_timeout,
+            &mut errors,
+        );
+        if let Some(mb) = self.plugin_compile_memory_mb {
+            // Below 64 MiB even the bundled plugins do not compile.
+            if (64..=65536).contains(&mb) {
+                config.plugin_compile_budget.memory_bytes = mb << 20;
+            } else {
+                errors.push("plugin_compile_memory_mb: must be between 64 and 65536".into());
+            }
+        }
+        config.plugins_follow_symlinks = self.plugins_follow_symlinks.unwrap_or(false);
         config.bundled_plugins = self.bundled_plugins.unwrap_or(true);
         if errors.is_empty() {
             Ok(config)
@@ -325,6 +368,23 @@ mod tests {
             config.plugins_dir,
             PathBuf::from("./switchyard-data/plugins")
         );
+        assert_eq!(config.plugin_compile_budget, CompileBudget::default());
+        assert!(!config.plugins_follow_symlinks);
+    }
+
+    #[test]
+    fn compile_budget_settings_apply() {
+        let config = Layer {
+            plugin_compile_timeout: Some("5s".into()),
+            plugin_compile_memory_mb: Some(512),
+            plugins_follow_symlinks: Some(true),
+            ..Layer::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(config.plugin_compile_budget.timeout, Duration::from_secs(5));
+        assert_eq!(config.plugin_compile_budget.memory_bytes, 512 << 20);
+        assert!(config.plugins_follow_symlinks);
     }
 
     #[test]
@@ -336,10 +396,12 @@ mod tests {
             max_in_flight: Some(0),
             max_pending_events: Some(0),
             plugin_memory_mb: Some(0),
+            plugin_compile_timeout: Some("0s".into()),
+            plugin_compile_memory_mb: Some(16),
             ..Layer::default()
         };
         let errors = layer.resolve().unwrap_err();
-        assert_eq!(errors.len(), 6, "{errors:#?}");
+        assert_eq!(errors.len(), 8, "{errors:#?}");
         assert!(
             errors.iter().any(|e| e.starts_with("max_pending_events")),
             "{errors:#?}"

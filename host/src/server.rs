@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::dispatch::{DispatchContext, Dispatcher, RetryPolicy};
 use crate::metrics::Metrics;
 use crate::net::{self, NetConfig};
-use crate::plugins::{self, Registry, Runtime, Watcher};
+use crate::plugins::{self, ArtefactDigests, Cache, Compiler, Registry, Runtime, Watcher};
 use crate::store::{Ingestor, Store, StoreError};
 
 /// The setting holding the generated admin key's hash.
@@ -52,8 +52,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     let config = Arc::new(config);
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|e| StartError::Io(format!("{}: {e}", config.data_dir.display())))?;
+    // The data folder holds the database and compiled plugins (native code the service
+    // loads): nobody else may be able to write it.
+    refuse_if_others_can_write(&config.data_dir)?;
+    refuse_if_others_can_write(&config.data_dir.join(PLUGIN_CACHE))?;
+    create_private_dir(&config.data_dir)?;
     let store = Store::open(&config.database_path()).await?;
     restrict_to_owner(&config.data_dir, &config.database_path());
     let (api_key, generated) = api_key(&store, &config).await?;
@@ -64,8 +67,17 @@ pub async fn run(
         );
     }
     let api_key = Arc::new(api_key);
-    let plugins = start_plugins(&config).await?;
+    let plugins = start_plugins(&config, &store).await?;
     let _watcher = Watcher::start(plugins.clone()).await?;
+    // A shutdown kills compiles in progress, so it never waits for one (their uploads answer
+    // 503).
+    let shutdown = {
+        let plugins = plugins.clone();
+        async move {
+            shutdown.await;
+            plugins.shutdown();
+        }
+    };
     let client = net::Client::new(NetConfig {
         allow_private_networks: config.allow_private_networks,
         timeout: config.delivery_timeout,
@@ -78,7 +90,10 @@ pub async fn run(
         // one host at once.
         max_idle_per_host: config.max_in_flight,
     })?;
-    let metrics = Metrics::new();
+    let metrics = {
+        let plugins = plugins.clone();
+        Metrics::with_plugin_stats(Box::new(move || plugins.stats()))
+    };
     let wake = Arc::new(Notify::new());
     let (ingestor, ingest_task) =
         Ingestor::start(store.clone(), wake.clone(), config.max_pending_events);
@@ -168,18 +183,120 @@ fn restrict_to_owner(data_dir: &std::path::Path, database: &std::path::Path) {
     let _ = (data_dir, database);
 }
 
+/// The compile cache's folder, in the data folder.
+const PLUGIN_CACHE: &str = "plugin-cache";
+
 /// The runtime and registry; on a first start the bundled plugins are written into the folder.
-async fn start_plugins(config: &Config) -> Result<Arc<Registry>, StartError> {
+async fn start_plugins(config: &Config, store: &Store) -> Result<Arc<Registry>, StartError> {
     let first_start = !config.plugins_dir.exists();
     if first_start && config.bundled_plugins {
         plugins::seed_bundled(&config.plugins_dir)
             .map_err(|e| StartError::Io(format!("{}: {e}", config.plugins_dir.display())))?;
     }
-    let runtime = Runtime::new(
-        config.plugin_limits.clone(),
-        Some(config.data_dir.join("plugin-cache")),
-    )?;
-    Ok(Arc::new(Registry::new(runtime, &config.plugins_dir)?))
+    let cache = Cache::new(
+        config.data_dir.join(PLUGIN_CACHE),
+        Arc::new(StoreDigests(store.clone())),
+    );
+    let mut runtime = Runtime::new(config.plugin_limits.clone(), Some(cache))?;
+    if let Some(program) = &config.plugin_compiler {
+        runtime = runtime.with_compiler(Compiler::Child {
+            program: program.clone(),
+            budget: config.plugin_compile_budget,
+        });
+    }
+    Ok(Arc::new(Registry::with_links(
+        runtime,
+        &config.plugins_dir,
+        config.plugins_follow_symlinks,
+    )?))
+}
+
+/// Artefact digests in the database, where only the service writes.
+struct StoreDigests(Store);
+
+impl ArtefactDigests for StoreDigests {
+    fn get<'a>(
+        &'a self,
+        version: &'a str,
+        engine: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<Option<String>, String>> {
+        Box::pin(async move {
+            self.0
+                .artifact_digest(version, engine)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn put<'a>(
+        &'a self,
+        version: &'a str,
+        engine: &'a str,
+        sha256: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            self.0
+                .set_artifact_digest(version, engine, sha256)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn retain<'a>(
+        &'a self,
+        engine: &'a str,
+        versions: &'a [String],
+    ) -> futures::future::BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            self.0
+                .retain_artifact_digests(engine, versions)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// Refuses a folder that exists and that others could write: group or world write bits, or
+/// owned by another user. (A missing folder is created private.)
+fn refuse_if_others_can_write(dir: &std::path::Path) -> Result<(), StartError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let meta = match std::fs::metadata(dir) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(StartError::Io(format!("{}: {e}", dir.display()))),
+        };
+        let me = rustix::process::geteuid().as_raw();
+        if meta.uid() != me {
+            return Err(StartError::Io(format!(
+                "{} is owned by user {}, not by the user the service runs as ({me}): others could replace the database or the compiled plugins it runs; give it to this user (chown) or use another data_dir",
+                dir.display(),
+                meta.uid()
+            )));
+        }
+        if meta.mode() & 0o022 != 0 {
+            return Err(StartError::Io(format!(
+                "others can write {} (mode {:o}): they could replace the database or the compiled plugins the service runs; run chmod go-w on it (the service keeps it 0700)",
+                dir.display(),
+                meta.mode() & 0o7777
+            )));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// Creates the data folder, `0700` from the start (where it is new).
+fn create_private_dir(dir: &std::path::Path) -> Result<(), StartError> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .map_err(|e| StartError::Io(format!("{}: {e}", dir.display())))
 }
 
 #[cfg(test)]

@@ -11,5 +11,6 @@ mod cli;
 mod crash;
 mod delivery;
 mod hot_reload;
+mod plugin_hardening;
 mod plugin_runtime;
 mod ssrf;

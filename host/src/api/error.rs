@@ -135,6 +135,10 @@ fn plugin_code(error: &PluginError) -> ErrorCode {
         PluginError::NotAComponent(_) => ErrorCode::NotAComponent,
         PluginError::WrongWorld(_) => ErrorCode::WrongWorld,
         PluginError::Compile(_) => ErrorCode::Compile,
+        PluginError::CompileBudget(_) => ErrorCode::CompileBudgetExceeded,
+        PluginError::InstanceTooLarge(_) => ErrorCode::InstanceTooLarge,
+        PluginError::Busy(_) => ErrorCode::Busy,
+        PluginError::ShuttingDown => ErrorCode::Unavailable,
         PluginError::TooLarge { .. } => ErrorCode::PayloadTooLarge,
         PluginError::InputTooLarge { .. } => ErrorCode::InputTooLarge,
         PluginError::Timeout(_) => ErrorCode::Timeout,
@@ -167,7 +171,7 @@ impl IntoResponse for ApiError {
             logs,
         };
         let mut response = (status, axum::Json(body)).into_response();
-        if status == StatusCode::TOO_MANY_REQUESTS {
+        if status == StatusCode::TOO_MANY_REQUESTS || code == ErrorCode::Busy {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -216,6 +220,7 @@ impl From<PluginError> for ApiError {
             }
             PluginError::NotFound(name) => Self::not_found("plugin", &name),
             PluginError::TooLarge { .. } => Self::TooLarge(err.to_string()),
+            PluginError::ShuttingDown => Self::Unavailable,
             PluginError::Io(detail) => Self::Internal(detail),
             other => Self::invalid(plugin_code(&other), other.to_string()),
         }

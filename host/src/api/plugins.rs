@@ -2,13 +2,12 @@
 //! delete, and dry-run a plugin on a sample event.
 
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use base64::Engine as _;
 
-use super::extract::{ApiJson, ApiPath, bytes_rejection, media_type};
+use super::extract::{ApiJson, ApiPath, media_type};
 use super::models::{
     DeliverOutcome, DryRunDeliver, DryRunIn, DryRunOut, DryRunSkip, LogLineOut, Page, PluginOut,
     PluginPage, SkipOutcome, WasmComponent,
@@ -42,7 +41,7 @@ pub async fn upload(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<(StatusCode, Json<PluginOut>), ApiError> {
     check_name(&name)?;
     let media = media_type(&headers);
@@ -54,14 +53,32 @@ pub async fn upload(
             "upload the component with content-type: application/wasm (got {media:?})"
         )));
     }
-    let body = body.map_err(bytes_rejection)?;
+    // At most a few uploads are in progress at once; past that an upload is answered `429`
+    // (with `Retry-After`) before its body is read, so uploads cannot pile up in memory. The
+    // body is handed on as it is (no copies).
+    let limit = state.plugins.runtime().limits().component_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX)) {
+        return Err(too_large(limit));
+    }
+    let Some(_turn) = state.plugins.upload_turn()? else {
+        return Err(ApiError::RateLimited(
+            "too many plugin uploads are in progress; retry shortly".into(),
+        ));
+    };
+    let body = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| too_large(limit))?;
     if body.is_empty() {
         return Err(ApiError::invalid(
             ErrorCode::NotAComponent,
             "the body is empty: send the component's bytes",
         ));
     }
-    let (info, created) = state.plugins.install(&name, body.to_vec()).await?;
+    let (info, created) = state.plugins.install(&name, body).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -211,4 +228,11 @@ fn check_name(name: &str) -> Result<(), ApiError> {
     } else {
         Err(PluginError::InvalidName(name.to_owned()).into())
     }
+}
+
+/// An upload over the size limit, or whose body could not be read whole.
+fn too_large(limit: usize) -> ApiError {
+    ApiError::TooLarge(format!(
+        "the body is larger than the {limit} byte limit for a component (or could not be read whole)"
+    ))
 }

@@ -63,6 +63,17 @@ pub struct ServeArgs {
     /// Memory limit of one plugin call in MiB [default: 32]
     #[arg(long, env = "SWITCHYARD_PLUGIN_MEMORY_MB")]
     plugin_memory_mb: Option<usize>,
+    /// Wall-clock limit of one plugin compile; a component past it is refused (422
+    /// compile_budget_exceeded) [default: 60s]
+    #[arg(long, env = "SWITCHYARD_PLUGIN_COMPILE_TIMEOUT")]
+    plugin_compile_timeout: Option<String>,
+    /// Memory limit of one plugin compile in MiB (the compiler runs in a child process)
+    /// [default: 2048]
+    #[arg(long, env = "SWITCHYARD_PLUGIN_COMPILE_MEMORY_MB")]
+    plugin_compile_memory_mb: Option<u64>,
+    /// Follow symbolic links in the plugins folder that lead out of it [default: false]
+    #[arg(long, env = "SWITCHYARD_PLUGINS_FOLLOW_SYMLINKS")]
+    plugins_follow_symlinks: Option<bool>,
     /// Write the bundled plugins (slack, discord, filter, reshape) into a newly created
     /// plugins folder [default: true]
     #[arg(long, env = "SWITCHYARD_BUNDLED_PLUGINS")]
@@ -87,6 +98,9 @@ impl ServeArgs {
             max_pending_events: self.max_pending_events,
             plugin_timeout: self.plugin_timeout,
             plugin_memory_mb: self.plugin_memory_mb,
+            plugin_compile_timeout: self.plugin_compile_timeout,
+            plugin_compile_memory_mb: self.plugin_compile_memory_mb,
+            plugins_follow_symlinks: self.plugins_follow_symlinks,
             bundled_plugins: self.bundled_plugins,
         }
     }
@@ -115,12 +129,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         Layer::default()
     };
-    let config = file
+    let mut config = file
         .overridden_by(args.layer())
         .resolve()
         .map_err(|errors| {
             anyhow::anyhow!("invalid configuration:\n  - {}", errors.join("\n  - "))
         })?;
+    // Plugins compile in a child process of this binary, under the compile budget.
+    config.plugin_compiler =
+        Some(std::env::current_exe().context("finding the switchyard binary to compile plugins")?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -45,7 +45,7 @@ pub fn seed_bundled(dir: &Path) -> std::io::Result<()> {
     for (name, bytes) in BUNDLED {
         let path = dir.join(format!("{name}.wasm"));
         if !path.exists() {
-            super::registry::write_atomically(dir, &path, bytes)?;
+            super::folder::write_atomically(dir, &path, bytes)?;
         }
     }
     Ok(())

@@ -8,6 +8,7 @@
 //! together with their events. Statements have fixed shapes (lists are bound as one JSON array
 //! and expanded with `json_each`), so every one stays in the prepared-statement cache.
 
+mod artifacts;
 mod attempts;
 mod deliveries;
 mod events;
@@ -34,7 +35,10 @@ const READERS: usize = 2;
 /// Prepared statements kept per connection.
 const STATEMENT_CACHE: usize = 64;
 /// The schema, applied once to a new database (`PRAGMA user_version` says which is applied).
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_init.sql"),
+    include_str!("../../migrations/0002_plugin_artifacts.sql"),
+];
 
 /// A store failure that is not the caller's fault.
 #[derive(Debug, thiserror::Error)]
@@ -326,7 +330,7 @@ mod tests {
             .read(|conn| Ok(conn.pragma_query_value(None, "user_version", |r| r.get(0))?))
             .await
             .unwrap();
-        assert_eq!(version, 1);
+        assert_eq!(version, i64::try_from(MIGRATIONS.len()).unwrap());
         store.close().await;
     }
 

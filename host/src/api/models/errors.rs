@@ -71,6 +71,8 @@ error_codes! {
     422 NotAComponent "not_a_component" "The upload is not a WebAssembly component.";
     422 WrongWorld "wrong_world" "The component does not implement the `switchyard:plugin` `transformer` world.";
     422 Compile "compile" "The component failed to validate or compile.";
+    422 CompileBudgetExceeded "compile_budget_exceeded" "Compiling the component took more time or memory than the budget (`plugin_compile_timeout`, `plugin_compile_memory_mb`).";
+    422 InstanceTooLarge "instance_too_large" "One instance of the component needs more core instances, memories or tables than a plugin may use.";
     422 InputTooLarge "input_too_large" "The event is larger than the plugin input limit.";
     422 Timeout "timeout" "The plugin ran past its deadline.";
     422 OutOfMemory "out_of_memory" "The plugin ran out of memory.";
@@ -82,6 +84,7 @@ error_codes! {
     429 RateLimited "rate_limited" "Too many events are waiting for their commit: retry after `Retry-After` seconds. Nothing was stored.";
     500 Internal "internal" "A bug or an infrastructure failure (logged by the service, not described here).";
     503 Unavailable "unavailable" "The service is shutting down.";
+    503 Busy "busy" "Every plugin instance was busy for the whole call deadline; the plugin did not run. Retry after `Retry-After` seconds.";
 }
 
 impl std::fmt::Display for ErrorCode {

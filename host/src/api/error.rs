@@ -63,6 +63,21 @@ pub enum ApiError {
     /// 429: too much load right now; retry after a second.
     #[error("{0}")]
     RateLimited(String),
+    /// 408: the request body did not arrive within the body timeout.
+    #[error("the request was not received in time")]
+    RequestTimeout,
+    /// 429: this client sent too many wrong API keys; its keys are not checked for a while.
+    #[error("too many failed authentications from this address; retry after {retry_after} s")]
+    AuthLimited {
+        /// Seconds until the next attempt is looked at.
+        retry_after: u64,
+    },
+    /// 503: the disk holding the database is full; nothing was stored.
+    #[error("the disk holding the database is full: nothing was stored; retry later")]
+    StorageFull,
+    /// 503: the database cannot be written; nothing was stored.
+    #[error("the database cannot be written ({0}): nothing was stored; retry later")]
+    StorageUnavailable(String),
     /// 503: shutting down.
     #[error("the service is shutting down")]
     Unavailable,
@@ -101,7 +116,12 @@ impl ApiError {
             }
             Self::Invalid { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
             Self::PluginFailed { error, .. } => (StatusCode::UNPROCESSABLE_ENTITY, error.kind()),
-            Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::RateLimited(_) | Self::AuthLimited { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+            }
+            Self::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
+            Self::StorageFull => (StatusCode::SERVICE_UNAVAILABLE, "storage_full"),
+            Self::StorageUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
             Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -118,21 +138,40 @@ impl IntoResponse for ApiError {
         if let Self::PluginFailed { logs, .. } = &self {
             body["logs"] = json!(logs);
         }
+        let retry_after = self.retry_after();
         let mut response = (status, Json(body)).into_response();
-        if status == StatusCode::TOO_MANY_REQUESTS {
+        if let Some(seconds) = retry_after {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }
 }
+
+impl ApiError {
+    /// The `Retry-After` seconds of an answer the client should repeat later.
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::RateLimited(_) => Some(1),
+            Self::AuthLimited { retry_after } => Some(*retry_after),
+            // Storage needs the operator (or a cleanup job): not worth a retry every second.
+            Self::StorageFull | Self::StorageUnavailable(_) => Some(STORAGE_RETRY_AFTER),
+            _ => None,
+        }
+    }
+}
+
+/// `Retry-After` of the storage failures.
+const STORAGE_RETRY_AFTER: u64 = 5;
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Closed => Self::Unavailable,
             StoreError::Overloaded => Self::RateLimited(err.to_string()),
+            StoreError::Full => Self::StorageFull,
+            StoreError::Unavailable(why) => Self::StorageUnavailable(why),
             other => Self::Internal(other.to_string()),
         }
     }

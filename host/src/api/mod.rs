@@ -103,7 +103,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/plugins/{name}/dry-run", post(plugins::dry_run))
         .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            auth::Guard::new(state.clone()),
             auth::require_key,
         ));
     Router::new()

@@ -10,11 +10,13 @@
 
 mod deliveries;
 mod events;
+mod health;
 mod models;
+mod secrets;
 mod settings;
 mod subscriptions;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
@@ -24,6 +26,7 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 pub use deliveries::{Completion, DeliveryFilter, Leased, SubscriptionEffect};
 pub use events::{IngestOutcome, Ingestor, NewEvent};
 pub use models::{Attempt, Delivery, DeliveryStatus, Event, Subscription, SubscriptionStatus};
+pub use secrets::{KeySource, SecretKey};
 pub use subscriptions::{NewSubscription, SubscriptionPatch};
 
 /// Connections that only read (API lookups and lists), alongside the one writer.
@@ -31,14 +34,29 @@ const READERS: usize = 2;
 /// Prepared statements kept per connection.
 const STATEMENT_CACHE: usize = 64;
 /// The schema, applied once to a new database (`PRAGMA user_version` says which is applied).
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_init.sql"),
+    include_str!("../../migrations/0004_secrets.sql"),
+];
 
 /// A store failure that is not the caller's fault.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database said no.
     #[error("database error: {0}")]
-    Database(#[from] rusqlite::Error),
+    Database(rusqlite::Error),
+    /// The disk holding the database is full: nothing more can be committed until space
+    /// frees (SQLite rolls the transaction back; the next one may succeed).
+    #[error("the disk holding the database is full")]
+    Full,
+    /// The database cannot be written or read: an I/O error, a read-only or locked file, or
+    /// the file was deleted or replaced while the service ran.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// The key for the subscription secrets is missing, malformed or not the one they were
+    /// encrypted with.
+    #[error("{0}")]
+    SecretKey(String),
     /// A stored value did not parse (a bug or a hand-edited database).
     #[error("corrupt row: {0}")]
     Corrupt(String),
@@ -53,13 +71,55 @@ pub enum StoreError {
     Closed,
 }
 
+impl From<rusqlite::Error> for StoreError {
+    /// Storage failures (disk full, I/O, a locked or read-only file) are told apart from
+    /// errors in what was asked, so the API can answer 503 rather than 500.
+    fn from(err: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode as C;
+        match err.sqlite_error_code() {
+            Some(C::DiskFull) => Self::Full,
+            Some(
+                C::SystemIoFailure
+                | C::ReadOnly
+                | C::CannotOpen
+                | C::DatabaseBusy
+                | C::DatabaseLocked
+                | C::DatabaseCorrupt
+                | C::NotADatabase
+                | C::FileLockingProtocolFailed
+                | C::OutOfMemory,
+            ) => Self::Unavailable(err.to_string()),
+            _ => Self::Database(err),
+        }
+    }
+}
+
 impl From<tokio_rusqlite::Error<StoreError>> for StoreError {
     fn from(err: tokio_rusqlite::Error<StoreError>) -> Self {
         match err {
             tokio_rusqlite::Error::Error(e) => e,
-            tokio_rusqlite::Error::Close((_, e)) => Self::Database(e),
+            tokio_rusqlite::Error::Close((_, e)) => Self::from(e),
             _ => Self::Closed,
         }
+    }
+}
+
+impl StoreError {
+    /// The same failure for each of several waiters (a shared batch): storage failures keep
+    /// their kind, others become [`StoreError::Batch`] with the message.
+    pub(crate) fn for_each_waiter(&self) -> Self {
+        match self {
+            Self::Full => Self::Full,
+            Self::Unavailable(why) => Self::Unavailable(why.clone()),
+            Self::Overloaded => Self::Overloaded,
+            Self::Closed => Self::Closed,
+            other => Self::Batch(other.to_string()),
+        }
+    }
+
+    /// Whether this is a failure of the storage itself (answered 503).
+    pub fn is_storage_fault(&self) -> bool {
+        matches!(self, Self::Full | Self::Unavailable(_))
     }
 }
 
@@ -74,24 +134,44 @@ pub struct Store {
     readers: Arc<[tokio_rusqlite::Connection]>,
     next_reader: Arc<AtomicUsize>,
     subscriptions: Arc<RwLock<Arc<Vec<Arc<Subscription>>>>>,
+    /// Encrypts and decrypts subscription secrets.
+    sealer: secrets::Sealer,
+    /// The database file as opened, to notice it being deleted or replaced.
+    file: Arc<health::DatabaseFile>,
+    health: Arc<health::Probe>,
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `path` and applies migrations.
+    /// Opens (creating if needed) the database at `path` and applies migrations; the key of
+    /// the subscription secrets is `secrets.key` beside it (generated for a new database).
     ///
     /// # Errors
-    /// When the file cannot be opened or migrated.
+    /// When the file cannot be opened or migrated, or the key is wrong.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let key_file = path
+            .parent()
+            .map_or_else(|| PathBuf::from("secrets.key"), |d| d.join("secrets.key"));
+        Self::open_with(path, KeySource::File(key_file)).await
+    }
+
+    /// [`Store::open`] with the secrets key from `key`. Plain-text secrets (a database from
+    /// before encryption) are encrypted in place, leaving no copy in the file.
+    ///
+    /// # Errors
+    /// When the file cannot be opened or migrated, or the key is missing or wrong.
+    pub async fn open_with(path: &Path, key: KeySource) -> Result<Self, StoreError> {
         let writer = tokio_rusqlite::Connection::open(path).await?;
-        writer
-            .call(|conn| {
+        let sealer = writer
+            .call(move |conn| {
                 conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| {
                     r.get::<_, String>(0)
                 })?;
                 configure(conn)?;
-                migrate(conn)
+                migrate(conn)?;
+                secrets::prepare(conn, &key)
             })
             .await?;
+        let file = Arc::new(health::DatabaseFile::opened(path)?);
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             let reader = tokio_rusqlite::Connection::open_with_flags(
@@ -107,6 +187,9 @@ impl Store {
             readers: readers.into(),
             next_reader: Arc::new(AtomicUsize::new(0)),
             subscriptions: Arc::new(RwLock::new(Arc::new(Vec::new()))),
+            sealer,
+            file,
+            health: Arc::new(health::Probe::default()),
         };
         store.reload_subscriptions().await?;
         Ok(store)
@@ -136,14 +219,26 @@ impl Store {
         F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
         R: Send + 'static,
     {
-        Ok(self
+        let file = self.file.clone();
+        let result = self
             .writer
             .call(move |conn| {
                 // Set on every call, so no unit of work inherits another's setting.
                 conn.pragma_update(None, "synchronous", commit.synchronous())?;
-                work(conn)
+                let result = work(conn)?;
+                // A commit to a database file that was deleted or replaced meanwhile is lost
+                // at the next start: refuse to report it as durable (one `stat`).
+                if matches!(commit, Commit::Durable) {
+                    file.check()?;
+                }
+                Ok(result)
             })
-            .await?)
+            .await
+            .map_err(StoreError::from);
+        if let Err(e) = &result {
+            self.health.saw(e);
+        }
+        result
     }
 
     /// Runs `work` in a write transaction that takes the write lock up front (`BEGIN
@@ -323,7 +418,7 @@ mod tests {
             .read(|conn| Ok(conn.pragma_query_value(None, "user_version", |r| r.get(0))?))
             .await
             .unwrap();
-        assert_eq!(version, 1);
+        assert_eq!(version, i64::try_from(MIGRATIONS.len()).unwrap());
         store.close().await;
     }
 

@@ -8,6 +8,7 @@
 //! together with their events. Statements have fixed shapes (lists are bound as one JSON array
 //! and expanded with `json_each`), so every one stays in the prepared-statement cache.
 
+mod attempts;
 mod deliveries;
 mod events;
 mod health;
@@ -23,6 +24,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
+pub use attempts::{FeedAttempt, FeedFilter};
 pub use deliveries::{Completion, DeliveryFilter, Leased, SubscriptionEffect};
 pub use events::{IngestOutcome, Ingestor, NewEvent};
 pub use models::{Attempt, Delivery, DeliveryStatus, Event, Subscription, SubscriptionStatus};

@@ -488,6 +488,79 @@ mod tests {
     }
 
     #[test]
+    fn the_admin_key_can_come_from_a_file_and_a_later_layer_replaces_either() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("key");
+        std::fs::write(&file, "  from-the-file-0123456789\n").unwrap();
+        let layer = Layer {
+            api_key_file: Some(file.clone()),
+            ..Layer::default()
+        };
+        assert_eq!(
+            layer.clone().resolve().unwrap().api_key.as_deref(),
+            Some("from-the-file-0123456789")
+        );
+        let env = Layer {
+            api_key: Some("from-the-environment-0123".into()),
+            ..Layer::default()
+        };
+        let config = layer.clone().overridden_by(env).resolve().unwrap();
+        assert_eq!(config.api_key.as_deref(), Some("from-the-environment-0123"));
+        let both = Layer {
+            api_key: Some("from-the-environment-0123".into()),
+            ..layer
+        };
+        assert!(both.resolve().unwrap_err()[0].contains("not both"));
+        let missing = Layer {
+            api_key_file: Some(dir.path().join("nope")),
+            ..Layer::default()
+        };
+        assert!(missing.resolve().unwrap_err()[0].starts_with("api_key_file"));
+    }
+
+    #[test]
+    fn edge_settings_are_validated() {
+        let layer = Layer {
+            max_event_bytes: Some(2 << 20),
+            max_pending_bytes: Some(1 << 20),
+            secret_key: Some("too-short".into()),
+            header_timeout: Some("0s".into()),
+            max_connections: Some(0),
+            max_auth_failures: Some(0),
+            ..Layer::default()
+        };
+        let errors = layer.resolve().unwrap_err();
+        for name in [
+            "max_pending_bytes",
+            "secret_key",
+            "header_timeout",
+            "max_connections",
+            "max_auth_failures",
+        ] {
+            assert!(
+                errors.iter().any(|e| e.starts_with(name)),
+                "{name}: {errors:#?}"
+            );
+        }
+        let ok = Layer {
+            header_timeout: Some("2s".into()),
+            shutdown_timeout: Some("3s".into()),
+            secret_key: Some(hex::encode([7u8; 32])),
+            ..Layer::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(ok.http.header_timeout, Duration::from_secs(2));
+        assert_eq!(ok.http.shutdown_timeout, Duration::from_secs(3));
+        assert_eq!(ok.http.body_timeout, HttpLimits::default().body_timeout);
+        assert!(ok.secret_key.is_some());
+        assert_eq!(
+            ok.secret_key_file,
+            PathBuf::from("./switchyard-data/secrets.key")
+        );
+    }
+
+    #[test]
     fn schedules_parse() {
         assert_eq!(
             parse_schedule("5s, 2m,1h").unwrap(),

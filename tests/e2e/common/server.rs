@@ -30,6 +30,8 @@ pub fn test_config(data_dir: PathBuf) -> Config {
     config.retry_schedule = vec![Duration::from_millis(100), Duration::from_millis(100)];
     config.bundled_plugins = false;
     config.delivery_timeout = Duration::from_secs(5);
+    // Tests send wrong keys on purpose, all from 127.0.0.1; `edge` tests the limit itself.
+    config.max_auth_failures = 10_000;
     config
 }
 

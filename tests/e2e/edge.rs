@@ -308,6 +308,12 @@ async fn with_more_idle_sockets_than_the_cap_healthz_and_ingest_still_answer() {
     for _ in 0..300 {
         idle.push(TcpStream::connect(&addr).await.unwrap());
     }
+    // New connections, not the one kept alive from the readiness check.
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
     let health = http.get(format!("{}/healthz", service.base)).send().await;
     assert!(
         health.as_ref().is_ok_and(|r| r.status() == 200),

@@ -41,11 +41,11 @@ pub(super) struct Timeouts {
 pub(super) struct Activity {
     epoch: Instant,
     accepted_ms: u64,
-    /// Requests whose response is not produced yet.
+    /// Requests whose response is not sent yet.
     in_flight: AtomicU32,
     /// Requests answered on this connection.
     served: AtomicU64,
-    /// When the last request was answered (or the connection accepted).
+    /// When the last response was sent (or the connection accepted).
     idle_since_ms: AtomicU64,
     /// The first byte read while no request was in flight, [`NONE`] until one is.
     first_byte_ms: AtomicU64,
@@ -81,7 +81,8 @@ impl Activity {
         }
     }
 
-    /// A request head is complete and its handling starts; the returned guard ends it.
+    /// A request head is complete and its handling starts; dropping the returned guard (with
+    /// the response body, once sent) ends it.
     pub(super) fn start_request(self: &Arc<Self>) -> RequestGuard {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.changed.notify_one();
@@ -204,6 +205,42 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
 
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
+    }
+}
+
+/// A response body that keeps its request counted as in flight until it is sent (dropped):
+/// a connection is idle, and may be evicted or timed out, only once its answer is out.
+pub(super) struct TrackedBody<B> {
+    inner: B,
+    _in_flight: RequestGuard,
+}
+
+impl<B> TrackedBody<B> {
+    pub(super) fn new(inner: B, in_flight: RequestGuard) -> Self {
+        Self {
+            inner,
+            _in_flight: in_flight,
+        }
+    }
+}
+
+impl<B: Body + Unpin> Body for TrackedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

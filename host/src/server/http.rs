@@ -31,7 +31,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tower::ServiceExt;
 
-use super::conn::{Activity, DeadlineBody, Timeouts, TrackedIo};
+use super::conn::{Activity, DeadlineBody, Timeouts, TrackedBody, TrackedIo};
 use crate::api::ApiError;
 
 /// Pause after an accept error other than a vanished client (e.g. out of file descriptors),
@@ -295,16 +295,16 @@ impl Connection {
     }
 }
 
-/// One request: tracked, its body under a deadline, the peer address available to
-/// handlers (`ConnectInfo`).
+/// One request: counted in flight until its response is sent, its body under a deadline,
+/// the peer address available to handlers (`ConnectInfo`).
 async fn handle(
     request: Request<Incoming>,
     router: Router,
     activity: Arc<Activity>,
     peer: SocketAddr,
     body_timeout: Duration,
-) -> Result<Response, Infallible> {
-    let _in_flight = activity.start_request();
+) -> Result<Response<TrackedBody<axum::body::Body>>, Infallible> {
+    let in_flight = activity.start_request();
     let timed_out = Arc::new(AtomicBool::new(false));
     let deadline = Instant::now() + body_timeout;
     let mut request = request
@@ -314,14 +314,16 @@ async fn handle(
         Ok(response) => response,
         Err(never) => match never {},
     };
-    if timed_out.load(std::sync::atomic::Ordering::Relaxed) {
+    let response = if timed_out.load(std::sync::atomic::Ordering::Relaxed) {
         // Whatever the handler made of the failed read, the answer is a 408, and the
         // connection (with part of a body still unread) is closed after it.
         let mut response = ApiError::RequestTimeout.into_response();
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        return Ok(response);
-    }
-    Ok(response)
+        response
+    } else {
+        response
+    };
+    Ok(response.map(|body| TrackedBody::new(body, in_flight)))
 }

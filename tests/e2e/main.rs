@@ -4,6 +4,7 @@
 
 mod common;
 
+mod admin_key;
 mod api;
 mod bad_input;
 mod bundled_plugins;

@@ -13,6 +13,7 @@ mod deliveries;
 mod error;
 mod events;
 mod health;
+pub mod matching;
 mod models;
 mod rotation;
 mod secrets;

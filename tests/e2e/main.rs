@@ -4,13 +4,17 @@
 
 mod common;
 
+mod admin_key;
 mod api;
 mod bad_input;
 mod bundled_plugins;
 mod cli;
 mod crash;
 mod delivery;
+mod edge;
 mod hot_reload;
 mod plugin_hardening;
 mod plugin_runtime;
+mod secrets;
 mod ssrf;
+mod storage_faults;

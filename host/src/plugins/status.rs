@@ -43,6 +43,8 @@ pub struct PluginStats {
     pub compiles: u64,
     /// Compiles running now.
     pub compiling: u64,
+    /// Uploads holding a turn now (reading their body or installing).
+    pub uploading: u64,
 }
 
 pub(super) fn info(name: &str, entry: &Entry) -> PluginInfo {

@@ -13,3 +13,4 @@ mod delivery;
 mod hot_reload;
 mod plugin_runtime;
 mod ssrf;
+mod transform_plugins;

@@ -7,7 +7,10 @@
 //! arguments are counted too: including a definition that is never reached is harmless, and
 //! missing one is not.
 
-use jaq_core::load::lex::StrPart;
+// The build script uses `calls`, the plugin `words`: each leaves the other unused.
+#![allow(dead_code)]
+
+use jaq_core::load::lex::{StrPart, Tok, Token};
 use jaq_core::load::parse::{BinaryOp, Pattern, Term};
 use jaq_core::path::Part;
 
@@ -97,6 +100,72 @@ fn pattern_calls<'s>(pattern: &Pattern<&'s str>, out: &mut Vec<(&'s str, usize)>
             for (key, p) in entries {
                 calls(key, out);
                 pattern_calls(p, out);
+            }
+        }
+    }
+}
+
+/// `(name, arity)` of what a lexed program may call: every identifier and format (`map`,
+/// `@base64`) with the number of `;`-separated arguments in the parentheses after it.
+/// Cheaper than parsing the program once more only to walk its terms (the loader parses it
+/// anyway). Keywords and local names come along, which costs at most a definition that is
+/// never reached. An object key (`{type: 1}`) and a definition's name (`def esc: …`) call
+/// nothing; a slice bound (`.[n:]`) does.
+pub fn words<'s>(tokens: &[Token<&'s str>], out: &mut Vec<(&'s str, usize)>) {
+    words_in(tokens, false, out);
+}
+
+fn words_in<'s>(tokens: &[Token<&'s str>], in_object: bool, out: &mut Vec<(&'s str, usize)>) {
+    for (i, Token(text, tok)) in tokens.iter().enumerate() {
+        let after_def = i > 0 && tokens.get(i - 1).is_some_and(|Token(t, _)| *t == "def");
+        match tok {
+            Tok::Word | Tok::Fmt if after_def => {}
+            Tok::Word | Tok::Fmt => match tokens.get(i + 1) {
+                Some(Token(":", _)) if in_object => {}
+                Some(Token(open, Tok::Block(args))) if open.starts_with('(') => {
+                    let semicolons = args.iter().filter(|Token(t, _)| *t == ";").count();
+                    out.push((text, semicolons + 1));
+                }
+                _ => out.push((text, 0)),
+            },
+            Tok::Block(inner) => words_in(inner, text.starts_with('{'), out),
+            Tok::Str(parts) => {
+                for part in parts {
+                    if let StrPart::Term(t) = part {
+                        words_in(std::slice::from_ref(t), false, out);
+                    }
+                }
+            }
+            Tok::Var | Tok::Num | Tok::Sym => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use jaq_core::load::lex::Lexer;
+
+    use super::*;
+
+    /// What `words` finds covers what the parsed program calls.
+    #[test]
+    fn words_cover_the_calls() {
+        for code in [
+            r#"def esc: split("&") | join("&amp;"); {type: .type | esc, n: (range(1; 3) | tostring)}"#,
+            r#"@base64 "\(.a | ascii_downcase)" | test("x"; "g") | if . then map(not) else {} end"#,
+            r#"reduce .[] as {a: $x} (0; . + $x) | [limit(2; repeat(1))] | .[first(.[])]"#,
+            r#"label $out | foreach .[] as $x (0; . + $x; if . > 3 then ., break $out else . end) | tojson"#,
+            r#"def n: 1; .[n:] + .[:length] + .[first(1):last(2)] | {(keys[0]): values, $__loc__, a}"#,
+        ] {
+            let tokens = Lexer::new(code).lex().unwrap_or_default();
+            let mut found = Vec::new();
+            words(&tokens, &mut found);
+            let term = jaq_core::load::parse(code, |p| p.term()).unwrap_or_default();
+            let mut called = Vec::new();
+            calls(&term, &mut called);
+            assert!(!called.is_empty(), "{code}");
+            for call in called {
+                assert!(found.contains(&call), "{code}: {call:?} not in {found:?}");
             }
         }
     }

@@ -135,6 +135,9 @@ mod readme;
 mod tests {
     use super::*;
 
+    /// `(content type, headers, body)` of a delivery.
+    pub(crate) type Delivered = (String, Vec<(String, String)>, String);
+
     pub(crate) fn event(event_type: &str, data: &str) -> Event {
         Event {
             id: "evt_01J".into(),
@@ -150,10 +153,7 @@ mod tests {
     }
 
     /// `Ok((content type, headers, body))` on a delivery, `Err("skip: …")` or the error.
-    pub(crate) fn run(
-        value: Value,
-        event: &Event,
-    ) -> Result<(String, Vec<(String, String)>, String), String> {
+    pub(crate) fn run(value: Value, event: &Event) -> Result<Delivered, String> {
         let config = config(value)?;
         match transform(event, &config).map_err(|e| e.message().to_owned())? {
             Outcome::Deliver(d) => Ok((

@@ -154,9 +154,9 @@ fn truncate(text: &str) -> String {
 mod tests {
     use serde_json::Value;
 
-    use crate::tests::{event, run};
+    use crate::tests::{Delivered, event, run};
 
-    fn outcome(program: &str) -> Result<(String, Vec<(String, String)>, String), String> {
+    fn outcome(program: &str) -> Result<Delivered, String> {
         run(
             Value::String(program.into()),
             &event("post.published", r#"{"n": 1}"#),

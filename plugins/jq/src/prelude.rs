@@ -16,18 +16,18 @@ pub(crate) struct PreludeDef {
 
 include!(concat!(env!("OUT_DIR"), "/prelude.rs"));
 
-/// The definitions needed by a program that calls `calls` (name, arity), in prelude order
-/// (a definition only sees the ones before it), parsed.
+/// The definitions needed by a program that may call what `called(name, arity)` accepts, in
+/// prelude order (a definition only sees the ones before it), parsed.
 ///
 /// Everything a reachable definition may call is included, so the program compiles exactly
 /// as it would against the whole prelude; what it does not reach is neither parsed nor
 /// compiled.
-pub(crate) fn needed(calls: &[(&str, usize)]) -> Vec<Def<&'static str>> {
+pub(crate) fn needed(called: impl Fn(&str, usize) -> bool) -> Vec<Def<&'static str>> {
     let mut wanted = vec![false; DEFS.len()];
     let mut todo: Vec<usize> = DEFS
         .iter()
         .enumerate()
-        .filter(|(_, d)| calls.contains(&(d.name, d.arity)))
+        .filter(|(_, d)| called(d.name, d.arity))
         .map(|(i, _)| i)
         .collect();
     while let Some(i) = todo.pop() {
@@ -48,6 +48,10 @@ pub(crate) fn needed(calls: &[(&str, usize)]) -> Vec<Def<&'static str>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn needed(calls: &[(&str, usize)]) -> Vec<Def<&'static str>> {
+        super::needed(|name, arity| calls.contains(&(name, arity)))
+    }
 
     fn names(defs: &[Def<&str>]) -> Vec<String> {
         defs.iter()

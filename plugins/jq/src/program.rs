@@ -17,14 +17,16 @@ pub(crate) const ARGS: &str = "$args";
 /// # Errors
 /// Every lex, parse and undefined-name error, each as `line:column: what`, joined by `; `.
 pub(crate) fn compile(code: &str) -> Result<Program, String> {
-    // What the program calls decides which prelude definitions are parsed and compiled.
-    // When it does not parse, the loader below reports why with a position.
-    let mut called = Vec::new();
-    if let Some(term) = load::parse(code, |p| p.term()) {
-        calls::calls(&term, &mut called);
+    // The names in the program decide which prelude definitions are parsed and compiled.
+    // When it does not lex, the loader below reports why with a position.
+    let mut names = Vec::new();
+    if let Ok(tokens) = lex::Lexer::new(code).lex() {
+        calls::words(&tokens, &mut names);
     }
     let arena = Arena::default();
-    let loader = Loader::new(prelude::needed(&called));
+    let loader = Loader::new(prelude::needed(|name, arity| {
+        names.contains(&(name, arity))
+    }));
     let modules = loader
         .load(&arena, File { code, path: () })
         .map_err(|errors| load_errors(code, errors))?;

@@ -125,8 +125,9 @@ fn readme_shows_every_example_file_verbatim() {
     }
 }
 
-/// Per-call cost natively (`cargo test --release -p switchyard-plugin-jq -- --ignored
-/// --nocapture per_call`): what the component pays on every event, before wasm overhead.
+/// Per-call cost natively, with where it goes (`cargo test --release -p
+/// switchyard-plugin-jq -- --ignored --nocapture per_call`): what the component pays on every
+/// event, before wasm overhead.
 #[test]
 #[ignore = "a measurement, not a test"]
 fn per_call_cost() {
@@ -135,65 +136,49 @@ fn per_call_cost() {
         .join("slack");
     let config = config(&dir);
     let event = event(&dir.join("event.json"));
+    let code = config.program.as_str();
     let n = 5000;
+    let time = |f: &dyn Fn()| {
+        let started = std::time::Instant::now();
+        for _ in 0..n {
+            f();
+        }
+        started.elapsed() / n
+    };
+    let mut names = Vec::new();
+    if let Ok(tokens) = jaq_core::load::lex::Lexer::new(code).lex() {
+        crate::calls::words(&tokens, &mut names);
+    }
+    let program = crate::program::compile(code).unwrap_or_default();
+    let input = super::envelope(&event).unwrap_or_default();
     for _ in 0..3 {
-        let started = std::time::Instant::now();
-        for _ in 0..n {
-            std::hint::black_box(crate::program::compile(&config.program).ok());
-        }
-        let compile = started.elapsed() / n;
-        let started = std::time::Instant::now();
-        for _ in 0..n {
+        let total = time(&|| {
             std::hint::black_box(transform(&event, &config).ok());
-        }
-        let total = started.elapsed() / n;
-        let time = |f: &dyn Fn()| {
-            let started = std::time::Instant::now();
-            for _ in 0..n {
-                f();
-            }
-            started.elapsed() / n
-        };
+        });
+        let compile = time(&|| {
+            std::hint::black_box(crate::program::compile(code).is_ok());
+        });
+        let lex = time(&|| {
+            std::hint::black_box(jaq_core::load::lex::Lexer::new(code).lex().is_ok());
+        });
+        let parse = time(&|| {
+            std::hint::black_box(jaq_core::load::parse(code, |p| p.term()).is_some());
+        });
+        let prelude = time(&|| {
+            std::hint::black_box(crate::prelude::needed(|n, a| names.contains(&(n, a))).len());
+        });
         let natives = time(&|| {
             std::hint::black_box(crate::natives::natives().count());
         });
-        let mut called = Vec::new();
-        if let Some(t) = jaq_core::load::parse(&config.program, |p| p.term()) {
-            crate::calls::calls(&t, &mut called);
-        }
-        let parse = time(&|| {
-            std::hint::black_box(jaq_core::load::parse(&config.program, |p| p.term()).is_some());
-        });
-        let needed = time(&|| {
-            std::hint::black_box(crate::prelude::needed(&called).len());
-        });
-        let defs = crate::prelude::needed(&called).len();
-        let program = crate::program::compile(&config.program).unwrap_or_default();
-        let input = super::envelope(&event).unwrap_or_default();
         let run = time(&|| {
             let input = jaq_json::read::parse_single(input.as_bytes()).unwrap_or_default();
             std::hint::black_box(crate::output::run(&program, input, jaq_json::Val::Null).ok());
         });
-        for code in [
-            ".",
-            r#""a&b<c" | split("&") | join("&amp;")"#,
-            r#"["a","b"] | join(", ")"#,
-            r#""a&b<c" | [splits("&")] | length"#,
-            r#"{a: "x\(.id)", b: [.data.tags[] | {c: .}]}"#,
-        ] {
-            let p = crate::program::compile(code).unwrap_or_default();
-            let input = super::envelope(&event).unwrap_or_default();
-            let c = time(&|| {
-                std::hint::black_box(crate::program::compile(code).is_ok());
-            });
-            let r = time(&|| {
-                let input = jaq_json::read::parse_single(input.as_bytes()).unwrap_or_default();
-                std::hint::black_box(crate::output::run(&p, input, jaq_json::Val::Null).ok());
-            });
-            println!("{code}: compile {c:?} run {r:?}");
-        }
         println!(
-            "slack example: compile {compile:?}, compile + run {total:?}; natives list {natives:?}, parse program {parse:?}, parse {defs} prelude defs {needed:?}, run {run:?}"
+            "slack example: whole call {total:?} = compile {compile:?} (lex {lex:?}, parse {parse:?}, \
+             parse {} prelude defs {prelude:?}, natives list {natives:?}, rest is jaq's compiler) \
+             + run {run:?} (parse the envelope, run, print and check the body)",
+            crate::prelude::needed(|n, a| names.contains(&(n, a))).len()
         );
     }
 }

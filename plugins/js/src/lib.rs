@@ -131,6 +131,9 @@ mod readme;
 mod tests {
     use super::*;
 
+    /// `(content type, headers, body)` of a delivery.
+    pub(crate) type Delivered = (String, Vec<(String, String)>, String);
+
     pub(crate) fn event(event_type: &str, data: &str) -> Event {
         Event {
             id: "evt_01J".into(),
@@ -142,7 +145,7 @@ mod tests {
     }
 
     /// `Ok((content type, headers, body))` on a delivery, `Err("skip: …")` or the error.
-    fn run(config: Value) -> Result<(String, Vec<(String, String)>, String), String> {
+    fn run(config: Value) -> Result<Delivered, String> {
         let config = Config::try_from(config)?;
         match transform(
             &event("post.published", r#"{"n": 1, "tags": ["a", "b"]}"#),
@@ -159,7 +162,7 @@ mod tests {
         }
     }
 
-    fn src(source: &str) -> Result<(String, Vec<(String, String)>, String), String> {
+    fn src(source: &str) -> Result<Delivered, String> {
         run(Value::String(source.into()))
     }
 

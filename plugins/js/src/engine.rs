@@ -2,7 +2,10 @@
 
 use rquickjs::context::EvalOptions;
 use rquickjs::context::intrinsic::{Date, Eval, Json, MapSet, RegExp, RegExpCompiler};
-use rquickjs::{CatchResultExt, CaughtError, Context, Ctx, Function, Runtime, Value};
+use rquickjs::prelude::Rest;
+use rquickjs::{
+    CatchResultExt, CaughtError, Coerced, Context, Ctx, Function, Object, Runtime, Value,
+};
 use switchyard_plugin_sdk::Level;
 
 /// QuickJS's own heap limit. Below the sandbox's default 32 MiB of linear memory (which also
@@ -45,32 +48,56 @@ fn with_context<R>(f: impl FnOnce(&Ctx<'_>) -> Result<R, String>) -> Result<R, S
     context.with(|ctx| f(&ctx))
 }
 
-/// Evaluates the prelude and `source`; returns the wrapper and the user's `transform`.
-fn load<'js>(ctx: &Ctx<'js>, source: &str) -> Result<(Function<'js>, Function<'js>), String> {
-    let log = Function::new(ctx.clone(), |level: i32, message: String| {
-        crate::log_line(level_of(level), &message);
+/// The key of the object `skip(reason)` returns.
+const SKIP_KEY: &str = "__switchyard_skip";
+
+/// The keys of the delivery form `{body, headers, content_type}`.
+const REPLY_KEYS: [&str; 3] = ["body", "headers", "content_type"];
+
+/// Defines the globals `skip` and `console`, evaluates `source`, and returns its `transform`.
+///
+/// The globals are Rust functions rather than a JavaScript prelude: evaluating even a short
+/// prelude on every call cost about as much as creating the whole context.
+fn load<'js>(ctx: &Ctx<'js>, source: &str) -> Result<Function<'js>, String> {
+    let qjs = |e: rquickjs::Error| format!("QuickJS: {e}");
+    let skip = Function::new(ctx.clone(), |ctx: Ctx<'js>, reason: Coerced<String>| {
+        let marker = Object::new(ctx)?;
+        marker.set(SKIP_KEY, reason.0)?;
+        rquickjs::Result::Ok(marker)
     })
-    .map_err(|e| format!("QuickJS: {e}"))?;
-    ctx.globals()
-        .set("__switchyard_log", log)
-        .map_err(|e| format!("QuickJS: {e}"))?;
-    let wrapper: Function = ctx
-        .eval(include_str!("prelude.js"))
-        .catch(ctx)
-        .map_err(|e| format!("prelude: {}", describe(&e)))?;
+    .map_err(qjs)?;
+    let console = Object::new(ctx.clone()).map_err(qjs)?;
+    for (name, level) in [
+        ("debug", Level::Debug),
+        ("log", Level::Info),
+        ("info", Level::Info),
+        ("warn", Level::Warn),
+        ("error", Level::Error),
+    ] {
+        let log = Function::new(ctx.clone(), move |args: Rest<Value<'js>>| {
+            let line: Vec<String> = args.0.iter().map(text).collect();
+            crate::log_line(level, &line.join(" "));
+        })
+        .map_err(qjs)?;
+        console.set(name, log).map_err(qjs)?;
+    }
+    let globals = ctx.globals();
+    globals.set("skip", skip).map_err(qjs)?;
+    globals.set("console", console).map_err(qjs)?;
     let mut options = EvalOptions::default();
     options.filename = Some(FILE.into());
     ctx.eval_with_options::<(), _>(source, options)
         .catch(ctx)
         .map_err(|e| describe(&e))?;
+    // `transform` may be a function declaration or a top-level `const`/`let`, which is not a
+    // property of the global object: ask the global scope.
     let transform: Value = ctx
         .eval("typeof transform === 'function' ? transform : undefined")
         .catch(ctx)
         .map_err(|e| describe(&e))?;
-    let transform = transform
+    transform
         .into_function()
-        .ok_or("the source must define function transform(event, config)")?;
-    Ok((wrapper, transform))
+        .ok_or_else(|| "the source must define function transform(event, config)".to_owned())
 }
 
 /// Checks `source` as a subscription is created or changed: it must parse, run its top level
@@ -82,47 +109,131 @@ pub(crate) fn check(source: &str) -> Result<(), String> {
 /// Runs `transform(event, config)` with both given as JSON text.
 pub(crate) fn run(source: &str, event: &str, config: &str) -> Result<Decision, String> {
     with_context(|ctx| {
-        let (wrapper, transform) = load(ctx, source)?;
+        let transform = load(ctx, source)?;
         let parse = |json: &str, what: &str| {
             ctx.json_parse(json)
                 .catch(ctx)
                 .map_err(|e| format!("{what}: {}", describe(&e)))
         };
         let (event, config) = (parse(event, "event")?, parse(config, "config")?);
-        let result: Vec<Value> = wrapper
-            .call((transform, event, config))
+        let out: Value = transform
+            .call((event, config))
             .catch(ctx)
             .map_err(|e| describe(&e))?;
-        decision(result)
+        decision(ctx, out)
     })
 }
 
-/// Reads the wrapper's `["skip", reason]` / `["deliver", body, type, headers]`.
-fn decision(result: Vec<Value<'_>>) -> Result<Decision, String> {
-    let string = |v: &Value| -> Result<String, String> {
-        v.as_string()
-            .and_then(|s| s.to_string().ok())
-            .ok_or_else(|| "the prelude returned a non-string".to_owned())
-    };
-    match result.as_slice() {
-        [kind, reason] if string(kind)? == "skip" => Ok(Decision::Skip(string(reason)?)),
-        [kind, body, content_type, headers] if string(kind)? == "deliver" => {
-            let headers: Vec<Vec<Value>> = headers.get().map_err(|e| format!("headers: {e}"))?;
-            let headers = headers
-                .iter()
-                .map(|pair| match pair.as_slice() {
-                    [name, value] => Ok((string(name)?, string(value)?)),
-                    _ => Err("headers: not a pair".to_owned()),
-                })
-                .collect::<Result<_, String>>()?;
-            Ok(Decision::Deliver {
-                body: string(body)?,
-                content_type: string(content_type)?,
-                headers,
-            })
-        }
-        _ => Err("the prelude returned an unknown decision".into()),
+/// `null`/`undefined` and `skip(…)` skip; the delivery form is taken apart; anything else is
+/// the JSON body.
+fn decision<'js>(ctx: &Ctx<'js>, out: Value<'js>) -> Result<Decision, String> {
+    if out.is_null() || out.is_undefined() {
+        return Ok(Decision::Skip(format!(
+            "transform returned {}",
+            out.type_name()
+        )));
     }
+    let Some(object) = out
+        .as_object()
+        .filter(|_| !out.is_array() && !out.is_function())
+    else {
+        return json_body(ctx, out, None, Vec::new());
+    };
+    let keys: Vec<String> = object
+        .keys::<String>()
+        .collect::<rquickjs::Result<_>>()
+        .map_err(|e| format!("QuickJS: {e}"))?;
+    if keys == [SKIP_KEY] {
+        let reason: Coerced<String> = object.get(SKIP_KEY).map_err(|e| format!("skip: {e}"))?;
+        return Ok(Decision::Skip(reason.0));
+    }
+    let is_reply =
+        keys.iter().any(|k| k == "body") && keys.iter().all(|k| REPLY_KEYS.contains(&k.as_str()));
+    if !is_reply {
+        return json_body(ctx, out, None, Vec::new());
+    }
+    let get = |key: &str| {
+        object
+            .get::<_, Value>(key)
+            .map_err(|e| format!("{key}: {e}"))
+    };
+    let body = get("body")?;
+    if body.is_null() || body.is_undefined() {
+        return Ok(Decision::Skip(format!(
+            "transform returned a {} body",
+            body.type_name()
+        )));
+    }
+    let content_type = get("content_type")?;
+    let content_type = if content_type.is_undefined() {
+        None
+    } else {
+        Some(string(&content_type).ok_or("content_type must be a string")?)
+    };
+    let headers = get("headers")?;
+    let headers = if headers.is_undefined() {
+        Vec::new()
+    } else {
+        let object = headers
+            .as_object()
+            .filter(|_| !headers.is_array() && !headers.is_function())
+            .ok_or("headers must be an object of strings")?;
+        object
+            .props::<String, Value>()
+            .map(|prop| {
+                let (name, value) = prop.map_err(|e| format!("headers: {e}"))?;
+                let value =
+                    string(&value).ok_or_else(|| format!("header {name} must be a string"))?;
+                Ok((name, value))
+            })
+            .collect::<Result<_, String>>()?
+    };
+    if let Some(text) = string(&body) {
+        return Ok(Decision::Deliver {
+            body: text,
+            content_type: content_type.unwrap_or_else(|| "text/plain; charset=utf-8".into()),
+            headers,
+        });
+    }
+    json_body(ctx, body, content_type, headers)
+}
+
+/// The body as `JSON.stringify` gives it.
+fn json_body<'js>(
+    ctx: &Ctx<'js>,
+    body: Value<'js>,
+    content_type: Option<String>,
+    headers: Vec<(String, String)>,
+) -> Result<Decision, String> {
+    let kind = body.type_name();
+    let json = ctx
+        .json_stringify(body)
+        .catch(ctx)
+        .map_err(|e| describe(&e))?
+        .and_then(|s| s.to_string().ok())
+        .ok_or_else(|| format!("transform returned a {kind}, which has no JSON form"))?;
+    Ok(Decision::Deliver {
+        body: json,
+        content_type: content_type.unwrap_or_else(|| "application/json".into()),
+        headers,
+    })
+}
+
+fn string(v: &Value<'_>) -> Option<String> {
+    v.as_string().and_then(|s| s.to_string().ok())
+}
+
+/// A `console` argument as text: strings as they are, anything else as JSON.
+fn text(v: &Value<'_>) -> String {
+    string(v)
+        .or_else(|| {
+            v.ctx()
+                .json_stringify(v.clone())
+                .ok()
+                .flatten()
+                .and_then(|s| s.to_string().ok())
+        })
+        .unwrap_or_else(|| v.type_name().to_owned())
 }
 
 /// `TypeError: x is not a function (at transform.js:3:12)`: the error and where it happened.
@@ -158,14 +269,5 @@ fn describe(error: &CaughtError<'_>) -> String {
             format!("uncaught {text}")
         }
         CaughtError::Error(e) => format!("QuickJS: {e}"),
-    }
-}
-
-fn level_of(level: i32) -> Level {
-    match level {
-        1 => Level::Debug,
-        3 => Level::Warn,
-        4 => Level::Error,
-        _ => Level::Info,
     }
 }

@@ -147,6 +147,36 @@ fn per_call_cost() {
             std::hint::black_box(transform(&event, &config).ok());
         }
         let total = started.elapsed() / n;
-        println!("slack example: runtime + eval {check:?}, whole call {total:?}");
+        use rquickjs::context::intrinsic::{Date, Eval, Json, MapSet, RegExp, RegExpCompiler};
+        let time = |f: &dyn Fn()| {
+            let started = std::time::Instant::now();
+            for _ in 0..n {
+                f();
+            }
+            started.elapsed() / n
+        };
+        let runtime = time(&|| {
+            std::hint::black_box(rquickjs::Runtime::new().is_ok());
+        });
+        let small = time(&|| {
+            let rt = rquickjs::Runtime::new().unwrap_or_else(|_| panic!());
+            std::hint::black_box(rquickjs::Context::custom::<(Eval, Json)>(&rt).is_ok());
+        });
+        let ours =
+            time(&|| {
+                let rt = rquickjs::Runtime::new().unwrap_or_else(|_| panic!());
+                std::hint::black_box(
+                rquickjs::Context::custom::<(Eval, Json, Date, RegExpCompiler, RegExp, MapSet)>(&rt)
+                    .is_ok(),
+            );
+            });
+        let full = time(&|| {
+            let rt = rquickjs::Runtime::new().unwrap_or_else(|_| panic!());
+            std::hint::black_box(rquickjs::Context::full(&rt).is_ok());
+        });
+        println!(
+            "slack example: runtime + eval {check:?}, whole call {total:?}; Runtime::new {runtime:?}, \
+             + Context (Eval, Json) {small:?}, + ours {ours:?}, + full {full:?}"
+        );
     }
 }

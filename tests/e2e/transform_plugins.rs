@@ -339,3 +339,32 @@ async fn logs_reach_the_dry_run() {
         assert!(line.contains('7'), "{plugin}: {got}");
     }
 }
+
+/// QuickJS's own limits sit below the sandbox's, so a runaway script gets a JavaScript error
+/// it can read in the attempt, not a trap.
+#[tokio::test]
+async fn javascript_memory_and_recursion_limits_are_javascript_errors() {
+    let rt = runtime();
+    let js = load(&rt, "js", bundled("js")).await;
+    for (source, expected) in [
+        (
+            "function transform() { const a = []; for (;;) a.push(new Array(100000).fill(1)); }",
+            "out of memory",
+        ),
+        (
+            "function f(n) { return f(n + 1) + 1 } function transform() { return f(0) }",
+            "RangeError: Maximum call stack size exceeded",
+        ),
+    ] {
+        let config = json!(source).to_string();
+        let report = rt
+            .transform(&js, crate::common::plugins::event("post.published", json!({})), &config)
+            .await;
+        match report.result {
+            Err(PluginError::Guest(message)) => {
+                assert!(message.contains(expected), "{source}: {message}")
+            }
+            other => panic!("{source}: {other:?}"),
+        }
+    }
+}

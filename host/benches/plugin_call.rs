@@ -185,11 +185,17 @@ async fn transform_plugins() {
         }
         let mut inside = Vec::with_capacity(TRANSFORM_CALLS);
         let mut outside = Vec::with_capacity(TRANSFORM_CALLS);
+        // A call can hit the 100 ms deadline when the machine stalls the thread (a loaded
+        // box); count those instead of ending the run.
+        let mut failed = 0;
         for _ in 0..TRANSFORM_CALLS {
             let started = Instant::now();
             let report = rt.transform(&plugin, event.clone(), &config).await;
             outside.push(started.elapsed());
-            report.result.expect("transform call");
+            if report.result.is_err() {
+                failed += 1;
+                continue;
+            }
             inside.push(report.duration);
         }
         let pct = |samples: &mut Vec<Duration>, p: f64| {
@@ -208,7 +214,7 @@ async fn transform_plugins() {
             pct(&mut inside, 0.99)
         );
         println!(
-            "  transform, caller's view   median {:.1} µs   p99 {:.1} µs",
+            "  transform, caller's view   median {:.1} µs   p99 {:.1} µs   ({failed} of {TRANSFORM_CALLS} calls failed)",
             pct(&mut outside, 0.5),
             pct(&mut outside, 0.99)
         );

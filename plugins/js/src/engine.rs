@@ -15,9 +15,11 @@ use switchyard_plugin_sdk::Level;
 /// QuickJS reports the same error.
 const JS_MEMORY: usize = 24 << 20;
 
-/// QuickJS's stack limit. JavaScript recursion uses QuickJS's C stack (in linear memory) and
-/// wasm's own call stack (512 KiB by default, trapped by the host); at this size QuickJS stops
-/// first with `RangeError: Maximum call stack size exceeded`.
+/// QuickJS's stack limit. Natively QuickJS stops runaway recursion with `RangeError: Maximum
+/// call stack size exceeded` at this depth. In the component its check never fires first:
+/// wasm's own call stack (512 KiB by default) overflows before QuickJS's C stack (in linear
+/// memory) reaches even 4 KiB (tried 128, 48, 16 and 4 KiB), so the host stops the call with
+/// its stack-overflow error instead: the attempt fails, nothing else is affected.
 const JS_STACK: usize = 128 << 10;
 
 /// The file name errors point at (`transform.js:3:7`).

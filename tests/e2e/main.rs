@@ -18,3 +18,4 @@ mod plugin_runtime;
 mod secrets;
 mod ssrf;
 mod storage_faults;
+mod transform_plugins;

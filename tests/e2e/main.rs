@@ -13,6 +13,7 @@ mod crash;
 mod delivery;
 mod edge;
 mod hot_reload;
+mod plugin_dev;
 mod plugin_hardening;
 mod plugin_runtime;
 mod secrets;

@@ -346,6 +346,35 @@ mod tests {
         );
     }
 
+    /// A schedule entry too large to add to a time (here about 490 billion years, which
+    /// overflowed a worker's jitter arithmetic) is refused, as is anything past the bound.
+    #[test]
+    fn absurd_retry_delays_are_refused() {
+        for schedule in ["5s,490000000000y", "31d"] {
+            let layer = Layer {
+                retry_schedule: Some(schedule.into()),
+                ..Layer::default()
+            };
+            let errors = layer.resolve().unwrap_err();
+            assert!(
+                errors.iter().any(|e| e.starts_with("retry_schedule")),
+                "{schedule}: {errors:?}"
+            );
+        }
+    }
+
+    /// A delivery timeout the lease cannot hold would let an attempt run past its lease (and
+    /// the delivery be leased again while it runs): refused, with the way out in the message.
+    #[test]
+    fn timeouts_must_fit_in_the_lease() {
+        let layer = Layer {
+            delivery_timeout: Some("400s".into()),
+            ..Layer::default()
+        };
+        let errors = layer.resolve().unwrap_err();
+        assert!(errors.iter().any(|e| e.contains("lease")), "{errors:?}");
+    }
+
     #[test]
     fn schedules_parse() {
         assert_eq!(

@@ -89,6 +89,18 @@ mod tests {
         assert_eq!(d, RETRY_AFTER_CAP);
     }
 
+    /// The largest schedule entry a `Duration` holds, jittered upwards, must not panic the
+    /// worker that computes it (`Duration::mul_f64` overflows).
+    #[test]
+    fn huge_delays_saturate_instead_of_panicking() {
+        let p = RetryPolicy::new(vec![Duration::MAX, Duration::from_secs(u64::MAX / 2)]);
+        for _ in 0..200 {
+            assert!(p.next_delay(1, None).unwrap() >= Duration::from_secs(u64::MAX / 2));
+            assert!(p.next_delay(2, Some(Duration::MAX)).is_some());
+        }
+        assert_eq!(jitter(Duration::MAX, 0.2), Duration::MAX);
+    }
+
     #[test]
     fn jitter_is_proportional() {
         assert_eq!(

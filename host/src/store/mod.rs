@@ -360,6 +360,56 @@ mod tests {
         store.close().await;
     }
 
+    /// The queue in front of a connection is bounded: past it a caller waits before its work
+    /// is handed over, so work a caller gave up on while waiting is never run.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn work_beyond_the_queue_bound_waits_instead_of_queueing() {
+        use std::sync::atomic::AtomicBool;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db.sqlite")).await.unwrap();
+        let (unblock, blocked) = std::sync::mpsc::channel::<()>();
+        let held = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .write(move |_| {
+                        let _ = blocked.recv();
+                        Ok(())
+                    })
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let queued: Vec<_> = (1..64)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store.write(|_| Ok(())).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let ran = Arc::new(AtomicBool::new(false));
+        let flag = ran.clone();
+        let gave_up = tokio::time::timeout(
+            Duration::from_millis(100),
+            store.write(move |_| {
+                flag.store(true, Ordering::SeqCst);
+                Ok(())
+            }),
+        )
+        .await;
+        assert!(gave_up.is_err(), "the writer is busy: the call waits");
+        unblock.send(()).unwrap();
+        held.await.unwrap().unwrap();
+        for q in queued {
+            q.await.unwrap().unwrap();
+        }
+        store.write(|_| Ok(())).await.unwrap();
+        assert!(
+            !ran.load(Ordering::SeqCst),
+            "work abandoned while waiting for room was queued anyway"
+        );
+    }
+
     #[test]
     fn lists_bind_as_one_json_array() {
         assert_eq!(json_list(&["a", "b\"c"]), r#"["a","b\"c"]"#);

@@ -8,7 +8,15 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::clock::Clock;
 use crate::plugins::Limits;
+
+/// What a lease must hold beyond the time limits of one attempt: room to record the result
+/// before the lease runs out.
+pub const LEASE_MARGIN: Duration = Duration::from_secs(5);
+/// The longest delay one entry of the retry schedule may ask for. Beyond it a retry is no
+/// longer a retry (and a big enough value overflowed the time arithmetic).
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// The validated configuration the service runs with.
 #[derive(Debug, Clone)]
@@ -44,8 +52,12 @@ pub struct Config {
     pub plugin_limits: Limits,
     /// Write the bundled plugins into the plugins folder when it is first created.
     pub bundled_plugins: bool,
-    /// How long a leased delivery may stay `delivering` before another worker may take it.
+    /// How long a leased delivery may stay `delivering` before it is queued again. An attempt
+    /// only starts while its lease can still hold it (see [`Config::attempt_time`]); a result
+    /// that comes after its lease was taken back is ignored.
     pub lease: Duration,
+    /// The wall clock (the system's; a manual one in tests).
+    pub clock: Clock,
 }
 
 impl Config {
@@ -69,6 +81,53 @@ impl Config {
             plugin_limits: Limits::default(),
             bundled_plugins: true,
             lease: Duration::from_secs(300),
+            clock: Clock::system(),
+        }
+    }
+
+    /// The longest one attempt may take: its plugin call and its request.
+    pub fn attempt_time(&self) -> Duration {
+        self.delivery_timeout
+            .saturating_add(self.plugin_limits.deadline)
+    }
+
+    /// The shortest lease allowed: a leased delivery may wait in memory for its turn for up to
+    /// one attempt's time, then run its attempt, with [`LEASE_MARGIN`] to spare.
+    pub fn min_lease(&self) -> Duration {
+        self.attempt_time()
+            .saturating_mul(2)
+            .saturating_add(LEASE_MARGIN)
+    }
+
+    /// Checks the rules that tie settings together (and those a `Config` built in code could
+    /// break): the timeouts fit in the lease, the retry delays are bounded.
+    ///
+    /// # Errors
+    /// Every broken rule, one message each.
+    pub fn validate(&self) -> Result<(), Vec<String>> {
+        let mut errors = Vec::new();
+        if self.lease < self.min_lease() {
+            errors.push(format!(
+                "lease: {} cannot hold an attempt (delivery_timeout {} + plugin_timeout {}): a \
+                 delivery may wait that long for its turn and then take that long again; set \
+                 lease to at least {}, or shorten the timeouts",
+                humantime::format_duration(self.lease),
+                humantime::format_duration(self.delivery_timeout),
+                humantime::format_duration(self.plugin_limits.deadline),
+                humantime::format_duration(self.min_lease()),
+            ));
+        }
+        if let Some(long) = self.retry_schedule.iter().find(|d| **d > MAX_RETRY_DELAY) {
+            errors.push(format!(
+                "retry_schedule: {} is longer than the most one retry may wait ({})",
+                humantime::format_duration(*long),
+                humantime::format_duration(MAX_RETRY_DELAY),
+            ));
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
         }
     }
 
@@ -123,6 +182,8 @@ pub struct Layer {
     pub plugin_memory_mb: Option<usize>,
     /// `bundled_plugins`
     pub bundled_plugins: Option<bool>,
+    /// `lease`, e.g. `"5m"`
+    pub lease: Option<String>,
 }
 
 impl Layer {
@@ -159,6 +220,7 @@ impl Layer {
             plugin_timeout: over.plugin_timeout.or(self.plugin_timeout),
             plugin_memory_mb: over.plugin_memory_mb.or(self.plugin_memory_mb),
             bundled_plugins: over.bundled_plugins.or(self.bundled_plugins),
+            lease: over.lease.or(self.lease),
         }
     }
 
@@ -219,6 +281,7 @@ impl Layer {
             self.plugin_timeout,
             &mut errors,
         );
+        set_duration(&mut config.lease, "lease", self.lease, &mut errors);
         set_positive(
             &mut config.max_in_flight,
             "max_in_flight",
@@ -251,6 +314,11 @@ impl Layer {
             }
         }
         config.bundled_plugins = self.bundled_plugins.unwrap_or(true);
+        if errors.is_empty()
+            && let Err(rules) = config.validate()
+        {
+            errors.extend(rules);
+        }
         if errors.is_empty() {
             Ok(config)
         } else {

@@ -82,6 +82,10 @@ struct ServeArgs {
     /// plugins folder [default: true]
     #[arg(long, env = "SWITCHYARD_BUNDLED_PLUGINS")]
     bundled_plugins: Option<bool>,
+    /// How long a leased delivery stays in flight before it is queued again; must hold twice
+    /// delivery_timeout + plugin_timeout, plus 5s [default: 5m]
+    #[arg(long, env = "SWITCHYARD_LEASE")]
+    lease: Option<String>,
 }
 
 impl ServeArgs {
@@ -103,6 +107,7 @@ impl ServeArgs {
             plugin_timeout: self.plugin_timeout,
             plugin_memory_mb: self.plugin_memory_mb,
             bundled_plugins: self.bundled_plugins,
+            lease: self.lease,
         }
     }
 }

@@ -79,6 +79,7 @@ async fn a_slow_plugin_does_not_delay_other_subscriptions() {
     assert!(all_probes, "the probes did not all arrive");
 
     let hits = receiver.hits();
+    let mut slow = Vec::new();
     for (path, _) in &fast {
         let mut latencies: Vec<Duration> = hits
             .iter()
@@ -92,11 +93,11 @@ async fn a_slow_plugin_does_not_delay_other_subscriptions() {
             latencies[latencies.len() / 2],
             latencies[latencies.len() - 1]
         );
-        assert!(
-            p95 < Duration::from_millis(500),
-            "{path} was delayed by the slow plugin: p95 {p95:?}"
-        );
+        if p95 >= Duration::from_millis(500) {
+            slow.push(format!("{path}: p95 {p95:?}"));
+        }
     }
+    assert!(slow.is_empty(), "delayed by the slow plugin: {slow:?}");
     // The slow plugin is not starved either: its subscriptions' attempts run (and fail on
     // their deadline; they never reach the receiver).
     let metrics = server

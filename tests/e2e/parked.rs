@@ -70,12 +70,12 @@ async fn after_a_410_the_queued_deliveries_wait_and_new_events_join_them_until_e
     for _ in 0..20 {
         server.send_event(json!({"type": "a.b", "data": {}})).await;
     }
-    // All 21 are leased (the 20 queued in memory behind the one in flight).
+    // Some are leased, queued in memory behind the one in flight (the rest wait in the store).
     let leased = wait_until(WAIT, || async {
-        deliveries(&server, "status=delivering").await.len() == 21
+        deliveries(&server, "status=delivering").await.len() >= 3
     })
     .await;
-    assert!(leased, "the deliveries were not all leased");
+    assert!(leased, "no deliveries were queued behind the first");
     receiver.release();
 
     let first_delivery = server.deliveries_of(&first.id).await[0]["id"]

@@ -235,6 +235,76 @@ async fn a_result_that_cannot_be_recorded_does_not_hold_up_the_others() {
     );
 }
 
+/// A lease that runs out while its attempt is still waiting for the receiver: the delivery is
+/// leased and attempted again, the first attempt's late answer is ignored, and the delivery
+/// ends in the state of the attempt that held the lease — with only that attempt recorded.
+/// Time is the service's manual clock: moving it past the lease is what expires it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_that_runs_out_mid_attempt_ignores_the_late_result() {
+    let manual = switchyard::Clock::manual(time::OffsetDateTime::now_utc().unix_timestamp() * 1000);
+    let lease = Duration::from_secs(300);
+    let clock = manual.clock();
+    let server = TestServer::start_with(move |c| {
+        c.clock = clock;
+        c.lease = lease;
+        // Longer than the test holds the first request: its late answer, not a timeout, is
+        // what comes back after the lease ran out.
+        c.delivery_timeout = Duration::from_secs(60);
+    })
+    .await;
+    let receiver = GatedReceiver::start().await;
+    // The first request fails, a second after the second answers; the second succeeds.
+    receiver.answer_after(|_, nth| match nth {
+        0 => (500, Duration::from_millis(500)),
+        _ => (204, Duration::ZERO),
+    });
+    receiver.hold();
+    server
+        .subscribe(json!({"url": receiver.url("/"), "events": ["*"]}))
+        .await;
+    let event = server.send_event(json!({"type": "a.b", "data": {}})).await;
+    receiver.wait_arrived(1, WAIT).await;
+    manual.advance(lease + Duration::from_secs(1));
+    // The lease is taken back (within one requeue round) and the delivery sent again.
+    receiver.wait_arrived(2, WAIT).await;
+    receiver.release();
+
+    let delivery = server.deliveries_of(event["id"].as_str().unwrap()).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    server.wait_delivery(&delivery, "succeeded", WAIT).await;
+    let ignored = wait_until(WAIT, || async {
+        let metrics = server
+            .anonymous(Method::GET, "/metrics")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        metrics.contains("switchyard_results_stale_total 1")
+    })
+    .await;
+    assert!(ignored, "the late result was not seen and ignored");
+    let d: DeliveryOut = get(
+        &reqwest::Client::new(),
+        &server.base,
+        &format!("/v1/deliveries/{delivery}"),
+    )
+    .await;
+    assert_eq!(d.status, "succeeded", "{d:?}");
+    assert_eq!(
+        d.attempts.len(),
+        1,
+        "only the attempt that held the lease: {d:?}"
+    );
+    assert_eq!(d.attempts[0].status_code, Some(204), "{d:?}");
+    assert_eq!(d.attempts_made, 1);
+    assert_eq!(receiver.hits().len(), 2, "both were answered");
+    assert_eq!(receiver.arrived(), 2, "and nothing was sent a third time");
+}
+
 /// `kill -9` ten times at random moments while producers send events to a subscription with a
 /// plugin and a receiver that fails the first try of every third event (so retries are in the
 /// queue at every kill). Afterwards every event answered `202` was delivered with a 2xx, every
@@ -304,10 +374,9 @@ async fn killed_again_and_again_under_load_every_accepted_event_is_delivered() {
 
     let mut service = Some(service);
     for kill in 0..KILLS {
-        // Spread the kills over the load: a random moment, at least a few hundred events apart.
-        let target = (kill + 1) * EVENTS / KILLS;
-        let jitter = rand::rng().random_range(0..EVENTS / KILLS / 2);
-        let at = target.saturating_sub(jitter);
+        // Spread the kills over the load: each at a random moment of its tenth of it.
+        let tenth = EVENTS / (KILLS + 1);
+        let at = kill * tenth + rand::rng().random_range(tenth / 4..tenth);
         assert!(
             wait_until(Duration::from_secs(120), || async {
                 accepted.lock().unwrap().len() >= at
@@ -321,6 +390,13 @@ async fn killed_again_and_again_under_load_every_accepted_event_is_delivered() {
         *base.lock().unwrap() = restarted.base.clone();
         service = Some(restarted);
     }
+    assert!(
+        wait_until(Duration::from_secs(120), || async {
+            accepted.lock().unwrap().len() >= EVENTS
+        })
+        .await,
+        "the load stalled after the last kill"
+    );
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for p in producers {
         p.await.unwrap();

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::extract::{ApiJson, ApiPath, bytes_rejection};
 use super::{ApiError, AppState};
 use crate::plugins::{Decision, PluginEvent, PluginInfo, valid_name};
-use crate::store::{new_id, now_ms};
+use crate::store::new_id;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -124,7 +124,7 @@ pub async fn dry_run(
     let event = PluginEvent {
         id: body.event.id.unwrap_or_else(|| new_id("evt")),
         event_type: body.event.event_type,
-        timestamp: now_ms().div_euclid(1000),
+        timestamp: state.store.clock().now_ms().div_euclid(1000),
         subscription_id: "dry-run".into(),
         payload: body.event.data.to_string(),
     };

@@ -44,8 +44,12 @@ impl RetryPolicy {
     }
 }
 
+/// `base` scaled by `1 + factor`, saturating: `Duration::mul_f64` panics on overflow, and a
+/// panic here stalled a worker and its subscription (config validation bounds the schedule
+/// too; this never panics whatever it is given).
 fn jitter(base: Duration, factor: f64) -> Duration {
-    base.mul_f64((1.0 + factor).max(0.0))
+    let scaled = base.as_secs_f64() * (1.0 + factor).max(0.0);
+    Duration::try_from_secs_f64(scaled).unwrap_or(Duration::MAX)
 }
 
 #[cfg(test)]

@@ -105,6 +105,12 @@ impl Runtime {
         &self.limits
     }
 
+    /// Plugin calls that run at once at most; calls beyond it wait for a slot. The dispatcher
+    /// shares these slots fairly between plugins and subscriptions before calling.
+    pub fn call_slots(&self) -> usize {
+        POOL_SLOTS as usize
+    }
+
     /// Validates and compiles a component off the async runtime (one compile at a time: it is
     /// CPU-bound for tens to hundreds of milliseconds).
     ///

@@ -11,6 +11,7 @@
 mod deliveries;
 mod events;
 mod models;
+mod queue;
 mod settings;
 mod subscriptions;
 
@@ -20,18 +21,31 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use tokio::sync::{Notify, Semaphore};
 
-pub use deliveries::{Completion, DeliveryFilter, Leased, SubscriptionEffect};
+use crate::clock::Clock;
+
+pub use deliveries::DeliveryFilter;
 pub use events::{IngestOutcome, Ingestor, NewEvent};
 pub use models::{Attempt, Delivery, DeliveryStatus, Event, Subscription, SubscriptionStatus};
+pub use queue::{
+    Completion, LeaseBatch, LeaseRef, LeaseRequest, Leased, Recorded, SubscriptionEffect,
+};
 pub use subscriptions::{NewSubscription, SubscriptionPatch};
 
 /// Connections that only read (API lookups and lists), alongside the one writer.
 const READERS: usize = 2;
 /// Prepared statements kept per connection.
 const STATEMENT_CACHE: usize = 64;
+/// Units of work waiting for or running on one connection at most. Past this a caller waits,
+/// in turn, before its work is handed over: the connection's own queue never grows without
+/// bound, and work a caller gave up on while waiting is never run.
+const QUEUE_BOUND: usize = 64;
 /// The schema, applied once to a new database (`PRAGMA user_version` says which is applied).
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_init.sql"),
+    include_str!("../../migrations/0003_queue.sql"),
+];
 
 /// A store failure that is not the caller's fault.
 #[derive(Debug, thiserror::Error)]
@@ -69,19 +83,71 @@ impl From<tokio_rusqlite::Error<StoreError>> for StoreError {
 pub struct Store {
     /// The one connection that writes: SQLite allows one writer at a time, and queueing
     /// writers here (fairly, in-process) beats SQLite's sleep-and-retry busy handler.
-    writer: tokio_rusqlite::Connection,
+    writer: Lane,
     /// Connections for reads, which WAL runs alongside the writer; used in turn.
-    readers: Arc<[tokio_rusqlite::Connection]>,
+    readers: Arc<[Lane]>,
     next_reader: Arc<AtomicUsize>,
     subscriptions: Arc<RwLock<Arc<Vec<Arc<Subscription>>>>>,
+    /// Every time the store writes (event and delivery times, leases, grace periods).
+    clock: Clock,
+    /// Notified when deliveries may have become due outside ingest (a subscription enabled).
+    waker: Arc<Notify>,
+}
+
+/// A connection and the room left in front of it.
+#[derive(Clone)]
+struct Lane {
+    conn: tokio_rusqlite::Connection,
+    room: Arc<Semaphore>,
+}
+
+impl Lane {
+    fn new(conn: tokio_rusqlite::Connection) -> Self {
+        Self {
+            conn,
+            room: Arc::new(Semaphore::new(QUEUE_BOUND)),
+        }
+    }
+
+    /// Runs `work` on the connection once there is room in front of it. The room is given
+    /// back when the work has run (on the connection's thread), not when the caller stops
+    /// waiting, so the bound holds for abandoned calls too.
+    async fn call<R, F>(&self, work: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static,
+    {
+        let room = self
+            .room
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        Ok(self
+            .conn
+            .call(move |conn| {
+                let _room = room;
+                work(conn)
+            })
+            .await?)
+    }
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `path` and applies migrations.
+    /// Opens (creating if needed) the database at `path` and applies migrations, on the
+    /// system clock.
     ///
     /// # Errors
     /// When the file cannot be opened or migrated.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with_clock(path, Clock::system()).await
+    }
+
+    /// [`Store::open`] with the clock every stored time is read from.
+    ///
+    /// # Errors
+    /// When the file cannot be opened or migrated.
+    pub async fn open_with_clock(path: &Path, clock: Clock) -> Result<Self, StoreError> {
         let writer = tokio_rusqlite::Connection::open(path).await?;
         writer
             .call(|conn| {
@@ -100,13 +166,15 @@ impl Store {
             )
             .await?;
             reader.call(configure).await?;
-            readers.push(reader);
+            readers.push(Lane::new(reader));
         }
         let store = Self {
-            writer,
+            writer: Lane::new(writer),
             readers: readers.into(),
             next_reader: Arc::new(AtomicUsize::new(0)),
             subscriptions: Arc::new(RwLock::new(Arc::new(Vec::new()))),
+            clock,
+            waker: Arc::new(Notify::new()),
         };
         store.reload_subscriptions().await?;
         Ok(store)
@@ -114,8 +182,8 @@ impl Store {
 
     /// Closes the connections, after the work already handed to them.
     pub async fn close(&self) {
-        for conn in self.readers.iter().chain([&self.writer]) {
-            if let Err(e) = conn.clone().close().await {
+        for lane in self.readers.iter().chain([&self.writer]) {
+            if let Err(e) = lane.conn.clone().close().await {
                 tracing::warn!(error = %e, "closing a database connection failed");
             }
         }
@@ -136,14 +204,13 @@ impl Store {
         F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
         R: Send + 'static,
     {
-        Ok(self
-            .writer
+        self.writer
             .call(move |conn| {
                 // Set on every call, so no unit of work inherits another's setting.
                 conn.pragma_update(None, "synchronous", commit.synchronous())?;
                 work(conn)
             })
-            .await?)
+            .await
     }
 
     /// Runs `work` in a write transaction that takes the write lock up front (`BEGIN
@@ -187,7 +254,17 @@ impl Store {
         R: Send + 'static,
     {
         let turn = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
-        Ok(self.readers[turn].call(work).await?)
+        self.readers[turn].call(work).await
+    }
+
+    /// The clock the store reads.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Notified when deliveries may have become due outside ingest (the dispatcher listens).
+    pub fn waker(&self) -> Arc<Notify> {
+        self.waker.clone()
     }
 
     /// The current subscriptions (not deleted), from memory.
@@ -294,13 +371,6 @@ fn json_list<S: AsRef<str>>(items: &[S]) -> String {
     .to_string()
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    time::OffsetDateTime::now_utc()
-        .unix_timestamp_nanos()
-        .div_euclid(1_000_000) as i64
-}
-
 /// A new id: `prefix` + `_` + a ULID (sortable by creation time).
 pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", ulid::Ulid::new())
@@ -323,7 +393,7 @@ mod tests {
             .read(|conn| Ok(conn.pragma_query_value(None, "user_version", |r| r.get(0))?))
             .await
             .unwrap();
-        assert_eq!(version, 1);
+        assert_eq!(version, i64::try_from(MIGRATIONS.len()).unwrap());
         store.close().await;
     }
 
@@ -380,7 +450,7 @@ mod tests {
             })
         };
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let queued: Vec<_> = (1..64)
+        let queued: Vec<_> = (1..QUEUE_BOUND)
             .map(|_| {
                 let store = store.clone();
                 tokio::spawn(async move { store.write(|_| Ok(())).await })

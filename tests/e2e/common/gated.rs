@@ -27,7 +27,8 @@ pub struct Hit {
     pub body: String,
 }
 
-type Rule = Box<dyn Fn(&str, usize) -> u16 + Send + Sync>;
+/// Status and delay by (webhook-id, times that id arrived before).
+type Rule = Box<dyn Fn(&str, usize) -> (u16, Duration) + Send + Sync>;
 
 struct Inner {
     hits: Mutex<Vec<Hit>>,
@@ -50,7 +51,7 @@ impl GatedReceiver {
         let inner = Arc::new(Inner {
             hits: Mutex::new(Vec::new()),
             seen: Mutex::new(HashMap::new()),
-            rule: Mutex::new(Box::new(|_, _| 204)),
+            rule: Mutex::new(Box::new(|_, _| (204, Duration::ZERO))),
             arrived: Mutex::new(0),
         });
         let (open, _) = watch::channel(true);
@@ -69,8 +70,16 @@ impl GatedReceiver {
         format!("http://{}/{}", self.addr, path.trim_start_matches('/'))
     }
 
-    /// Answer by `rule(webhook_id, times this id was received before)` from now on.
+    /// Answer by `rule(webhook_id, times this id arrived before)` from now on.
     pub fn answer(&self, rule: impl Fn(&str, usize) -> u16 + Send + Sync + 'static) {
+        *self.inner.rule.lock().unwrap() = Box::new(move |id, nth| (rule(id, nth), Duration::ZERO));
+    }
+
+    /// Like [`Self::answer`], with a delay (after the gate opens) per request.
+    pub fn answer_after(
+        &self,
+        rule: impl Fn(&str, usize) -> (u16, Duration) + Send + Sync + 'static,
+    ) {
         *self.inner.rule.lock().unwrap() = Box::new(rule);
     }
 
@@ -119,15 +128,19 @@ async fn receive(
         .unwrap_or("")
         .to_owned();
     *inner.arrived.lock().unwrap() += 1;
-    let mut gate = open.subscribe();
-    let _ = gate.wait_for(|open| *open).await;
+    // Counted on arrival, so the answer depends on the order requests came in.
     let nth = {
         let mut seen = inner.seen.lock().unwrap();
         let n = seen.entry(id.clone()).or_default();
         *n += 1;
         *n - 1
     };
-    let status = (inner.rule.lock().unwrap())(&id, nth);
+    let mut gate = open.subscribe();
+    let _ = gate.wait_for(|open| *open).await;
+    let (status, delay) = (inner.rule.lock().unwrap())(&id, nth);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     inner.hits.lock().unwrap().push(Hit {
         path: uri.path().to_owned(),
         id,

@@ -18,6 +18,7 @@ const BURST: usize = 48;
 /// Events whose delivery latency is measured, one every 100 ms.
 const PROBES: usize = 20;
 
+#[ignore = "heavy: ./test.sh runs it on its own, after the rest"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_plugin_does_not_delay_other_subscriptions() {
     // No retries: the slow subscriptions' load is exactly their events.

@@ -142,6 +142,7 @@ async fn after_a_410_the_queued_deliveries_wait_and_new_events_join_them_until_e
 /// quick. Measured from `/proc/<pid>/stat` of the child, so the test's own threads do not
 /// count; CPU time, unlike wall time, does not depend on what else the machine runs.
 /// Bundled plugins are off here: the plugin watcher's own idle cost is another item.
+#[ignore = "heavy: ./test.sh runs it on its own, after the rest"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_service_with_a_large_parked_backlog_uses_no_cpu() {
     const BACKLOG: usize = 20_000;

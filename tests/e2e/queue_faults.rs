@@ -34,6 +34,7 @@ struct DeliveryOut {
 #[derive(Debug, Deserialize)]
 struct AttemptOut {
     status_code: Option<u16>,
+    error: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -310,6 +311,7 @@ async fn a_lease_that_runs_out_mid_attempt_ignores_the_late_result() {
 /// queue at every kill). Afterwards every event answered `202` was delivered with a 2xx, every
 /// delivery succeeded, and each one's recorded attempts are attempts the receiver really
 /// answered, with the last one a success it answered.
+#[ignore = "heavy: ./test.sh runs it on its own, after the rest"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_again_and_again_under_load_every_accepted_event_is_delivered() {
     const KILLS: usize = 10;
@@ -492,6 +494,7 @@ async fn killed_again_and_again_under_load_every_accepted_event_is_delivered() {
         accepted.iter().all(|e| events.contains(e.as_str())),
         "an accepted event has no delivery"
     );
+    let mut network_errors = Vec::new();
     for d in &deliveries {
         assert_eq!(d.status, "succeeded", "{d:?}");
         assert_eq!(d.attempts_made as usize, d.attempts.len(), "{d:?}");
@@ -499,10 +502,14 @@ async fn killed_again_and_again_under_load_every_accepted_event_is_delivered() {
             .get(d.event_id.as_str())
             .cloned()
             .unwrap_or_default();
-        // Each recorded attempt is one the receiver answered, with the status it answered.
+        // Each recorded attempt with a status is one the receiver answered, with that status;
+        // one without a status failed on the way (connection, timeout) and claims no answer.
         let mut unclaimed = seen.clone();
         for attempt in &d.attempts {
-            let code = attempt.status_code.unwrap_or(0);
+            let Some(code) = attempt.status_code else {
+                network_errors.push(attempt.error.clone().unwrap_or_default());
+                continue;
+            };
             let at = unclaimed.iter().position(|s| *s == code);
             assert!(
                 at.is_some(),
@@ -519,9 +526,12 @@ async fn killed_again_and_again_under_load_every_accepted_event_is_delivered() {
         assert!(d.last_error.is_none() || d.status == "succeeded", "{d:?}");
     }
     eprintln!(
-        "kill loop: {} events accepted, {} requests received ({} beyond one per event), {KILLS} kills",
+        "kill loop: {} events accepted, {} requests received ({} beyond one per event), {KILLS} kills, \
+         {} attempts failed on the way, e.g. {:?}",
         accepted.len(),
         hits.len(),
-        hits.len() - accepted.len()
+        hits.len() - accepted.len(),
+        network_errors.len(),
+        network_errors.first()
     );
 }

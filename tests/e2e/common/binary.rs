@@ -29,6 +29,8 @@ impl Process {
     /// Starts `switchyard serve` on `data_dir` with the test defaults (the test key, loopback
     /// receivers allowed, no bundled plugins, quick retries) and `env` on top. Does not wait.
     pub fn spawn(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        // The test's own HTTP clients need it, as in-process servers install it.
+        switchyard::net::install_crypto_provider();
         let port = free_port();
         let stderr = data_dir.with_extension(format!("{port}.stderr"));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));

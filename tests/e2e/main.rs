@@ -7,6 +7,7 @@ mod common;
 mod api;
 mod bad_input;
 mod bundled_plugins;
+mod cli;
 mod crash;
 mod delivery;
 mod fairness;

@@ -1,6 +1,7 @@
 //! The REST API v1 (see `shared/API.md`): axum routes over the store, the plugin registry and
 //! the ingestor. Handlers validate, call one store or registry function, and shape JSON.
 
+mod attempts;
 mod auth;
 mod deliveries;
 mod error;
@@ -93,6 +94,7 @@ pub fn router(state: AppState) -> Router {
         .route("/deliveries", get(deliveries::list))
         .route("/deliveries/{id}", get(deliveries::get_one))
         .route("/deliveries/{id}/retry", post(deliveries::retry))
+        .route("/attempts", get(attempts::list))
         .route("/plugins", get(plugins::list))
         .route(
             "/plugins/{name}",

@@ -8,8 +8,10 @@
 //! together with their events. Statements have fixed shapes (lists are bound as one JSON array
 //! and expanded with `json_each`), so every one stays in the prepared-statement cache.
 
+mod attempts;
 mod deliveries;
 mod events;
+pub mod matching;
 mod models;
 mod queue;
 mod settings;
@@ -25,6 +27,7 @@ use tokio::sync::{Notify, Semaphore};
 
 use crate::clock::Clock;
 
+pub use attempts::{FeedAttempt, FeedFilter};
 pub use deliveries::DeliveryFilter;
 pub use events::{IngestOutcome, Ingestor, NewEvent};
 pub use models::{Attempt, Delivery, DeliveryStatus, Event, Subscription, SubscriptionStatus};

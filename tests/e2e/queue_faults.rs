@@ -237,8 +237,9 @@ async fn a_result_that_cannot_be_recorded_does_not_hold_up_the_others() {
 }
 
 /// A lease that runs out while its attempt is still waiting for the receiver: the delivery is
-/// leased and attempted again, the first attempt's late answer is ignored, and the delivery
-/// ends in the state of the attempt that held the lease — with only that attempt recorded.
+/// leased and attempted again, the first attempt's late answer (arriving while the second is in
+/// flight) is ignored, and the delivery ends in the state of the attempt that held the lease —
+/// with only that attempt recorded.
 /// Time is the service's manual clock: moving it past the lease is what expires it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_that_runs_out_mid_attempt_ignores_the_late_result() {
@@ -254,10 +255,12 @@ async fn a_lease_that_runs_out_mid_attempt_ignores_the_late_result() {
     })
     .await;
     let receiver = GatedReceiver::start().await;
-    // The first request fails, a second after the second answers; the second succeeds.
+    // The first request's late answer (a 500) comes while the second attempt is still in
+    // flight, half a second before the second succeeds: it must not make the delivery pending
+    // (and send it a third time), nor be recorded.
     receiver.answer_after(|_, nth| match nth {
-        0 => (500, Duration::from_millis(500)),
-        _ => (204, Duration::ZERO),
+        0 => (500, Duration::ZERO),
+        _ => (204, Duration::from_millis(500)),
     });
     receiver.hold();
     server

@@ -113,3 +113,57 @@ async fn a_recorder_that_falls_behind_stops_the_attempts() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(f.received.load(Ordering::SeqCst), limit);
 }
+
+/// An attempt starts only while its lease can hold it: with less left than the plugin deadline
+/// plus the delivery timeout plus the margin, the job is given back unattempted (to be leased
+/// again with a fresh lease), and nothing is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_that_would_outlive_its_lease_is_not_started() {
+    let f = fixture(4).await;
+    let sub = f
+        .ctx
+        .store
+        .create_subscription(NewSubscription {
+            url: f.url.clone(),
+            events: vec!["*".into()],
+            plugin: None,
+            plugin_config: None,
+            description: None,
+            headers: Default::default(),
+            signature: Default::default(),
+            secret: crate::signing::generate_secret(),
+        })
+        .await
+        .unwrap();
+    let shared = Shared::new(f.ctx.clone());
+    let now = f.ctx.clock.now_ms();
+    let event = Arc::new(crate::store::Event {
+        id: "evt_1".into(),
+        idempotency_key: None,
+        event_type: "a.b".into(),
+        data: "{}".into(),
+        created_at: now,
+    });
+    let job = |lease_left: Duration| board::Job {
+        leased: crate::store::Leased {
+            id: "dlv_1".into(),
+            event_id: event.id.clone(),
+            subscription_id: sub.id.clone(),
+            attempts: 0,
+            created_at: now,
+            lease_token: 1,
+            lease_until: now + crate::clock::duration_ms(lease_left),
+        },
+        event: Some(event.clone()),
+    };
+    // 5 s timeout + 100 ms plugin deadline + 5 s margin do not fit in 10 s.
+    let short = attempt::run(&shared, job(Duration::from_secs(10))).await;
+    assert!(matches!(short, attempt::Attempted::NotStarted));
+    assert_eq!(f.received.load(Ordering::SeqCst), 0, "nothing was sent");
+    let long = attempt::run(&shared, job(Duration::from_secs(11))).await;
+    let attempt::Attempted::Done(done) = long else {
+        panic!("an attempt that fits was not started");
+    };
+    assert_eq!(done.status, crate::store::DeliveryStatus::Succeeded);
+    assert_eq!(f.received.load(Ordering::SeqCst), 1);
+}

@@ -11,18 +11,15 @@ use std::time::{Duration, Instant};
 
 use super::Shared;
 use super::board::Job;
+use super::outcome::{attempt_row, finished, response_attempt, retry_or_fail};
 use super::request::{Outgoing, headers, net_error, rfc3339};
 use crate::clock::duration_ms;
 use crate::config::LEASE_MARGIN;
-use crate::net::Response;
 use crate::plugins::{Decision, PluginEvent};
 use crate::store::{
     Attempt, Completion, DeliveryStatus, Event, Leased, Subscription, SubscriptionEffect,
     SubscriptionStatus,
 };
-
-/// Response bytes kept on the attempt.
-pub(super) const RESPONSE_KEPT: usize = 4096;
 
 /// What became of a job.
 pub(super) enum Attempted {
@@ -313,98 +310,4 @@ async fn gone(shared: &Shared, leased: Leased, attempt: Attempt, sub: &Subscript
         Some(attempt),
         Some("receiver answered 410 Gone; subscription disabled".into()),
     )
-}
-
-fn retry_or_fail(
-    ctx: &super::DispatchContext,
-    leased: Leased,
-    attempt: Attempt,
-    error: String,
-    retry_after: Option<Duration>,
-    effect: SubscriptionEffect,
-) -> Completion {
-    let made = usize::try_from(leased.attempts.saturating_add(1)).unwrap_or(usize::MAX);
-    let mut done = match ctx.retry.next_delay(made, retry_after) {
-        Some(delay) => {
-            let mut c = finished(
-                ctx,
-                leased,
-                DeliveryStatus::Pending,
-                Some(attempt),
-                Some(error),
-            );
-            c.next_attempt_at = ctx.clock.after(delay);
-            c
-        }
-        None => {
-            ctx.metrics.delivery_finished("failed");
-            finished(
-                ctx,
-                leased,
-                DeliveryStatus::Failed,
-                Some(attempt),
-                Some(error),
-            )
-        }
-    };
-    done.effect = effect;
-    done
-}
-
-fn finished(
-    ctx: &super::DispatchContext,
-    leased: Leased,
-    status: DeliveryStatus,
-    attempt: Option<Attempt>,
-    last_error: Option<String>,
-) -> Completion {
-    Completion {
-        leased,
-        status,
-        next_attempt_at: ctx.clock.now_ms(),
-        attempt,
-        last_error,
-        skip_reason: None,
-        effect: SubscriptionEffect::None,
-    }
-}
-
-fn attempt_row(
-    at: i64,
-    outcome: &str,
-    status: Option<i64>,
-    latency_ms: Option<i64>,
-    error: Option<String>,
-    version: Option<String>,
-) -> Attempt {
-    Attempt {
-        at,
-        outcome: outcome.to_owned(),
-        status_code: status,
-        latency_ms,
-        error,
-        plugin_version: version,
-        response_body: None,
-    }
-}
-
-fn response_attempt(
-    at: i64,
-    outcome: &str,
-    response: &Response,
-    latency_ms: Option<i64>,
-    error: Option<String>,
-    version: Option<String>,
-) -> Attempt {
-    let mut attempt = attempt_row(
-        at,
-        outcome,
-        Some(i64::from(response.status)),
-        latency_ms,
-        error,
-        version,
-    );
-    let kept = &response.body[..response.body.len().min(RESPONSE_KEPT)];
-    attempt.response_body = Some(String::from_utf8_lossy(kept).into_owned());
-    attempt
 }

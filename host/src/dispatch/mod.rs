@@ -18,6 +18,7 @@ mod attempt;
 mod board;
 mod gate;
 mod leaser;
+mod outcome;
 mod recorder;
 mod request;
 mod retry;

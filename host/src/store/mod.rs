@@ -11,9 +11,11 @@
 mod attempts;
 mod deliveries;
 mod events;
+mod lane;
 pub mod matching;
 mod models;
 mod queue;
+mod results;
 mod settings;
 mod subscriptions;
 
@@ -23,27 +25,23 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 
 use crate::clock::Clock;
+use lane::Lane;
 
 pub use attempts::{FeedAttempt, FeedFilter};
 pub use deliveries::DeliveryFilter;
 pub use events::{IngestOutcome, Ingestor, NewEvent};
 pub use models::{Attempt, Delivery, DeliveryStatus, Event, Subscription, SubscriptionStatus};
-pub use queue::{
-    Completion, LeaseBatch, LeaseRef, LeaseRequest, Leased, Recorded, SubscriptionEffect,
-};
+pub use queue::{LeaseBatch, LeaseRef, LeaseRequest, Leased};
+pub use results::{Completion, Recorded, SubscriptionEffect};
 pub use subscriptions::{NewSubscription, SubscriptionPatch};
 
 /// Connections that only read (API lookups and lists), alongside the one writer.
 const READERS: usize = 2;
 /// Prepared statements kept per connection.
 const STATEMENT_CACHE: usize = 64;
-/// Units of work waiting for or running on one connection at most. Past this a caller waits,
-/// in turn, before its work is handed over: the connection's own queue never grows without
-/// bound, and work a caller gave up on while waiting is never run.
-const QUEUE_BOUND: usize = 64;
 /// The schema, applied once to a new database (`PRAGMA user_version` says which is applied).
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_init.sql"),
@@ -95,45 +93,6 @@ pub struct Store {
     clock: Clock,
     /// Notified when deliveries may have become due outside ingest (a subscription enabled).
     waker: Arc<Notify>,
-}
-
-/// A connection and the room left in front of it.
-#[derive(Clone)]
-struct Lane {
-    conn: tokio_rusqlite::Connection,
-    room: Arc<Semaphore>,
-}
-
-impl Lane {
-    fn new(conn: tokio_rusqlite::Connection) -> Self {
-        Self {
-            conn,
-            room: Arc::new(Semaphore::new(QUEUE_BOUND)),
-        }
-    }
-
-    /// Runs `work` on the connection once there is room in front of it. The room is given
-    /// back when the work has run (on the connection's thread), not when the caller stops
-    /// waiting, so the bound holds for abandoned calls too.
-    async fn call<R, F>(&self, work: F) -> Result<R, StoreError>
-    where
-        F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
-        R: Send + 'static,
-    {
-        let room = self
-            .room
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        Ok(self
-            .conn
-            .call(move |conn| {
-                let _room = room;
-                work(conn)
-            })
-            .await?)
-    }
 }
 
 impl Store {
@@ -431,56 +390,6 @@ mod tests {
         assert_eq!(store.bookkeeping(|tx| level(tx)).await.unwrap(), 1);
         assert_eq!(store.transaction(|tx| level(tx)).await.unwrap(), 2);
         store.close().await;
-    }
-
-    /// The queue in front of a connection is bounded: past it a caller waits before its work
-    /// is handed over, so work a caller gave up on while waiting is never run.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn work_beyond_the_queue_bound_waits_instead_of_queueing() {
-        use std::sync::atomic::AtomicBool;
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("db.sqlite")).await.unwrap();
-        let (unblock, blocked) = std::sync::mpsc::channel::<()>();
-        let held = {
-            let store = store.clone();
-            tokio::spawn(async move {
-                store
-                    .write(move |_| {
-                        let _ = blocked.recv();
-                        Ok(())
-                    })
-                    .await
-            })
-        };
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let queued: Vec<_> = (1..QUEUE_BOUND)
-            .map(|_| {
-                let store = store.clone();
-                tokio::spawn(async move { store.write(|_| Ok(())).await })
-            })
-            .collect();
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let ran = Arc::new(AtomicBool::new(false));
-        let flag = ran.clone();
-        let gave_up = tokio::time::timeout(
-            Duration::from_millis(100),
-            store.write(move |_| {
-                flag.store(true, Ordering::SeqCst);
-                Ok(())
-            }),
-        )
-        .await;
-        assert!(gave_up.is_err(), "the writer is busy: the call waits");
-        unblock.send(()).unwrap();
-        held.await.unwrap().unwrap();
-        for q in queued {
-            q.await.unwrap().unwrap();
-        }
-        store.write(|_| Ok(())).await.unwrap();
-        assert!(
-            !ran.load(Ordering::SeqCst),
-            "work abandoned while waiting for room was queued anyway"
-        );
     }
 
     #[test]

@@ -3,7 +3,10 @@ use std::time::Duration;
 
 use super::*;
 use crate::clock::{Clock, ManualClock};
-use crate::store::{Ingestor, NewEvent, NewSubscription};
+use crate::store::{
+    Attempt, Completion, DeliveryStatus, Ingestor, NewEvent, NewSubscription, Recorded,
+    SubscriptionEffect,
+};
 
 const LEASE: Duration = Duration::from_secs(300);
 

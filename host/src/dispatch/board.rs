@@ -52,20 +52,36 @@ impl Board {
         self.queued + self.running.len()
     }
 
-    /// Jobs queued per subscription, and the full subscriptions (to leave out of a lease).
-    pub(super) fn queued_by_subscription(&self) -> (HashMap<String, usize>, Vec<String>) {
-        let full = self.full;
-        let queued: HashMap<String, usize> = self
-            .queues
+    /// Subscriptions holding jobs (queued or being attempted).
+    pub(super) fn subscriptions_holding(&self) -> usize {
+        self.workers.len()
+            + self
+                .queues
+                .keys()
+                .filter(|sub| !self.workers.contains_key(*sub))
+                .count()
+    }
+
+    /// Jobs held per subscription (queued or being attempted), and the subscriptions to leave
+    /// out of the next lease: those with enough queued already, or holding their `share` of
+    /// the buffer.
+    pub(super) fn holdings(&self, share: usize) -> (HashMap<String, usize>, Vec<String>) {
+        let mut held: HashMap<String, usize> = self
+            .workers
             .iter()
-            .map(|(sub, q)| (sub.clone(), q.len()))
+            .map(|(sub, n)| (sub.clone(), *n))
             .collect();
-        let full = queued
+        for (sub, queue) in &self.queues {
+            *held.entry(sub.clone()).or_default() += queue.len();
+        }
+        let exclude = held
             .iter()
-            .filter(|(_, n)| **n >= full)
+            .filter(|(sub, n)| {
+                **n >= share || self.queues.get(*sub).is_some_and(|q| q.len() >= self.full)
+            })
             .map(|(sub, _)| sub.clone())
             .collect();
-        (queued, full)
+        (held, exclude)
     }
 
     /// Queues leased jobs; a subscription being disabled gets none (they go back).
@@ -264,8 +280,8 @@ mod tests {
     fn a_full_queue_going_below_full_asks_for_a_refill() {
         let mut board = Board::new(2);
         board.enqueue((0..4).map(|i| job("a", &format!("a{i}"))));
-        let (queued, full) = board.queued_by_subscription();
-        assert_eq!((queued["a"], full), (4, vec!["a".to_owned()]));
+        let (held, full) = board.holdings(100);
+        assert_eq!((held["a"], full), (4, vec!["a".to_owned()]));
         let first = board.starts(1).pop().unwrap();
         assert!(!board.take_refill(), "3 queued: still full");
         let second = board.next_for("a", &LeaseRef::from(&first.leased)).unwrap();
@@ -275,6 +291,18 @@ mod tests {
             .unwrap();
         assert!(board.take_refill(), "1 queued: room for more");
         assert!(!board.take_refill(), "asked once");
+    }
+
+    #[test]
+    fn a_subscription_holding_its_share_is_left_out() {
+        let mut board = Board::new(10);
+        board.enqueue((0..6).map(|i| job("a", &format!("a{i}"))));
+        board.enqueue((0..2).map(|i| job("b", &format!("b{i}"))));
+        board.starts(2);
+        assert_eq!(board.subscriptions_holding(), 2);
+        let (held, exclude) = board.holdings(5);
+        assert_eq!((held["a"], held["b"]), (6, 2), "queued and running count");
+        assert_eq!(exclude, vec!["a".to_owned()]);
     }
 
     #[test]

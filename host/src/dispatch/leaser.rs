@@ -3,9 +3,10 @@
 //! leases back, and sleeps until the earliest runnable delivery is due.
 //!
 //! Bounds: the board holds at most a buffer of jobs (queued + being attempted), twice the
-//! delivery slots and at least four batches. A subscription whose queue already holds enough
-//! work is left out of the next lease (a handful of queue rows skipped, never its deliveries),
-//! so one slow receiver cannot fill the buffer and starve the others.
+//! delivery slots and at least four batches, shared equally between the subscriptions holding
+//! jobs. A subscription holding its share, or with enough queued, is left out of the next lease
+//! (a handful of queue rows skipped, never its deliveries), so slow receivers or slow plugins
+//! cannot fill the buffer and keep the others' deliveries waiting in the store.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -97,11 +98,16 @@ impl Leaser {
     /// Leases a batch into the per-subscription queues.
     async fn lease(&mut self) -> Result<(), StoreError> {
         let cap = self.shared.ctx.max_in_flight_per_subscription;
-        let (limit, queued, exclude) = {
+        let (limit, share, held, exclude) = {
             let board = self.shared.board();
-            let (queued, full) = board.queued_by_subscription();
+            // Each subscription holding jobs gets an equal share of the buffer, with room for
+            // one more: many slow subscriptions cannot fill it and keep the others' deliveries
+            // in the store. A share is at least enough for a subscription's workers and two
+            // rounds queued; alone, a subscription may take whole batches.
+            let share = (self.buffer() / (board.subscriptions_holding() + 1)).max(3 * cap);
+            let (held, exclude) = board.holdings(share);
             let room = self.buffer().saturating_sub(board.held());
-            (room.min(LEASE_BATCH), queued, full)
+            (room.min(LEASE_BATCH), share, held, exclude)
         };
         let batch = self
             .shared
@@ -109,8 +115,8 @@ impl Leaser {
             .store
             .lease_due(LeaseRequest {
                 limit,
-                per_subscription: LEASE_BATCH.max(4 * cap),
-                queued,
+                per_subscription: share,
+                held,
                 exclude: exclude.clone(),
                 lease: self.shared.ctx.lease,
             })

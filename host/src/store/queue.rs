@@ -65,10 +65,11 @@ impl From<&Leased> for LeaseRef {
 pub struct LeaseRequest {
     /// Deliveries in all at most.
     pub limit: usize,
-    /// Deliveries per subscription at most, less what `queued` says it already holds.
+    /// Deliveries per subscription at most, less what `held` says it already holds.
     pub per_subscription: usize,
-    /// Deliveries the dispatcher already holds per subscription (absent: none).
-    pub queued: HashMap<String, usize>,
+    /// Deliveries the dispatcher already holds per subscription, queued or being attempted
+    /// (absent: none).
+    pub held: HashMap<String, usize>,
     /// Subscriptions not to lease for at all (the dispatcher has enough of theirs).
     pub exclude: Vec<String>,
     /// How long the leases last.
@@ -89,7 +90,7 @@ pub struct LeaseBatch {
 impl Store {
     /// Leases due deliveries of runnable subscriptions — at most `request.limit`, shared evenly
     /// between the due queues (earliest due first), at most `per_subscription` less what is
-    /// already `queued` per subscription — and reads their events, all in one transaction.
+    /// already `held` per subscription — and reads their events, all in one transaction.
     ///
     /// # Errors
     /// Database errors.
@@ -211,7 +212,7 @@ fn lease_in(
     let mut lease = tx.prepare_cached(LEASE_QUEUE)?;
     let mut set_next_due = tx.prepare_cached(SET_NEXT_DUE)?;
     for queue in &queues {
-        let held = request.queued.get(queue).copied().unwrap_or(0);
+        let held = request.held.get(queue).copied().unwrap_or(0);
         let room = request
             .per_subscription
             .saturating_sub(held)

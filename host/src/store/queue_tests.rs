@@ -70,7 +70,7 @@ impl Fixture {
             .lease_due(LeaseRequest {
                 limit,
                 per_subscription: limit,
-                queued: HashMap::new(),
+                held: HashMap::new(),
                 exclude: exclude.iter().map(|s| (*s).to_owned()).collect(),
                 lease: LEASE,
             })

@@ -93,10 +93,11 @@ impl Shared {
         Arc::new(Self {
             plugin_gate: Gate::new(Shape {
                 capacity: plugin_slots,
-                // No plugin takes more than half the slots, and the last quarter is kept for
-                // plugins with no call running: a fast plugin beside a slow one gets a slot at
-                // once, and on its thread it waits behind at most a few slow calls' slices.
-                group_cap: plugin_slots / 2,
+                // The last quarter of the slots is kept for plugins with no call running, and
+                // no plugin takes more than the rest: a fast plugin beside a slow one gets a
+                // slot at once, while a plugin alone keeps enough calls queued on the plugin
+                // threads to keep them busy between hand-offs.
+                group_cap: plugin_slots - plugin_slots / 4,
                 reserve: plugin_slots / 4,
             }),
             send_gate: Gate::new(Shape {

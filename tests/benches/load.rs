@@ -66,13 +66,15 @@ async fn run_all() {
     } else {
         Vec::new()
     };
-    println!();
-    println!(
-        "| scenario | throughput | latency p50 / p99 / max (ms) | at 50% load p50 / p99 (ms) | peak RSS | mean CPU | lost / dup |"
-    );
-    println!("|---|---|---|---|---|---|---|");
-    for r in rows {
-        println!("{r}");
+    if !rows.is_empty() {
+        println!();
+        println!(
+            "| scenario | throughput | latency p50 / p99 / max (ms) | at 50% load p50 / p99 (ms) | peak RSS | mean CPU | lost / dup |"
+        );
+        println!("|---|---|---|---|---|---|---|");
+        for r in rows {
+            println!("{r}");
+        }
     }
     if !fair.is_empty() {
         println!();
@@ -797,6 +799,20 @@ async fn fairness() -> Vec<String> {
                     .map_or(0.0, |d| d.as_secs_f64() * 1e3)
             };
             let (p50, p95, p99, max) = (at(0.5), at(0.95), at(0.99), at(1.0));
+            // The worst latency per second of sending, to tell a stall from a spread.
+            if let Some(first) = sent.iter().map(|(_, at)| *at).min() {
+                let mut worst = vec![0.0f64; phase.as_secs() as usize + 1];
+                for (id, at) in &sent {
+                    if let Some(seen) = receiver.first_seen(path, id) {
+                        let second = at.duration_since(first).as_secs() as usize;
+                        let ms = seen.saturating_duration_since(*at).as_secs_f64() * 1e3;
+                        if let Some(w) = worst.get_mut(second) {
+                            *w = w.max(ms);
+                        }
+                    }
+                }
+                eprintln!("fairness: {what} beside {setting}: worst per second of sending (ms): {worst:.0?}");
+            }
             eprintln!(
                 "fairness: {what} beside {setting}: p50 {p50:.1} ms, p95 {p95:.1} ms, p99 {p99:.1} ms"
             );

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Runs every test: unit tests, the bundled plugins' tests, and the end-to-end suite (which
+# Runs every test: unit tests, the bundled plugins' tests, the end-to-end suite (which
 # builds the plugins for wasm32-wasip2 itself), then the heavy fault-injection tests on their
-# own. Installs the wasm target if it is missing.
-# Ends with one summary line over all test binaries.
+# own, and the API contract checked by outside tools (tests/contract/run.sh:
+# openapi-spec-validator, a generated client's flow, schemathesis; installed pinned into
+# target/contract/venv; SWITCHYARD_SKIP_CONTRACT=1 skips them).
+# Installs the wasm target if it is missing. Ends with one summary line over everything.
 set -euo pipefail
 cd "$(dirname "$0")"
 rustup target add wasm32-wasip2 >/dev/null 2>&1 || rustup target add wasm32-wasip2
@@ -21,6 +23,15 @@ fi
 count() { grep -E '^test result:' "$log" | grep -oE "[0-9]+ $1" | awk '{ n += $1 } END { print n + 0 }'; }
 passed=$(count passed)
 failed=$(count failed)
+if [[ ${SWITCHYARD_SKIP_CONTRACT:-} != 1 ]]; then
+    echo
+    if tests/contract/run.sh; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+        status=1
+    fi
+fi
 echo
 echo "all tests: ${passed:-0} passed, ${failed:-0} failed"
 exit "$status"

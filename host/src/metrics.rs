@@ -7,7 +7,12 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::plugins::PluginStats;
+
 type Labels = Vec<(&'static str, &'static str)>;
+
+/// Reads the plugin counters at scrape time.
+pub type PluginStatsSource = Box<dyn Fn() -> PluginStats + Send + Sync>;
 
 /// The service's metrics. Cheap to clone (every metric is an `Arc` inside).
 #[derive(Clone)]
@@ -34,7 +39,20 @@ impl Default for Metrics {
 impl Metrics {
     /// Registers every metric.
     pub fn new() -> Self {
+        Self::build(None)
+    }
+
+    /// Registers every metric, with the plugin registry's counters read from `plugins` at
+    /// each scrape (file reads, compiles).
+    pub fn with_plugin_stats(plugins: PluginStatsSource) -> Self {
+        Self::build(Some(plugins))
+    }
+
+    fn build(plugins: Option<PluginStatsSource>) -> Self {
         let mut registry = Registry::with_prefix("switchyard");
+        if let Some(plugins) = plugins {
+            registry.register_collector(Box::new(PluginCollector(plugins)));
+        }
         let events_ingested = Counter::default();
         let deliveries = Family::<Labels, Counter>::default();
         let attempts = Family::<Labels, Counter>::default();
@@ -164,5 +182,55 @@ impl Metrics {
             tracing::error!(error = %e, "encoding metrics failed");
         }
         out
+    }
+}
+
+/// The plugin registry's counters, read when `/metrics` is scraped.
+struct PluginCollector(PluginStatsSource);
+
+impl std::fmt::Debug for PluginCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PluginCollector")
+    }
+}
+
+impl prometheus_client::collector::Collector for PluginCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        let stats = (self.0)();
+        let reads = ConstCounter::new(stats.file_reads);
+        reads.encode(encoder.encode_descriptor(
+            "plugin_file_reads",
+            "Plugin files opened for reading (an idle service reads none)",
+            None,
+            reads.metric_type(),
+        )?)?;
+        let compiles = ConstCounter::new(stats.compiles);
+        compiles.encode(encoder.encode_descriptor(
+            "plugin_compiles",
+            "Plugin compiles started",
+            None,
+            compiles.metric_type(),
+        )?)?;
+        let compiling = ConstGauge::new(i64::try_from(stats.compiling).unwrap_or(i64::MAX));
+        compiling.encode(encoder.encode_descriptor(
+            "plugin_compiles_running",
+            "Plugin compiles running now",
+            None,
+            compiling.metric_type(),
+        )?)?;
+        let uploading = ConstGauge::new(i64::try_from(stats.uploading).unwrap_or(i64::MAX));
+        uploading.encode(encoder.encode_descriptor(
+            "plugin_uploads_in_progress",
+            "Plugin uploads holding one of the few upload turns now",
+            None,
+            uploading.metric_type(),
+        )?)?;
+        Ok(())
     }
 }

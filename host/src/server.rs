@@ -1,6 +1,11 @@
 //! Wiring: lock the data folder, open the store, load plugins, start the watcher, the
 //! ingestor and the dispatcher, serve HTTP until the shutdown future resolves, then stop in
-//! order (HTTP first, then dispatch, which finishes or releases its in-flight work).
+//! order (HTTP first, within its shutdown timeout, then dispatch, which finishes or releases
+//! its in-flight work).
+
+mod conn;
+mod fd_limit;
+mod http;
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::future::Future;
@@ -11,13 +16,15 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+pub use http::HttpLimits;
+
 use crate::api::{self, ApiKey, AppState, Services};
 use crate::config::Config;
 use crate::dispatch::{DispatchContext, Dispatcher, RetryPolicy};
 use crate::metrics::Metrics;
 use crate::net::{self, NetConfig};
-use crate::plugins::{self, Registry, Runtime, Watcher};
-use crate::store::{Ingestor, Store, StoreError};
+use crate::plugins::{self, ArtefactDigests, Cache, Compiler, Registry, Runtime, Watcher};
+use crate::store::{Ingestor, KeySource, SecretKey, Store, StoreError};
 
 /// The setting holding the generated admin key's hash.
 const API_KEY_SETTING: &str = "api_key_sha256";
@@ -25,6 +32,9 @@ const API_KEY_SETTING: &str = "api_key_sha256";
 const RESPONSE_BYTES: usize = 4096;
 /// The file in the data folder a running service holds an exclusive lock on.
 const LOCK_FILE: &str = "lock";
+/// How often rotated-out secrets past their grace are removed from the database (reads
+/// already leave them out).
+const SECRET_SWEEP_EVERY: Duration = Duration::from_secs(600);
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -73,11 +83,26 @@ pub async fn run(
 ) -> Result<(), StartError> {
     config.validate().map_err(StartError::Config)?;
     let config = Arc::new(config);
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|e| StartError::Io(format!("{}: {e}", config.data_dir.display())))?;
+    let open_files = fd_limit::raise_open_files_limit();
+    let max_connections = fd_limit::connection_cap(
+        config.http.max_connections,
+        open_files,
+        config.max_in_flight,
+    );
+    // The data folder holds the database and compiled plugins (native code the service
+    // loads): nobody else may be able to write it.
+    refuse_if_others_can_write(&config.data_dir)?;
+    refuse_if_others_can_write(&config.data_dir.join(PLUGIN_CACHE))?;
+    create_private_dir(&config.data_dir)?;
     // Held until `run` returns (and by the kernel until the process dies, however it dies).
     let _lock = lock_data_dir(&config.data_dir)?;
-    let store = Store::open_with_clock(&config.database_path(), config.clock.clone()).await?;
+    let key = match &config.secret_key {
+        Some(text) => KeySource::Given(
+            SecretKey::parse(text).map_err(|e| StartError::Io(format!("secret_key: {e}")))?,
+        ),
+        None => KeySource::File(config.secret_key_file.clone()),
+    };
+    let store = Store::open_with(&config.database_path(), key, config.clock.clone()).await?;
     restrict_to_owner(&config.data_dir, &config.database_path());
     let (api_key, generated) = api_key(&store, &config).await?;
     if let Some(key) = generated {
@@ -87,8 +112,17 @@ pub async fn run(
         );
     }
     let api_key = Arc::new(api_key);
-    let plugins = start_plugins(&config).await?;
+    let plugins = start_plugins(&config, &store).await?;
     let _watcher = Watcher::start(plugins.clone()).await?;
+    // A shutdown kills compiles in progress, so it never waits for one (their uploads answer
+    // 503).
+    let shutdown = {
+        let plugins = plugins.clone();
+        async move {
+            shutdown.await;
+            plugins.shutdown();
+        }
+    };
     let client = net::Client::new(NetConfig {
         allow_private_networks: config.allow_private_networks,
         timeout: config.delivery_timeout,
@@ -101,11 +135,19 @@ pub async fn run(
         // one host at once.
         max_idle_per_host: config.max_in_flight,
     })?;
-    let metrics = Metrics::new();
+    let metrics = {
+        let plugins = plugins.clone();
+        Metrics::with_plugin_stats(Box::new(move || plugins.stats()))
+    };
     // One wake-up for everything that queues deliveries: ingest, the API, the store itself.
     let wake = store.waker();
-    let (ingestor, ingest_task) =
-        Ingestor::start(store.clone(), wake.clone(), config.max_pending_events);
+    let (ingestor, ingest_task) = Ingestor::start(
+        store.clone(),
+        wake.clone(),
+        config.max_pending_events,
+        config.max_pending_bytes,
+    );
+    let sweeper = tokio::spawn(sweep_expired_secrets(store.clone()));
     let dispatcher = Dispatcher::start(
         DispatchContext {
             store: store.clone(),
@@ -132,10 +174,16 @@ pub async fn run(
         api_key,
         wake,
     });
-    tracing::info!(listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), data_dir = %config.data_dir.display(), "switchyard is serving");
-    let served = axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    tracing::info!(listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), data_dir = %config.data_dir.display(), max_connections, "switchyard is serving");
+    let served = http::serve(
+        listener,
+        api::router(state),
+        config.http,
+        max_connections,
+        shutdown,
+    )
+    .await;
+    sweeper.abort();
     tracing::info!("shutting down: finishing deliveries in flight");
     dispatcher.shutdown(Duration::from_secs(5)).await;
     // The router (and with it the last ingestor handle) is gone, so the writer drains and ends.
@@ -174,6 +222,21 @@ fn lock_data_dir(dir: &Path) -> Result<File, StartError> {
     file.set_len(0).map_err(io)?;
     writeln!(file, "{}", std::process::id()).map_err(io)?;
     Ok(file)
+}
+
+/// Removes rotated-out secrets past their grace: at start (which also clears those of a
+/// service that was down), then every [`SECRET_SWEEP_EVERY`].
+async fn sweep_expired_secrets(store: Store) {
+    let mut every = tokio::time::interval(SECRET_SWEEP_EVERY);
+    loop {
+        every.tick().await;
+        match store.clear_expired_secrets().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(subscriptions = n, "cleared expired rotated-out secrets"),
+            Err(StoreError::Closed) => return,
+            Err(e) => tracing::warn!(error = %e, "clearing expired secrets failed"),
+        }
+    }
 }
 
 /// The configured key, or the stored hash of the key generated at the first start, or a new
@@ -226,18 +289,120 @@ fn restrict_to_owner(data_dir: &std::path::Path, database: &std::path::Path) {
     let _ = (data_dir, database);
 }
 
+/// The compile cache's folder, in the data folder.
+const PLUGIN_CACHE: &str = "plugin-cache";
+
 /// The runtime and registry; on a first start the bundled plugins are written into the folder.
-async fn start_plugins(config: &Config) -> Result<Arc<Registry>, StartError> {
+async fn start_plugins(config: &Config, store: &Store) -> Result<Arc<Registry>, StartError> {
     let first_start = !config.plugins_dir.exists();
     if first_start && config.bundled_plugins {
         plugins::seed_bundled(&config.plugins_dir)
             .map_err(|e| StartError::Io(format!("{}: {e}", config.plugins_dir.display())))?;
     }
-    let runtime = Runtime::new(
-        config.plugin_limits.clone(),
-        Some(config.data_dir.join("plugin-cache")),
-    )?;
-    Ok(Arc::new(Registry::new(runtime, &config.plugins_dir)?))
+    let cache = Cache::new(
+        config.data_dir.join(PLUGIN_CACHE),
+        Arc::new(StoreDigests(store.clone())),
+    );
+    let mut runtime = Runtime::new(config.plugin_limits.clone(), Some(cache))?;
+    if let Some(program) = &config.plugin_compiler {
+        runtime = runtime.with_compiler(Compiler::Child {
+            program: program.clone(),
+            budget: config.plugin_compile_budget,
+        });
+    }
+    Ok(Arc::new(Registry::with_links(
+        runtime,
+        &config.plugins_dir,
+        config.plugins_follow_symlinks,
+    )?))
+}
+
+/// Artefact digests in the database, where only the service writes.
+struct StoreDigests(Store);
+
+impl ArtefactDigests for StoreDigests {
+    fn get<'a>(
+        &'a self,
+        version: &'a str,
+        engine: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<Option<String>, String>> {
+        Box::pin(async move {
+            self.0
+                .artifact_digest(version, engine)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn put<'a>(
+        &'a self,
+        version: &'a str,
+        engine: &'a str,
+        sha256: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            self.0
+                .set_artifact_digest(version, engine, sha256)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn retain<'a>(
+        &'a self,
+        engine: &'a str,
+        versions: &'a [String],
+    ) -> futures::future::BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            self.0
+                .retain_artifact_digests(engine, versions)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// Refuses a folder that exists and that others could write: group or world write bits, or
+/// owned by another user. (A missing folder is created private.)
+fn refuse_if_others_can_write(dir: &std::path::Path) -> Result<(), StartError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let meta = match std::fs::metadata(dir) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(StartError::Io(format!("{}: {e}", dir.display()))),
+        };
+        let me = rustix::process::geteuid().as_raw();
+        if meta.uid() != me {
+            return Err(StartError::Io(format!(
+                "{} is owned by user {}, not by the user the service runs as ({me}): others could replace the database or the compiled plugins it runs; give it to this user (chown) or use another data_dir",
+                dir.display(),
+                meta.uid()
+            )));
+        }
+        if meta.mode() & 0o022 != 0 {
+            return Err(StartError::Io(format!(
+                "others can write {} (mode {:o}): they could replace the database or the compiled plugins the service runs; run chmod go-w on it (the service keeps it 0700)",
+                dir.display(),
+                meta.mode() & 0o7777
+            )));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// Creates the data folder, `0700` from the start (where it is new).
+fn create_private_dir(dir: &std::path::Path) -> Result<(), StartError> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .map_err(|e| StartError::Io(format!("{}: {e}", dir.display())))
 }
 
 #[cfg(test)]

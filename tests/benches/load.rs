@@ -811,7 +811,9 @@ async fn fairness() -> Vec<String> {
                         }
                     }
                 }
-                eprintln!("fairness: {what} beside {setting}: worst per second of sending (ms): {worst:.0?}");
+                eprintln!(
+                    "fairness: {what} beside {setting}: worst per second of sending (ms): {worst:.0?}"
+                );
             }
             eprintln!(
                 "fairness: {what} beside {setting}: p50 {p50:.1} ms, p95 {p95:.1} ms, p99 {p99:.1} ms"

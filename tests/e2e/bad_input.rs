@@ -11,18 +11,21 @@ use crate::common::TestServer;
 use crate::common::plugins::{bundled, fixture};
 use crate::common::server::KEY;
 
-/// Every 5xx any request of this module got, as `"<url> -> <status>"`.
-static SERVER_ERRORS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+/// Every 5xx any request of this module got, as `(server, "<url> -> <status>")`: each test
+/// checks only its own servers' (tests run in parallel, each with servers of its own).
+static SERVER_ERRORS: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
 
 /// A loopback URL nothing listens on: subscriptions are only validated here, never delivered.
 const HOOK: &str = "http://127.0.0.1:9/hook";
 
 fn track(response: &Response) {
     if response.status().is_server_error() {
+        let url = response.url();
+        let origin = url.origin().ascii_serialization();
         SERVER_ERRORS
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(format!("{} -> {}", response.url(), response.status()));
+            .push((origin, format!("{url} -> {}", response.status())));
     }
 }
 
@@ -113,16 +116,19 @@ fn shorten(text: &str) -> String {
     }
 }
 
-/// The end of every test: the service still answers, and nothing in this module got a 5xx.
+/// The end of every test: the service still answers, and no request to it got a 5xx.
 async fn assert_still_healthy(server: &TestServer) {
     let response = send(server.anonymous(Method::GET, "/healthz")).await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body, json!({"status": "ok"}));
-    let errors = SERVER_ERRORS
+    let errors: Vec<String> = SERVER_ERRORS
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .clone();
+        .iter()
+        .filter(|(origin, _)| *origin == server.base)
+        .map(|(_, error)| error.clone())
+        .collect();
     assert!(
         errors.is_empty(),
         "requests answered with a 5xx: {errors:#?}"
@@ -140,15 +146,41 @@ async fn server_with_subscription() -> (TestServer, String) {
     (server, id)
 }
 
-/// `(method, path)` of every route taking a JSON body.
+/// `(method, path template, operation)` of every operation in the OpenAPI document, which
+/// is built from the router's own registrations: a new route cannot be left out here.
+fn operations() -> Vec<(Method, String, Value)> {
+    let doc: Value = serde_json::from_str(&switchyard::api::openapi_json()).unwrap();
+    let mut all = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            all.push((method, path.clone(), operation.clone()));
+        }
+    }
+    assert!(all.len() >= 22, "{} operations", all.len());
+    all
+}
+
+/// A path template with its parameters filled in.
+fn fill(path: &str, sub: &str) -> String {
+    path.replace("{id}", sub).replace("{name}", "hostile")
+}
+
+/// `(method, path)` of every route taking a JSON body, with `sub` for `{id}` (and each route
+/// with an id in its path answers for a subscription id: the test route, PATCH; others 404).
 fn json_routes(sub: &str) -> Vec<(Method, String)> {
-    vec![
-        (Method::POST, "/v1/subscriptions".into()),
-        (Method::PATCH, format!("/v1/subscriptions/{sub}")),
-        (Method::POST, format!("/v1/subscriptions/{sub}/test")),
-        (Method::POST, "/v1/events".into()),
-        (Method::POST, "/v1/plugins/hostile/dry-run".into()),
-    ]
+    let routes: Vec<(Method, String)> = operations()
+        .into_iter()
+        .filter(|(_, _, op)| {
+            op["requestBody"]["content"]
+                .get("application/json")
+                .is_some()
+        })
+        .map(|(method, path, _)| (method, fill(&path, sub)))
+        .collect();
+    let recover = format!("/v1/subscriptions/{sub}/recover");
+    assert!(routes.iter().any(|(_, p)| *p == recover), "{routes:?}");
+    routes
 }
 
 /// A body the route accepts.
@@ -157,6 +189,8 @@ fn valid_body(path: &str) -> String {
         json!({"event": {"type": "a.b", "data": {}}}).to_string()
     } else if path.ends_with("/test") {
         json!({"type": "a.b"}).to_string()
+    } else if path.ends_with("/recover") {
+        json!({"since": "2026-01-01T00:00:00Z"}).to_string()
     } else if path == "/v1/events" {
         json!({"type": "a.b", "data": {}}).to_string()
     } else {
@@ -289,6 +323,9 @@ async fn wrong_json_types_are_422() {
             json!({"signature": {"scheme": "standard-webhooks", "header": "x"}}),
         ),
         (Method::PATCH, &one, json!(7)),
+        (Method::PATCH, &one, json!([])),
+        (Method::PATCH, &one, json!(["a"])),
+        (Method::POST, &test, json!([null])),
         (Method::POST, &test, json!({"type": 5})),
         (Method::POST, &test, json!([])),
         (Method::POST, "/v1/events", json!({"type": 5, "data": {}})),
@@ -387,7 +424,7 @@ async fn unknown_fields_are_422() {
         (
             Method::PATCH,
             format!("/v1/subscriptions/{sub}"),
-            json!({"secret": "whsec_x"}),
+            json!({"previous_secret": "whsec_x"}),
         ),
         (
             Method::PATCH,
@@ -524,6 +561,11 @@ async fn unknown_ids_are_404() {
                 json!({"type": "a.b"}).to_string(),
             ),
             (Method::POST, format!("{sub}/enable"), String::new()),
+            (
+                Method::POST,
+                format!("{sub}/recover"),
+                json!({"since": "2026-01-01T00:00:00Z"}).to_string(),
+            ),
             (Method::GET, format!("/v1/events/{id}"), String::new()),
             (Method::GET, format!("/v1/deliveries/{id}"), String::new()),
             (
@@ -844,26 +886,17 @@ async fn bad_plugin_uploads_are_refused_and_change_nothing() {
 #[tokio::test]
 async fn every_v1_route_needs_the_key() {
     let server = TestServer::start().await;
-    let routes: Vec<(Method, &str)> = vec![
-        (Method::GET, "/v1/subscriptions"),
-        (Method::POST, "/v1/subscriptions"),
-        (Method::GET, "/v1/subscriptions/sub_x"),
-        (Method::PATCH, "/v1/subscriptions/sub_x"),
-        (Method::DELETE, "/v1/subscriptions/sub_x"),
-        (Method::POST, "/v1/subscriptions/sub_x/rotate-secret"),
-        (Method::POST, "/v1/subscriptions/sub_x/test"),
-        (Method::POST, "/v1/subscriptions/sub_x/enable"),
-        (Method::POST, "/v1/events"),
-        (Method::GET, "/v1/events/evt_x"),
-        (Method::GET, "/v1/deliveries"),
-        (Method::GET, "/v1/deliveries/dlv_x"),
-        (Method::POST, "/v1/deliveries/dlv_x/retry"),
-        (Method::GET, "/v1/plugins"),
-        (Method::GET, "/v1/plugins/slack"),
-        (Method::PUT, "/v1/plugins/slack"),
-        (Method::DELETE, "/v1/plugins/slack"),
-        (Method::POST, "/v1/plugins/slack/dry-run"),
-    ];
+    let routes: Vec<(Method, String)> = operations()
+        .into_iter()
+        .filter(|(_, path, _)| path.starts_with("/v1/"))
+        .map(|(method, path, _)| (method, fill(&path, "sub_x").replace("hostile", "slack")))
+        .collect();
+    assert!(
+        routes
+            .iter()
+            .any(|(_, p)| p == "/v1/subscriptions/sub_x/recover"),
+        "{routes:?}"
+    );
     let wrong: Vec<Option<String>> = vec![
         None,
         Some("Bearer wrong-key-0123456789abcdef".into()),
@@ -878,6 +911,7 @@ async fn every_v1_route_needs_the_key() {
         Some(String::new()),
     ];
     for (method, path) in &routes {
+        let path = path.as_str();
         for auth in &wrong {
             let mut request = server
                 .anonymous(method.clone(), path)
@@ -913,7 +947,13 @@ async fn every_v1_route_needs_the_key() {
     .await;
     assert_eq!(response.status(), 200);
     // The operational routes stay open, with or without (bad) credentials.
-    for path in ["/healthz", "/metrics"] {
+    let open: Vec<String> = operations()
+        .into_iter()
+        .filter(|(_, path, _)| !path.starts_with("/v1/"))
+        .map(|(_, path, _)| path)
+        .collect();
+    assert_eq!(open.len(), 3, "{open:?}");
+    for path in open.iter().map(String::as_str) {
         let response = send(server.anonymous(Method::GET, path)).await;
         assert_eq!(response.status(), 200, "{path}");
         let response = send(

@@ -121,6 +121,11 @@ impl Folder {
     }
 }
 
+/// A compile cache in `dir` with its digests in memory.
+fn memory_cache(dir: &Path) -> switchyard::plugins::Cache {
+    switchyard::plugins::Cache::new(dir, Arc::new(switchyard::plugins::MemoryDigests::default()))
+}
+
 /// A plugin's version: sha256 of its bytes.
 fn version(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -401,7 +406,7 @@ async fn a_hundred_concurrent_calls_all_succeed_through_ten_swaps() {
         ..Limits::default()
     };
     let folder =
-        Folder::with_runtime(Runtime::new(limits, Some(cache.path().to_owned())).unwrap()).await;
+        Folder::with_runtime(Runtime::new(limits, Some(memory_cache(cache.path()))).unwrap()).await;
     let registry = folder.registry.clone();
     let versions = [bundled("reshape"), fixture("hostile")];
     let ids = [version(&versions[0]), version(&versions[1])];

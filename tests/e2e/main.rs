@@ -4,15 +4,21 @@
 
 mod common;
 
+mod admin_key;
 mod api;
 mod bad_input;
 mod bundled_plugins;
 mod cli;
 mod crash;
 mod delivery;
+mod edge;
 mod fairness;
 mod hot_reload;
 mod parked;
+mod plugin_hardening;
 mod plugin_runtime;
 mod queue_faults;
+mod secrets;
 mod ssrf;
+mod storage_faults;
+mod transform_plugins;

@@ -8,8 +8,8 @@ use reqwest::Method;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::common::binary::Process;
 use crate::common::gated::GatedReceiver;
+use crate::common::process::Process;
 use crate::common::server::KEY;
 use crate::common::{TestServer, wait_until};
 

@@ -220,7 +220,9 @@ async fn refuses_what_is_not_a_transformer_component() {
 #[tokio::test]
 async fn compiled_artefacts_are_cached_by_version() {
     let dir = tempfile::tempdir().unwrap();
-    let rt = Runtime::new(Limits::default(), Some(dir.path().to_owned())).unwrap();
+    let digests = std::sync::Arc::new(switchyard::plugins::MemoryDigests::default());
+    let cache = || Some(switchyard::plugins::Cache::new(dir.path(), digests.clone()));
+    let rt = Runtime::new(Limits::default(), cache()).unwrap();
     let first = load(&rt, "slack", bundled("slack")).await;
     let cached: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
@@ -230,7 +232,7 @@ async fn compiled_artefacts_are_cached_by_version() {
     assert_eq!(cached.len(), 1);
     assert!(cached[0].to_string_lossy().starts_with(&first.version));
     // A new runtime (a restart) loads from the cache and still runs the plugin.
-    let rt2 = Runtime::new(Limits::default(), Some(dir.path().to_owned())).unwrap();
+    let rt2 = Runtime::new(Limits::default(), cache()).unwrap();
     let second = load(&rt2, "slack", bundled("slack")).await;
     assert_eq!(first.version, second.version);
     let report = rt2

@@ -12,8 +12,8 @@ use reqwest::Method;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::common::binary::Process;
 use crate::common::gated::{GatedReceiver, Hit};
+use crate::common::process::Process;
 use crate::common::server::KEY;
 use crate::common::{TestServer, wait_until};
 
@@ -146,7 +146,7 @@ async fn a_subscription_missing_from_the_cache_is_read_again_not_cancelled() {
         .await
         .unwrap();
     let wake = Arc::new(tokio::sync::Notify::new());
-    let (ingestor, _task) = switchyard::store::Ingestor::start(other.clone(), wake, 16);
+    let (ingestor, _task) = switchyard::store::Ingestor::start(other.clone(), wake, 16, 64 << 20);
     let outcome = ingestor
         .ingest(switchyard::store::NewEvent {
             event_type: "a.b".into(),

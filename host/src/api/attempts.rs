@@ -1,31 +1,30 @@
 //! `GET /v1/attempts`: every attempt in the order it was recorded — the feed behind
 //! `switchyard deliveries tail`. Without `after`, the latest `limit` attempts; with it, the ones
-//! recorded since, oldest first. `next_cursor` is where to continue (the last attempt's id, or
-//! the given `after` when nothing new came).
+//! recorded since, oldest first. `next_cursor` is where to continue: the last attempt's id, or
+//! the given `after` when nothing new came (so a follower keeps polling with it).
 
+use axum::Json;
 use axum::extract::State;
-use axum::response::IntoResponse;
-use serde::Deserialize;
-use serde_json::json;
 
 use super::extract::ApiQuery;
-use super::{ApiError, AppState, timestamp};
+use super::models::{AttemptFeedOut, AttemptFeedPage, AttemptFeedQuery, AttemptOut, Page};
+use super::{ApiError, AppState, ErrorCode, page_limit};
 use crate::store::{FeedAttempt, FeedFilter};
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FeedQuery {
-    after: Option<String>,
-    subscription_id: Option<String>,
-    limit: Option<i64>,
-}
-
-/// `GET /v1/attempts?after=&subscription_id=&limit=`
+/// Lists attempts in the order they were recorded: the latest ones, or those after a cursor.
+#[utoipa::path(
+    get,
+    path = "/attempts",
+    operation_id = "v1.attempt.list",
+    tag = "deliveries",
+    params(AttemptFeedQuery),
+    responses((status = 200, description = "Attempts, oldest first; `next_cursor` is the `after` of the next call.", body = AttemptFeedPage)),
+)]
 pub async fn list(
     State(state): State<AppState>,
-    ApiQuery(q): ApiQuery<FeedQuery>,
-) -> Result<impl IntoResponse, ApiError> {
-    let limit = super::page_limit(q.limit)?;
+    ApiQuery(q): ApiQuery<AttemptFeedQuery>,
+) -> Result<Json<Page<AttemptFeedOut>>, ApiError> {
+    let limit = page_limit(q.limit)?;
     let after = match q.after.as_deref() {
         None => None,
         Some(text) => Some(
@@ -34,8 +33,8 @@ pub async fn list(
                 .filter(|n| *n >= 0)
                 .ok_or_else(|| {
                     ApiError::bad_request(
-                        "invalid_query",
-                        "after must be an attempt cursor (a next_cursor from this route)",
+                        ErrorCode::InvalidQuery,
+                        "after must be an attempt cursor (a next_cursor of this route)",
                     )
                 })?,
         ),
@@ -45,30 +44,25 @@ pub async fn list(
         .attempt_feed(
             FeedFilter {
                 after,
-                subscription_id: q.subscription_id,
+                subscription_id: q.subscription_id.map(String::from),
             },
-            limit,
+            i64::try_from(limit).unwrap_or(250),
         )
         .await?;
-    let next = rows.last().map(|a| a.id).or(after).map(|id| id.to_string());
-    Ok(axum::Json(json!({
-        "data": rows.iter().map(view).collect::<Vec<_>>(),
-        "next_cursor": next,
-    })))
+    let next_cursor = rows.last().map(|a| a.id).or(after).map(|id| id.to_string());
+    Ok(Json(Page {
+        data: rows.iter().map(view).collect(),
+        next_cursor,
+    }))
 }
 
-fn view(a: &FeedAttempt) -> serde_json::Value {
-    json!({
-        "id": a.id.to_string(),
-        "delivery_id": a.delivery_id,
-        "subscription_id": a.subscription_id,
-        "event_id": a.event_id,
-        "event_type": a.event_type,
-        "at": timestamp(a.attempt.at),
-        "outcome": a.attempt.outcome,
-        "status_code": a.attempt.status_code,
-        "latency_ms": a.attempt.latency_ms,
-        "error": a.attempt.error,
-        "plugin_version": a.attempt.plugin_version,
-    })
+fn view(a: &FeedAttempt) -> AttemptFeedOut {
+    AttemptFeedOut {
+        id: a.id.to_string(),
+        delivery_id: a.delivery_id.clone().into(),
+        subscription_id: a.subscription_id.clone().into(),
+        event_id: a.event_id.clone().into(),
+        event_type: a.event_type.clone(),
+        attempt: AttemptOut::from(&a.attempt),
+    }
 }

@@ -1,129 +1,126 @@
 //! `/v1/deliveries`: the delivery log, attempts, and manual retry.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::extract::{ApiPath, ApiQuery};
-use super::{ApiError, AppState, paged, timestamp};
-use crate::store::{Attempt, Delivery, DeliveryFilter, DeliveryStatus, SubscriptionStatus};
+use super::models::{
+    AttemptOut, DeliveryDetailOut, DeliveryId, DeliveryListQuery, DeliveryOut, DeliveryPage,
+    DeliveryStatusOut, Page, RetryOut,
+};
+use super::{ApiError, AppState, ErrorCode, page_limit, rows_for};
+use crate::store::{DeliveryFilter, DeliveryStatus, SubscriptionStatus};
 
-#[derive(Debug, Deserialize)]
-pub struct ListQuery {
-    subscription_id: Option<String>,
-    event_id: Option<String>,
-    status: Option<String>,
-    limit: Option<i64>,
-    cursor: Option<String>,
+fn not_found(id: &DeliveryId) -> ApiError {
+    ApiError::not_found("delivery", id.as_str())
 }
 
-/// `GET /v1/deliveries`, newest first.
+/// Lists deliveries, newest first, optionally of one subscription, one event, one status.
+#[utoipa::path(
+    get,
+    path = "/deliveries",
+    operation_id = "v1.delivery.list",
+    tag = "deliveries",
+    params(DeliveryListQuery),
+    responses((status = 200, description = "A page of deliveries.", body = DeliveryPage)),
+)]
 pub async fn list(
     State(state): State<AppState>,
-    ApiQuery(q): ApiQuery<ListQuery>,
-) -> Result<impl IntoResponse, ApiError> {
-    let status = match q.status.as_deref() {
-        None => None,
-        Some(s) => Some(DeliveryStatus::parse(s).ok_or_else(|| {
-            ApiError::bad_request("invalid_query", format!("status {s:?} is not one of pending, delivering, succeeded, failed, skipped, cancelled"))
-        })?),
-    };
-    let limit = super::page_limit(q.limit)?;
+    ApiQuery(q): ApiQuery<DeliveryListQuery>,
+) -> Result<Json<Page<DeliveryOut>>, ApiError> {
+    let limit = page_limit(q.limit)?;
     let filter = DeliveryFilter {
-        subscription_id: q.subscription_id,
-        event_id: q.event_id,
-        status,
+        subscription_id: q.subscription_id.map(String::from),
+        event_id: q.event_id.map(String::from),
+        status: q.status.map(DeliveryStatus::from),
         before: q.cursor,
     };
-    let rows = state.store.list_deliveries(&filter, limit + 1).await?;
-    Ok(axum::Json(paged(rows, limit, |d| d.id.clone(), view)))
+    let rows = state
+        .store
+        .list_deliveries(&filter, rows_for(limit))
+        .await?;
+    Ok(Json(Page::from_rows(
+        rows,
+        limit,
+        |d| d.id.clone(),
+        |d| DeliveryOut::from(&d),
+    )))
 }
 
-/// `GET /v1/deliveries/{id}`, with its attempts.
+/// Shows a delivery with every attempt, oldest first.
+#[utoipa::path(
+    get,
+    path = "/deliveries/{id}",
+    operation_id = "v1.delivery.get",
+    tag = "deliveries",
+    params(("id" = DeliveryId, Path, description = "The delivery's id.")),
+    responses((status = 200, description = "The delivery and its attempts.", body = DeliveryDetailOut)),
+)]
 pub async fn get_one(
     State(state): State<AppState>,
-    ApiPath(id): ApiPath<String>,
-) -> Result<impl IntoResponse, ApiError> {
+    ApiPath(id): ApiPath<DeliveryId>,
+) -> Result<Json<DeliveryDetailOut>, ApiError> {
     let (delivery, attempts) = state
         .store
-        .delivery(&id)
+        .delivery(id.as_str())
         .await?
         .ok_or_else(|| not_found(&id))?;
-    let mut body = view(&delivery);
-    body["attempts"] = attempts.iter().map(attempt_view).collect();
-    Ok(axum::Json(body))
+    Ok(Json(DeliveryDetailOut {
+        delivery: DeliveryOut::from(&delivery),
+        attempts: attempts.iter().map(AttemptOut::from).collect(),
+    }))
 }
 
-/// `POST /v1/deliveries/{id}/retry`: queue a finished delivery again.
+/// Queues a finished delivery (failed, succeeded, skipped or cancelled) again, due now.
+#[utoipa::path(
+    post,
+    path = "/deliveries/{id}/retry",
+    operation_id = "v1.delivery.retry",
+    tag = "deliveries",
+    params(("id" = DeliveryId, Path, description = "The delivery's id.")),
+    responses((status = 202, description = "Queued again.", body = RetryOut)),
+)]
 pub async fn retry(
     State(state): State<AppState>,
-    ApiPath(id): ApiPath<String>,
-) -> Result<impl IntoResponse, ApiError> {
-    let Some((delivery, _)) = state.store.delivery(&id).await? else {
+    ApiPath(id): ApiPath<DeliveryId>,
+) -> Result<(StatusCode, Json<RetryOut>), ApiError> {
+    let Some((delivery, _)) = state.store.delivery(id.as_str()).await? else {
         return Err(not_found(&id));
     };
-    if let Some(sub) = state.store.cached_subscription(&delivery.subscription_id) {
-        if sub.status == SubscriptionStatus::Disabled {
-            return Err(ApiError::Conflict {
-                code: "subscription_disabled",
-                message: format!(
+    match state.store.cached_subscription(&delivery.subscription_id) {
+        Some(sub) if sub.status == SubscriptionStatus::Disabled => {
+            return Err(ApiError::conflict(
+                ErrorCode::SubscriptionDisabled,
+                format!(
                     "subscription {} is disabled; enable it first (POST /v1/subscriptions/{}/enable)",
                     sub.id, sub.id
                 ),
-            });
+            ));
         }
-    } else {
-        return Err(ApiError::Conflict {
-            code: "subscription_deleted",
-            message: "the delivery's subscription was deleted".into(),
-        });
+        Some(_) => {}
+        None => {
+            return Err(ApiError::conflict(
+                ErrorCode::SubscriptionDeleted,
+                "the delivery's subscription was deleted",
+            ));
+        }
     }
-    match state.store.retry_delivery(&id).await? {
+    match state.store.retry_delivery(id.as_str()).await? {
         None => Err(not_found(&id)),
-        Some(DeliveryStatus::Pending | DeliveryStatus::Delivering) => Err(ApiError::Conflict {
-            code: "already_queued",
-            message: format!("delivery {id} is already queued"),
-        }),
+        Some(DeliveryStatus::Pending | DeliveryStatus::Delivering) => Err(ApiError::conflict(
+            ErrorCode::AlreadyQueued,
+            format!("delivery {id} is already queued"),
+        )),
         Some(_) => {
             state.wake.notify_one();
             Ok((
                 StatusCode::ACCEPTED,
-                axum::Json(json!({ "id": id, "status": "pending" })),
+                Json(RetryOut {
+                    id,
+                    status: DeliveryStatusOut::Pending,
+                }),
             ))
         }
     }
-}
-
-fn not_found(id: &str) -> ApiError {
-    ApiError::NotFound(format!("delivery {id:?}"))
-}
-
-/// The delivery as the API shows it.
-pub(super) fn view(d: &Delivery) -> Value {
-    json!({
-        "id": d.id,
-        "event_id": d.event_id,
-        "subscription_id": d.subscription_id,
-        "status": d.status,
-        "attempts_made": d.attempts,
-        "next_attempt_at": d.next_attempt_at.map(timestamp),
-        "last_error": d.last_error,
-        "skip_reason": d.skip_reason,
-        "created_at": timestamp(d.created_at),
-        "updated_at": timestamp(d.updated_at),
-    })
-}
-
-fn attempt_view(a: &Attempt) -> Value {
-    json!({
-        "at": timestamp(a.at),
-        "outcome": a.outcome,
-        "status_code": a.status_code,
-        "latency_ms": a.latency_ms,
-        "error": a.error,
-        "plugin_version": a.plugin_version,
-        "response_body": a.response_body,
-    })
 }

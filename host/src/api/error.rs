@@ -1,12 +1,15 @@
-//! The one place errors become HTTP: every variant maps to a status and a stable snake_case
-//! `code`, answered as `{"error": {"code", "message"}}`. Internal errors are logged and
-//! answered with a bare 500 that leaks nothing.
+//! The one place errors become HTTP: every variant maps to an [`ErrorCode`], which has one
+//! status, answered as `{"error": {"code", "message"}}` ([`ErrorBody`]). Internal errors are
+//! answered with a bare 500 that leaks nothing; their detail travels to [`log_server_errors`]
+//! in a response extension, so the conversion itself has no side effects.
 
-use axum::Json;
+use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
+pub use super::models::ErrorCode;
+use super::models::{ErrorBody, ErrorDetail, LogLineOut};
 use crate::plugins::{LogLine, PluginError};
 use crate::store::StoreError;
 
@@ -17,14 +20,14 @@ pub enum ApiError {
     #[error("{message}")]
     BadRequest {
         /// Stable code.
-        code: &'static str,
+        code: ErrorCode,
         /// Human text.
         message: String,
     },
     /// 401: no or wrong API key.
     #[error("missing or invalid API key: send Authorization: Bearer <key>")]
     Unauthorized,
-    /// 404: unknown id or route.
+    /// 404: unknown id or route; the text names what was not found.
     #[error("{0} not found")]
     NotFound(String),
     /// 405: the route exists with other methods.
@@ -34,7 +37,7 @@ pub enum ApiError {
     #[error("{message}")]
     Conflict {
         /// Stable code.
-        code: &'static str,
+        code: ErrorCode,
         /// Human text.
         message: String,
     },
@@ -48,11 +51,11 @@ pub enum ApiError {
     #[error("{message}")]
     Invalid {
         /// Stable code.
-        code: &'static str,
+        code: ErrorCode,
         /// Human text.
         message: String,
     },
-    /// 422: a plugin failed during a dry run; the logs it wrote come along.
+    /// A plugin failed during a dry run; the logs it wrote come along.
     #[error("{error}")]
     PluginFailed {
         /// What failed.
@@ -63,6 +66,21 @@ pub enum ApiError {
     /// 429: too much load right now; retry after a second.
     #[error("{0}")]
     RateLimited(String),
+    /// 408: the request body did not arrive within the body timeout.
+    #[error("the request was not received in time")]
+    RequestTimeout,
+    /// 429: this client sent too many wrong API keys; its keys are not checked for a while.
+    #[error("too many failed authentications from this address; retry after {retry_after} s")]
+    AuthLimited {
+        /// Seconds until the next attempt is looked at.
+        retry_after: u64,
+    },
+    /// 503: the disk holding the database is full; nothing was stored.
+    #[error("the disk holding the database is full: nothing was stored; retry later")]
+    StorageFull,
+    /// 503: the database cannot be written; nothing was stored.
+    #[error("the database cannot be written ({0}): nothing was stored; retry later")]
+    StorageUnavailable(String),
     /// 503: shutting down.
     #[error("the service is shutting down")]
     Unavailable,
@@ -71,9 +89,13 @@ pub enum ApiError {
     Internal(String),
 }
 
+/// The detail of a 500, for [`log_server_errors`] (never sent).
+#[derive(Debug, Clone)]
+struct InternalDetail(String);
+
 impl ApiError {
     /// A 422 with this code and message.
-    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn invalid(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::Invalid {
             code,
             message: message.into(),
@@ -81,58 +103,154 @@ impl ApiError {
     }
 
     /// A 400 with this code and message.
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::BadRequest {
             code,
             message: message.into(),
         }
     }
 
-    fn status_and_code(&self) -> (StatusCode, &'static str) {
-        match self {
-            Self::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
-            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
-            Self::Conflict { code, .. } => (StatusCode::CONFLICT, code),
-            Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            Self::UnsupportedMediaType(_) => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
-            }
-            Self::Invalid { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
-            Self::PluginFailed { error, .. } => (StatusCode::UNPROCESSABLE_ENTITY, error.kind()),
-            Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
-            Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    /// A 409 with this code and message.
+    pub fn conflict(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::Conflict {
+            code,
+            message: message.into(),
         }
+    }
+
+    /// A 404 naming what was not found: `not_found("subscription", id)`.
+    pub fn not_found(kind: &str, id: &str) -> Self {
+        Self::NotFound(format!("{kind} {id:?}"))
+    }
+
+    /// The code, which decides the status.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::BadRequest { code, .. }
+            | Self::Conflict { code, .. }
+            | Self::Invalid { code, .. } => *code,
+            Self::Unauthorized => ErrorCode::Unauthorized,
+            Self::NotFound(_) => ErrorCode::NotFound,
+            Self::MethodNotAllowed => ErrorCode::MethodNotAllowed,
+            Self::TooLarge(_) => ErrorCode::PayloadTooLarge,
+            Self::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
+            Self::PluginFailed { error, .. } => plugin_code(error),
+            Self::RateLimited(_) | Self::AuthLimited { .. } => ErrorCode::RateLimited,
+            Self::RequestTimeout => ErrorCode::RequestTimeout,
+            Self::StorageFull => ErrorCode::StorageFull,
+            Self::StorageUnavailable(_) => ErrorCode::StorageUnavailable,
+            Self::Unavailable => ErrorCode::Unavailable,
+            Self::Internal(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+/// The code of each plugin failure (the same words as [`PluginError::kind`]).
+fn plugin_code(error: &PluginError) -> ErrorCode {
+    match error {
+        PluginError::InvalidName(_) => ErrorCode::InvalidName,
+        PluginError::NotFound(_) => ErrorCode::NotFound,
+        PluginError::NotAComponent(_) => ErrorCode::NotAComponent,
+        PluginError::WrongWorld(_) => ErrorCode::WrongWorld,
+        PluginError::Compile(_) => ErrorCode::Compile,
+        PluginError::CompileBudget(_) => ErrorCode::CompileBudgetExceeded,
+        PluginError::InstanceTooLarge(_) => ErrorCode::InstanceTooLarge,
+        PluginError::Busy(_) => ErrorCode::Busy,
+        PluginError::ShuttingDown => ErrorCode::Unavailable,
+        PluginError::TooLarge { .. } => ErrorCode::PayloadTooLarge,
+        PluginError::InputTooLarge { .. } => ErrorCode::InputTooLarge,
+        PluginError::Timeout(_) => ErrorCode::Timeout,
+        PluginError::OutOfMemory { .. } => ErrorCode::OutOfMemory,
+        PluginError::StackOverflow => ErrorCode::StackOverflow,
+        PluginError::Trap { .. } => ErrorCode::Trap,
+        PluginError::Guest(_) => ErrorCode::PluginError,
+        PluginError::OutputTooLarge { .. } => ErrorCode::OutputTooLarge,
+        PluginError::InvalidHeader(_) => ErrorCode::InvalidHeader,
+        PluginError::Io(_) => ErrorCode::Internal,
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, code) = self.status_and_code();
-        if let Self::Internal(detail) = &self {
-            tracing::error!(%detail, "internal error");
-        }
-        let mut body = json!({ "error": { "code": code, "message": self.to_string() } });
-        if let Self::PluginFailed { logs, .. } = &self {
-            body["logs"] = json!(logs);
-        }
-        let mut response = (status, Json(body)).into_response();
-        if status == StatusCode::TOO_MANY_REQUESTS {
+        let code = self.code();
+        let status =
+            StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let logs = match &self {
+            Self::PluginFailed { logs, .. } => Some(logs.iter().map(LogLineOut::from).collect()),
+            _ => None,
+        };
+        let message = match code {
+            // Whatever carried it, an internal failure's detail is only logged.
+            ErrorCode::Internal => "internal error".to_owned(),
+            _ => self.to_string(),
+        };
+        let body = ErrorBody {
+            error: ErrorDetail { code, message },
+            logs,
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        if let Some(seconds) = self.retry_after() {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        let detail = match self {
+            Self::Internal(detail) => Some(detail),
+            Self::PluginFailed {
+                error: PluginError::Io(detail),
+                ..
+            } => Some(detail),
+            _ => None,
+        };
+        if let Some(detail) = detail {
+            response.extensions_mut().insert(InternalDetail(detail));
         }
         response
     }
 }
+
+/// Logs the detail of every internal error, with the request it answered.
+pub async fn log_server_errors(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    if let Some(InternalDetail(detail)) = response.extensions().get::<InternalDetail>() {
+        tracing::error!(%method, %path, %detail, "internal error");
+    }
+    response
+}
+
+impl ApiError {
+    /// The `Retry-After` seconds of an answer the client should repeat later.
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::RateLimited(_)
+            | Self::Invalid {
+                code: ErrorCode::Busy,
+                ..
+            }
+            | Self::PluginFailed {
+                error: PluginError::Busy(_),
+                ..
+            } => Some(1),
+            Self::AuthLimited { retry_after } => Some(*retry_after),
+            // Storage needs the operator (or a cleanup job): not worth a retry every second.
+            Self::StorageFull | Self::StorageUnavailable(_) => Some(STORAGE_RETRY_AFTER),
+            _ => None,
+        }
+    }
+}
+
+/// `Retry-After` of the storage failures.
+const STORAGE_RETRY_AFTER: u64 = 5;
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Closed => Self::Unavailable,
             StoreError::Overloaded => Self::RateLimited(err.to_string()),
+            StoreError::Full => Self::StorageFull,
+            StoreError::Unavailable(why) => Self::StorageUnavailable(why),
             other => Self::Internal(other.to_string()),
         }
     }
@@ -141,11 +259,61 @@ impl From<StoreError> for ApiError {
 impl From<PluginError> for ApiError {
     fn from(err: PluginError) -> Self {
         match err {
-            PluginError::InvalidName(_) => Self::bad_request("invalid_name", err.to_string()),
-            PluginError::NotFound(name) => Self::NotFound(format!("plugin {name:?}")),
+            PluginError::InvalidName(_) => {
+                Self::bad_request(ErrorCode::InvalidName, err.to_string())
+            }
+            PluginError::NotFound(name) => Self::not_found("plugin", &name),
             PluginError::TooLarge { .. } => Self::TooLarge(err.to_string()),
+            PluginError::ShuttingDown => Self::Unavailable,
             PluginError::Io(detail) => Self::Internal(detail),
-            other => Self::invalid(other.kind(), other.to_string()),
+            other => Self::invalid(plugin_code(&other), other.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A plugin failure's code is the word its kind is recorded under on attempts.
+    #[test]
+    fn plugin_codes_are_the_plugin_error_kinds() {
+        let errors = [
+            PluginError::InvalidName("x".into()),
+            PluginError::NotFound("x".into()),
+            PluginError::NotAComponent("x".into()),
+            PluginError::WrongWorld("x".into()),
+            PluginError::Compile("x".into()),
+            PluginError::InputTooLarge { size: 2, limit: 1 },
+            PluginError::Timeout(std::time::Duration::from_millis(1)),
+            PluginError::OutOfMemory {
+                limit: 1,
+                stderr: String::new(),
+            },
+            PluginError::StackOverflow,
+            PluginError::Trap {
+                message: "x".into(),
+                stderr: String::new(),
+            },
+            PluginError::Guest("x".into()),
+            PluginError::OutputTooLarge { size: 2, limit: 1 },
+            PluginError::InvalidHeader("x".into()),
+        ];
+        for error in errors {
+            assert_eq!(plugin_code(&error).as_str(), error.kind(), "{error:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn internal_detail_is_kept_off_the_wire() {
+        let response = ApiError::Internal("disk on fire at /secret/path".into()).into_response();
+        assert_eq!(response.status(), 500);
+        assert!(response.extensions().get::<InternalDetail>().is_some());
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let body: ErrorBody = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(body.error.code, ErrorCode::Internal);
+        assert_eq!(body.error.message, "internal error");
     }
 }

@@ -1,42 +1,41 @@
 //! `/v1/events`: ingest (answered once durably committed) and lookup.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::{Value, json};
 
-use super::deliveries::view as delivery_view;
 use super::extract::{ApiJson, ApiPath};
-use super::{ApiError, AppState, timestamp};
+use super::models::{DeliveryOut, EventAccepted, EventId, EventIn, EventOut, Page, Timestamp};
+use super::{ApiError, AppState, ErrorCode};
 use crate::store::NewEvent;
 
 const MAX_TYPE_LEN: usize = 128;
 const MAX_KEY_LEN: usize = 255;
+/// Deliveries shown with an event; the rest are paged through `GET /v1/deliveries?event_id=`.
+pub const EVENT_DELIVERIES: usize = 1000;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateBody {
-    #[serde(rename = "type")]
-    event_type: String,
-    /// Kept as the exact JSON text received: stored and delivered without re-serialising.
-    data: Box<RawValue>,
-    /// The producer's idempotency key.
-    id: Option<String>,
-}
-
-/// `POST /v1/events`: `202 {"id", "deliveries"}` once the event and its deliveries are committed.
+/// Accepts an event: `202` once it and one delivery per matching subscription are durably
+/// committed. The same idempotency key (`id`) again answers with the first event and
+/// creates nothing.
+#[utoipa::path(
+    post,
+    path = "/events",
+    operation_id = "v1.event.create",
+    tag = "events",
+    request_body = EventIn,
+    responses((status = 202, description = "Stored (or a duplicate of an earlier event).", body = EventAccepted)),
+)]
 pub async fn create(
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<CreateBody>,
-) -> Result<impl IntoResponse, ApiError> {
+    ApiJson(body): ApiJson<EventIn>,
+) -> Result<(StatusCode, Json<EventAccepted>), ApiError> {
     check_event_type(&body.event_type)?;
     if let Some(key) = &body.id
         && (key.is_empty() || key.len() > MAX_KEY_LEN)
     {
         return Err(ApiError::invalid(
-            "invalid_id",
+            ErrorCode::InvalidId,
             format!("id (the idempotency key) must be 1 to {MAX_KEY_LEN} characters"),
         ));
     }
@@ -44,6 +43,7 @@ pub async fn create(
         .ingestor
         .ingest(NewEvent {
             event_type: body.event_type,
+            // The exact JSON text received: stored and delivered without re-serialising.
             data: body.data.get().to_owned(),
             idempotency_key: body.id,
             only_subscription: None,
@@ -54,44 +54,52 @@ pub async fn create(
     }
     Ok((
         StatusCode::ACCEPTED,
-        axum::Json(json!({ "id": outcome.event_id, "deliveries": outcome.deliveries })),
+        Json(EventAccepted {
+            id: outcome.event_id.into(),
+            deliveries: u64::try_from(outcome.deliveries).unwrap_or(u64::MAX),
+        }),
     ))
 }
 
-/// `GET /v1/events/{id}`: the event and its deliveries.
+/// Shows an event, its data exactly as received, and its newest 1000 deliveries; past those,
+/// `deliveries_next_cursor` continues in `GET /v1/deliveries?event_id=`.
+#[utoipa::path(
+    get,
+    path = "/events/{id}",
+    operation_id = "v1.event.get",
+    tag = "events",
+    params(("id" = EventId, Path, description = "The event's id.")),
+    responses((status = 200, description = "The event.", body = EventOut)),
+)]
 pub async fn get_one(
     State(state): State<AppState>,
-    ApiPath(id): ApiPath<String>,
-) -> Result<impl IntoResponse, ApiError> {
+    ApiPath(id): ApiPath<EventId>,
+) -> Result<Json<EventOut>, ApiError> {
+    let rows = i64::try_from(EVENT_DELIVERIES + 1).unwrap_or(i64::MAX);
     let (event, deliveries) = state
         .store
-        .event(&id)
+        .event(id.as_str(), rows)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("event {id:?}")))?;
+        .ok_or_else(|| ApiError::not_found("event", id.as_str()))?;
     // The data goes out as the exact text stored: parsing it into a `Value` would round big
     // numbers, drop out-of-range ones (the whole `data` became null) and refuse deep nesting.
     let data = RawValue::from_string(event.data)
         .map_err(|e| ApiError::Internal(format!("event {id}: stored data is not JSON: {e}")))?;
-    Ok(axum::Json(EventView {
-        id: event.id,
+    let page = Page::from_rows(
+        deliveries,
+        EVENT_DELIVERIES,
+        |d| d.id.clone(),
+        |d| DeliveryOut::from(&d),
+    );
+    Ok(Json(EventOut {
+        id: event.id.into(),
         event_type: event.event_type,
-        timestamp: timestamp(event.created_at),
+        timestamp: Timestamp::from_unix_ms(event.created_at),
         idempotency_key: event.idempotency_key,
         data,
-        deliveries: deliveries.iter().map(delivery_view).collect(),
+        deliveries: page.data,
+        deliveries_next_cursor: page.next_cursor,
     }))
-}
-
-/// `GET /v1/events/{id}`'s answer.
-#[derive(serde::Serialize)]
-struct EventView {
-    id: String,
-    #[serde(rename = "type")]
-    event_type: String,
-    timestamp: String,
-    idempotency_key: Option<String>,
-    data: Box<RawValue>,
-    deliveries: Vec<Value>,
 }
 
 /// Event types are dot-separated segments of letters, digits, `_` and `-`.
@@ -105,7 +113,7 @@ pub(super) fn check_event_type(event_type: &str) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::invalid(
-            "invalid_type",
+            ErrorCode::InvalidType,
             format!(
                 "{event_type:?} is not an event type: use up to {MAX_TYPE_LEN} characters of dot-separated segments of letters, digits, '_' and '-', e.g. \"post.published\""
             ),

@@ -1,5 +1,10 @@
-//! The REST API v1 (see `shared/API.md`): axum routes over the store, the plugin registry and
-//! the ingestor. Handlers validate, call one store or registry function, and shape JSON.
+//! The REST API v1 (the contract: `docs/API.md`, `docs/openapi.json`): axum routes over the
+//! store, the plugin registry and the ingestor. Handlers validate, call one store or registry
+//! function, and answer with the typed [`models`].
+//!
+//! Routes are registered with `utoipa_axum::routes!`, which adds each handler to the router
+//! and its `#[utoipa::path]` operation to the OpenAPI document in the same call: a route cannot
+//! be served without being documented, or documented without being served.
 
 mod attempts;
 mod auth;
@@ -7,6 +12,8 @@ mod deliveries;
 mod error;
 mod events;
 mod extract;
+pub mod models;
+mod openapi;
 mod ops;
 mod plugins;
 mod subscriptions;
@@ -15,12 +22,14 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
-use serde::Deserialize;
+use axum::routing::get;
 use tower_http::trace::TraceLayer;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 pub use auth::ApiKey;
-pub use error::ApiError;
+pub use error::{ApiError, ErrorCode};
+pub use openapi::{OPENAPI_PATH, openapi, openapi_json};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -68,102 +77,67 @@ pub struct Services {
     pub wake: Arc<tokio::sync::Notify>,
 }
 
+/// The `/v1` routes (without the key check), each registered with its OpenAPI operation.
+/// `component_limit` bounds plugin uploads, which are larger than every other body.
+fn v1_routes(component_limit: usize) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(subscriptions::create, subscriptions::list))
+        .routes(routes!(
+            subscriptions::get_one,
+            subscriptions::update,
+            subscriptions::delete
+        ))
+        .routes(routes!(subscriptions::rotate_secret))
+        .routes(routes!(subscriptions::send_test))
+        .routes(routes!(subscriptions::enable))
+        .routes(routes!(subscriptions::recover))
+        .routes(routes!(events::create))
+        .routes(routes!(events::get_one))
+        .routes(routes!(deliveries::list))
+        .routes(routes!(deliveries::get_one))
+        .routes(routes!(deliveries::retry))
+        .routes(routes!(attempts::list))
+        .routes(routes!(plugins::list))
+        .routes(routes!(plugins::get_one, plugins::delete))
+        .routes(routes!(plugins::upload).layer(DefaultBodyLimit::max(component_limit)))
+        .routes(routes!(plugins::dry_run))
+}
+
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
     let component_limit = state.plugins.runtime().limits().component_bytes;
-    let v1 = Router::new()
-        .route(
-            "/subscriptions",
-            post(subscriptions::create).get(subscriptions::list),
-        )
-        .route(
-            "/subscriptions/{id}",
-            get(subscriptions::get_one)
-                .patch(subscriptions::update)
-                .delete(subscriptions::delete),
-        )
-        .route(
-            "/subscriptions/{id}/rotate-secret",
-            post(subscriptions::rotate_secret),
-        )
-        .route("/subscriptions/{id}/test", post(subscriptions::send_test))
-        .route("/subscriptions/{id}/enable", post(subscriptions::enable))
-        .route("/subscriptions/{id}/recover", post(subscriptions::recover))
-        .route("/events", post(events::create))
-        .route("/events/{id}", get(events::get_one))
-        .route("/deliveries", get(deliveries::list))
-        .route("/deliveries/{id}", get(deliveries::get_one))
-        .route("/deliveries/{id}/retry", post(deliveries::retry))
-        .route("/attempts", get(attempts::list))
-        .route("/plugins", get(plugins::list))
-        .route(
-            "/plugins/{name}",
-            get(plugins::get_one)
-                .put(plugins::upload)
-                .layer(DefaultBodyLimit::max(component_limit))
-                .delete(plugins::delete),
-        )
-        .route("/plugins/{name}/dry-run", post(plugins::dry_run))
+    let v1: Router<AppState> = v1_routes(component_limit)
         .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            auth::Guard::new(state.clone()),
             auth::require_key,
-        ));
+        ))
+        .into();
     Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
+        .route(OPENAPI_PATH, get(openapi::serve))
         .nest("/v1", v1)
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_event_bytes))
+        .layer(axum::middleware::from_fn(error::log_server_errors))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
 
-/// `?limit=&cursor=` of list routes.
-#[derive(Debug, Deserialize)]
-struct Page {
-    limit: Option<i64>,
-    cursor: Option<String>,
-}
-
-impl Page {
-    /// The page size, 1–250, default 50.
-    fn limit(&self) -> Result<i64, ApiError> {
-        page_limit(self.limit)
-    }
-}
-
 /// A list's `?limit=`: 1–250, default 50.
-fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
+fn page_limit(limit: Option<i64>) -> Result<usize, ApiError> {
     match limit {
         None => Ok(50),
-        Some(n) if (1..=250).contains(&n) => Ok(n),
+        Some(n @ 1..=250) => Ok(usize::try_from(n).unwrap_or(50)),
         Some(_) => Err(ApiError::bad_request(
-            "invalid_query",
+            ErrorCode::InvalidQuery,
             "limit must be between 1 and 250",
         )),
     }
 }
 
-/// `{"data": [...], "next_cursor": ...}` from `limit + 1` rows: the extra row says whether
-/// there is a next page.
-fn paged<T, V: serde::Serialize>(
-    mut rows: Vec<T>,
-    limit: i64,
-    id: impl Fn(&T) -> String,
-    view: impl Fn(&T) -> V,
-) -> serde_json::Value {
-    let limit = usize::try_from(limit).unwrap_or(0);
-    let more = rows.len() > limit;
-    rows.truncate(limit);
-    let next = if more { rows.last().map(&id) } else { None };
-    serde_json::json!({ "data": rows.iter().map(view).collect::<Vec<_>>(), "next_cursor": next })
-}
-
-/// Unix milliseconds as RFC 3339.
-fn timestamp(ms: i64) -> String {
-    let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    at.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+/// `limit + 1` rows are read: the extra one tells whether there is a next page.
+fn rows_for(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(250).saturating_add(1)
 }

@@ -1,99 +1,145 @@
 //! `/v1/plugins`: upload (validated and compiled before it replaces anything), list, inspect,
 //! delete, and dry-run a plugin on a sample event.
 
-use axum::body::Bytes;
+use axum::Json;
+use axum::body::Body;
 use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::IntoResponse;
 use base64::Engine as _;
-use serde::Deserialize;
-use serde_json::{Value, json};
 
-use super::extract::{ApiJson, ApiPath, bytes_rejection};
-use super::{ApiError, AppState};
-use crate::plugins::{Decision, PluginEvent, PluginInfo, valid_name};
+use super::extract::{ApiJson, ApiPath, media_type};
+use super::models::{
+    DeliverOutcome, DryRunDeliver, DryRunIn, DryRunOut, DryRunSkip, LogLineOut, Page, PluginOut,
+    PluginPage, SkipOutcome, WasmComponent,
+};
+use super::{ApiError, AppState, ErrorCode};
+use crate::plugins::{Decision, PluginError, PluginEvent, valid_name};
 use crate::store::new_id;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DryRunBody {
-    event: DryRunEvent,
-    config: Option<Value>,
+fn not_found(name: &str) -> ApiError {
+    ApiError::not_found("plugin", name)
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DryRunEvent {
-    #[serde(rename = "type")]
-    event_type: String,
-    #[serde(default)]
-    data: Value,
-    id: Option<String>,
-}
-
-/// `PUT /v1/plugins/{name}` with the component's bytes.
+/// Uploads a component under `name` (new: `201`, replaced: `200`). It is compiled and checked
+/// against the `transformer` world first: bytes that fail leave the serving version as it is.
+#[utoipa::path(
+    put,
+    path = "/plugins/{name}",
+    operation_id = "v1.plugin.upload",
+    tag = "plugins",
+    params(("name" = String, Path, description = "The plugin's name: `[a-z0-9][a-z0-9_-]{0,62}`.", example = "my-slack")),
+    request_body(
+        description = "The component's bytes (a `wasm32-wasip2` component of the `switchyard:plugin` `transformer` world).",
+        content((WasmComponent = "application/wasm"), (WasmComponent = "application/octet-stream")),
+    ),
+    responses(
+        (status = 201, description = "A new plugin, loaded.", body = PluginOut),
+        (status = 200, description = "The plugin, replaced.", body = PluginOut),
+    ),
+)]
 pub async fn upload(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<impl IntoResponse, ApiError> {
+    body: Body,
+) -> Result<(StatusCode, Json<PluginOut>), ApiError> {
     check_name(&name)?;
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let essence = content_type.split(';').next().unwrap_or("").trim();
-    if !matches!(essence, "application/wasm" | "application/octet-stream") {
+    let media = media_type(&headers);
+    if !matches!(
+        media.as_str(),
+        "application/wasm" | "application/octet-stream"
+    ) {
         return Err(ApiError::UnsupportedMediaType(format!(
-            "upload the component with content-type: application/wasm (got {content_type:?})"
+            "upload the component with content-type: application/wasm (got {media:?})"
         )));
     }
-    let body = body.map_err(bytes_rejection)?;
+    // At most a few uploads are in progress at once; past that an upload is answered `429`
+    // (with `Retry-After`) before its body is read, so uploads cannot pile up in memory. The
+    // body is handed on as it is (no copies).
+    let limit = state.plugins.runtime().limits().component_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX)) {
+        return Err(too_large(limit));
+    }
+    let Some(_turn) = state.plugins.upload_turn()? else {
+        return Err(ApiError::RateLimited(
+            "too many plugin uploads are in progress; retry shortly".into(),
+        ));
+    };
+    let body = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| too_large(limit))?;
     if body.is_empty() {
         return Err(ApiError::invalid(
-            "not_a_component",
+            ErrorCode::NotAComponent,
             "the body is empty: send the component's bytes",
         ));
     }
-    let (info, created) = state.plugins.install(&name, body.to_vec()).await?;
+    let (info, created) = state.plugins.install(&name, body).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok((status, axum::Json(view(&info))))
+    Ok((status, Json(PluginOut::from(&info))))
 }
 
-/// `GET /v1/plugins`
-pub async fn list(State(state): State<AppState>) -> impl IntoResponse {
-    let all: Vec<Value> = state.plugins.list().iter().map(view).collect();
-    axum::Json(json!({ "data": all, "next_cursor": null }))
+/// Lists the plugins, by name (one page: `next_cursor` is always `null`).
+#[utoipa::path(
+    get,
+    path = "/plugins",
+    operation_id = "v1.plugin.list",
+    tag = "plugins",
+    responses((status = 200, description = "Every plugin.", body = PluginPage)),
+)]
+pub async fn list(State(state): State<AppState>) -> Json<Page<PluginOut>> {
+    Json(Page {
+        data: state.plugins.list().iter().map(PluginOut::from).collect(),
+        next_cursor: None,
+    })
 }
 
-/// `GET /v1/plugins/{name}`
+/// Shows a plugin: its serving version, or why its latest file failed to load.
+#[utoipa::path(
+    get,
+    path = "/plugins/{name}",
+    operation_id = "v1.plugin.get",
+    tag = "plugins",
+    params(("name" = String, Path, description = "The plugin's name.", example = "slack")),
+    responses((status = 200, description = "The plugin.", body = PluginOut)),
+)]
 pub async fn get_one(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Json<PluginOut>, ApiError> {
     let info = state.plugins.info(&name).ok_or_else(|| not_found(&name))?;
-    Ok(axum::Json(view(&info)))
+    Ok(Json(PluginOut::from(&info)))
 }
 
-/// `DELETE /v1/plugins/{name}`: 409 while a subscription uses it.
+/// Unloads a plugin and removes its file; `409` while a subscription uses it.
+#[utoipa::path(
+    delete,
+    path = "/plugins/{name}",
+    operation_id = "v1.plugin.delete",
+    tag = "plugins",
+    params(("name" = String, Path, description = "The plugin's name.", example = "my-slack")),
+    responses((status = 204, description = "Deleted.")),
+)]
 pub async fn delete(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<StatusCode, ApiError> {
     check_name(&name)?;
     if state.store.plugin_in_use(&name) {
-        return Err(ApiError::Conflict {
-            code: "plugin_in_use",
-            message: format!(
+        return Err(ApiError::conflict(
+            ErrorCode::PluginInUse,
+            format!(
                 "plugin {name:?} is used by a subscription; change or delete those subscriptions first"
             ),
-        });
+        ));
     }
     if state.plugins.remove(&name).await? {
         Ok(StatusCode::NO_CONTENT)
@@ -102,12 +148,22 @@ pub async fn delete(
     }
 }
 
-/// `POST /v1/plugins/{name}/dry-run`: run the plugin on a sample event; nothing is delivered.
+/// Runs the plugin on a sample event and shows what it would deliver (or why it would skip):
+/// nothing is sent or logged as a delivery. A plugin failure is a `422` with what it logged.
+#[utoipa::path(
+    post,
+    path = "/plugins/{name}/dry-run",
+    operation_id = "v1.plugin.dry-run",
+    tag = "plugins",
+    params(("name" = String, Path, description = "The plugin's name.", example = "slack")),
+    request_body = DryRunIn,
+    responses((status = 200, description = "What the plugin would do.", body = DryRunOut)),
+)]
 pub async fn dry_run(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
-    ApiJson(body): ApiJson<DryRunBody>,
-) -> Result<impl IntoResponse, ApiError> {
+    ApiJson(body): ApiJson<DryRunIn>,
+) -> Result<Json<DryRunOut>, ApiError> {
     let plugin = state.plugins.get(&name).ok_or_else(|| not_found(&name))?;
     super::events::check_event_type(&body.event.event_type)?;
     let config = body
@@ -130,31 +186,34 @@ pub async fn dry_run(
     };
     let report = runtime.transform(&plugin, event, &config).await;
     let duration_us = u64::try_from(report.duration.as_micros()).unwrap_or(u64::MAX);
+    let logs = report.logs.iter().map(LogLineOut::from).collect();
+    let plugin_version = plugin.version.clone();
     match report.result {
         Ok(Decision::Deliver(request)) => {
-            let mut out = json!({
-                "outcome": "deliver",
-                "content_type": request.content_type,
-                "headers": request.headers.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
-                "logs": report.logs,
-                "duration_us": duration_us,
-                "plugin_version": plugin.version,
-            });
-            match String::from_utf8(request.body) {
-                Ok(text) => out["body"] = json!(text),
-                Err(raw) => {
-                    out["body_base64"] =
-                        json!(base64::engine::general_purpose::STANDARD.encode(raw.as_bytes()))
-                }
-            }
-            Ok(axum::Json(out))
+            let (body, body_base64) = match String::from_utf8(request.body) {
+                Ok(text) => (Some(text), None),
+                Err(raw) => (
+                    None,
+                    Some(base64::engine::general_purpose::STANDARD.encode(raw.as_bytes())),
+                ),
+            };
+            Ok(Json(DryRunOut::Deliver(DryRunDeliver {
+                outcome: DeliverOutcome::Deliver,
+                content_type: request.content_type,
+                headers: request.headers.into_iter().collect(),
+                body,
+                body_base64,
+                logs,
+                duration_us,
+                plugin_version,
+            })))
         }
-        Ok(Decision::Skip(reason)) => Ok(axum::Json(json!({
-            "outcome": "skip",
-            "reason": reason,
-            "logs": report.logs,
-            "duration_us": duration_us,
-            "plugin_version": plugin.version,
+        Ok(Decision::Skip(reason)) => Ok(Json(DryRunOut::Skip(DryRunSkip {
+            outcome: SkipOutcome::Skip,
+            reason,
+            logs,
+            duration_us,
+            plugin_version,
         }))),
         Err(error) => Err(ApiError::PluginFailed {
             error,
@@ -167,18 +226,13 @@ fn check_name(name: &str) -> Result<(), ApiError> {
     if valid_name(name) {
         Ok(())
     } else {
-        Err(crate::plugins::PluginError::InvalidName(name.to_owned()).into())
+        Err(PluginError::InvalidName(name.to_owned()).into())
     }
 }
 
-fn not_found(name: &str) -> ApiError {
-    ApiError::NotFound(format!("plugin {name:?}"))
-}
-
-fn view(info: &PluginInfo) -> Value {
-    let mut v = json!(info);
-    if let Some(size) = info.size {
-        v["size"] = json!(size);
-    }
-    v
+/// An upload over the size limit, or whose body could not be read whole.
+fn too_large(limit: usize) -> ApiError {
+    ApiError::TooLarge(format!(
+        "the body is larger than the {limit} byte limit for a component (or could not be read whole)"
+    ))
 }

@@ -8,6 +8,8 @@ use std::process::ExitCode;
 
 use reqwest::Method;
 use serde::Deserialize;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 /// Where no flag, variable or profile says otherwise.
@@ -129,6 +131,27 @@ pub enum Body {
     Bytes(Vec<u8>, &'static str),
 }
 
+impl Body {
+    /// A model as a JSON body.
+    ///
+    /// # Errors
+    /// Never for the API's models (they always serialize); kept fallible for `?`.
+    pub fn json(model: &impl Serialize) -> Result<Self, CliError> {
+        serde_json::to_value(model)
+            .map(Self::Json)
+            .map_err(|e| CliError::Input(e.to_string()))
+    }
+}
+
+/// An answer as the server sent it (printed as-is with `--json`) and decoded into its model
+/// (what the tables show).
+pub struct Answer<T> {
+    /// The JSON as received.
+    pub raw: Value,
+    /// The same, as the API's model.
+    pub model: T,
+}
+
 impl Api {
     /// Resolves the connection (flags, variables, profile).
     ///
@@ -214,12 +237,39 @@ impl Api {
         })
     }
 
-    /// `GET path`.
+    /// [`Api::send`], decoding the answer into the API's model `T` (the types the server
+    /// answers with), so a field the server no longer sends is an error here, not a blank cell.
     ///
     /// # Errors
-    /// As [`Api::send`].
-    pub async fn get(&self, path: &str) -> Result<Value, CliError> {
-        self.send(Method::GET, path, None).await
+    /// As [`Api::send`], or an answer that does not fit the model.
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Body>,
+    ) -> Result<Answer<T>, CliError> {
+        let raw = self.send(method, path, body).await?;
+        let model = serde_json::from_value(raw.clone()).map_err(|e| {
+            CliError::Transport(format!("the server's answer to {path} is not what this client expects ({e}); is the server another version?"))
+        })?;
+        Ok(Answer { raw, model })
+    }
+
+    /// `GET path`, decoded into `T`.
+    ///
+    /// # Errors
+    /// As [`Api::call`].
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<Answer<T>, CliError> {
+        self.call(Method::GET, path, None).await
+    }
+
+    /// Prints the raw answer with `--json`, otherwise what `human` prints.
+    pub fn show<T>(&self, answer: &Answer<T>, human: impl FnOnce(&T)) {
+        if self.json {
+            super::output::json(&answer.raw);
+        } else {
+            human(&answer.model);
+        }
     }
 }
 

@@ -5,34 +5,14 @@ use std::time::Duration;
 
 use clap::Subcommand;
 use reqwest::Method;
-use serde_json::Value;
+use switchyard::api::models::{
+    AttemptFeedOut, AttemptFeedPage, DeliveryDetailOut, DeliveryOut, DeliveryPage, RetryOut,
+};
 
-use super::client::{Api, CliError, Connection, PROFILES_HELP, encode, query};
+use super::client::{Answer, Api, CliError, Connection, PROFILES_HELP, encode, query};
 use super::output;
 use super::subscriptions::PageArgs;
 
-/// The delivery fields a table shows.
-pub const COLUMNS: &[&str] = &[
-    "id",
-    "subscription_id",
-    "status",
-    "attempts_made",
-    "last_error",
-    "created_at",
-];
-const FIELDS: &[&str] = &[
-    "id",
-    "event_id",
-    "subscription_id",
-    "status",
-    "attempts_made",
-    "next_attempt_at",
-    "last_error",
-    "skip_reason",
-    "created_at",
-    "updated_at",
-];
-const ATTEMPT_COLUMNS: &[&str] = &["at", "outcome", "status_code", "latency_ms", "error"];
 /// How often `tail` asks for new attempts.
 const TAIL_EVERY: Duration = Duration::from_millis(500);
 
@@ -117,43 +97,26 @@ pub async fn run(args: Args) -> Result<(), CliError> {
                     ("cursor", page.cursor),
                 ])
             );
-            let page = api.get(&path).await?;
-            if api.json {
-                output::json(&page);
-                return Ok(());
-            }
-            let rows = page["data"].as_array().cloned().unwrap_or_default();
-            output::table(COLUMNS, rows.iter().map(|d| output::cells(d, COLUMNS)));
-            output::next_page(&page);
+            let page: Answer<DeliveryPage> = api.get(&path).await?;
+            api.show(&page, |page| {
+                table(&page.data);
+                output::next_page(page.next_cursor.as_deref());
+            });
         }
         Command::Get { id } => {
-            let delivery = api.get(&format!("/v1/deliveries/{}", encode(&id))).await?;
-            if api.json {
-                output::json(&delivery);
-                return Ok(());
-            }
-            output::record(&output::pairs(&delivery, FIELDS));
-            let attempts = delivery["attempts"].as_array().cloned().unwrap_or_default();
-            if !attempts.is_empty() {
-                output::table(
-                    ATTEMPT_COLUMNS,
-                    attempts.iter().map(|a| output::cells(a, ATTEMPT_COLUMNS)),
-                );
-            }
+            let delivery: Answer<DeliveryDetailOut> =
+                api.get(&format!("/v1/deliveries/{}", encode(&id))).await?;
+            api.show(&delivery, show);
         }
         Command::Retry { id } => {
-            let answer = api
-                .send(
+            let answer: Answer<RetryOut> = api
+                .call(
                     Method::POST,
                     &format!("/v1/deliveries/{}/retry", encode(&id)),
                     None,
                 )
                 .await?;
-            if api.json {
-                output::json(&answer);
-                return Ok(());
-            }
-            println!("{id} queued again");
+            api.show(&answer, |a| println!("{} queued again", a.id));
         }
         Command::Tail {
             subscription,
@@ -162,6 +125,64 @@ pub async fn run(args: Args) -> Result<(), CliError> {
         } => tail(&api, subscription, lines, !no_follow).await?,
     }
     Ok(())
+}
+
+fn word(value: &impl serde::Serialize) -> String {
+    output::value(&serde_json::to_value(value).unwrap_or_default())
+}
+
+/// Deliveries as a table (also under `events get`).
+pub fn table(deliveries: &[DeliveryOut]) {
+    output::table(
+        &[
+            "id",
+            "subscription_id",
+            "status",
+            "attempts",
+            "last_error",
+            "created_at",
+        ],
+        deliveries.iter().map(|d| {
+            vec![
+                d.id.to_string(),
+                d.subscription_id.to_string(),
+                word(&d.status),
+                d.attempts_made.to_string(),
+                output::opt(d.last_error.as_deref()),
+                d.created_at.to_string(),
+            ]
+        }),
+    );
+}
+
+fn show(detail: &DeliveryDetailOut) {
+    let d = &detail.delivery;
+    output::record(&[
+        ("id", d.id.to_string()),
+        ("event_id", d.event_id.to_string()),
+        ("subscription_id", d.subscription_id.to_string()),
+        ("status", word(&d.status)),
+        ("attempts_made", d.attempts_made.to_string()),
+        ("next_attempt_at", output::opt(d.next_attempt_at)),
+        ("last_error", output::opt(d.last_error.as_deref())),
+        ("skip_reason", output::opt(d.skip_reason.as_deref())),
+        ("created_at", d.created_at.to_string()),
+        ("updated_at", d.updated_at.to_string()),
+    ]);
+    if !detail.attempts.is_empty() {
+        output::table(
+            &["at", "outcome", "status_code", "latency_ms", "error"],
+            detail.attempts.iter().map(|a| {
+                vec![
+                    a.at.to_string(),
+                    word(&a.outcome),
+                    output::opt(a.status_code),
+                    output::opt(a.latency_ms),
+                    output::opt(a.error.as_deref()),
+                ]
+            }),
+        );
+    }
 }
 
 /// `GET /v1/attempts` without a cursor gives the latest attempts; with `after` the ones
@@ -176,20 +197,25 @@ async fn tail(
         ("subscription_id", subscription.clone()),
         ("limit", Some(lines.clamp(1, 250).to_string())),
     ]);
-    let mut page = api.get(&format!("/v1/attempts{first}")).await?;
+    let mut page: Answer<AttemptFeedPage> = api.get(&format!("/v1/attempts{first}")).await?;
     let mut cursor = None;
     loop {
-        for attempt in page["data"].as_array().into_iter().flatten() {
-            print_attempt(api, attempt);
+        let raw = page.raw["data"].as_array().cloned().unwrap_or_default();
+        for (attempt, raw) in page.model.data.iter().zip(raw) {
+            if api.json {
+                println!("{raw}");
+            } else {
+                print_attempt(attempt);
+            }
         }
-        if let Some(next) = page["next_cursor"].as_str() {
-            cursor = Some(next.to_owned());
+        if page.model.next_cursor.is_some() {
+            cursor.clone_from(&page.model.next_cursor);
         }
         if !follow {
             return Ok(());
         }
         // A full page means more are waiting: ask again at once.
-        if page["data"].as_array().is_none_or(|d| d.len() < 250) {
+        if page.model.data.len() < 250 {
             tokio::time::sleep(TAIL_EVERY).await;
         }
         let next = query(&[
@@ -201,27 +227,18 @@ async fn tail(
     }
 }
 
-fn print_attempt(api: &Api, attempt: &Value) {
-    if api.json {
-        return println!("{attempt}");
-    }
-    let status = match attempt["status_code"].as_i64() {
-        Some(code) => code.to_string(),
-        None => "-".into(),
-    };
-    let latency = match attempt["latency_ms"].as_i64() {
-        Some(ms) => format!("{ms}ms"),
-        None => "-".into(),
-    };
-    let error = attempt["error"].as_str().unwrap_or("");
+fn print_attempt(feed: &AttemptFeedOut) {
+    let a = &feed.attempt;
+    let latency = a.latency_ms.map(|ms| format!("{ms}ms"));
     println!(
-        "{}  {}  {}  {}  {:<9} {:>3} {:>7}  {error}",
-        output::cell(&attempt["at"]),
-        output::cell(&attempt["delivery_id"]),
-        output::cell(&attempt["subscription_id"]),
-        output::cell(&attempt["event_type"]),
-        output::cell(&attempt["outcome"]),
-        status,
-        latency,
+        "{}  {}  {}  {}  {:<9} {:>3} {:>7}  {}",
+        a.at,
+        feed.delivery_id,
+        feed.subscription_id,
+        feed.event_type,
+        word(&a.outcome),
+        output::opt(a.status_code),
+        output::opt(latency),
+        a.error.as_deref().unwrap_or(""),
     );
 }

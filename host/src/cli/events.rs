@@ -2,9 +2,10 @@
 
 use clap::Subcommand;
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
+use switchyard::api::models::{EventAccepted, EventIn, EventOut};
 
-use super::client::{Api, Body, CliError, Connection, PROFILES_HELP, encode};
+use super::client::{Answer, Api, Body, CliError, Connection, PROFILES_HELP, encode};
 use super::{input, output};
 
 /// `switchyard events`
@@ -58,42 +59,49 @@ pub async fn run(args: Args) -> Result<(), CliError> {
                 Some(data) => input::json(&data, "--data")?,
                 None => json!({}),
             };
-            let mut body = json!({ "type": event_type, "data": data });
-            if let Some(id) = id {
-                body["id"] = json!(id);
-            }
-            let answer = api
-                .send(Method::POST, "/v1/events", Some(Body::Json(body)))
+            let data = serde_json::value::to_raw_value(&data)
+                .map_err(|e| CliError::Input(e.to_string()))?;
+            let body = EventIn {
+                event_type,
+                data,
+                id,
+            };
+            let answer: Answer<EventAccepted> = api
+                .call(Method::POST, "/v1/events", Some(Body::json(&body)?))
                 .await?;
-            if api.json {
-                output::json(&answer);
-                return Ok(());
-            }
-            output::record(&output::pairs(&answer, &["id", "deliveries"]));
+            api.show(&answer, |a| {
+                output::record(&[
+                    ("id", a.id.to_string()),
+                    ("deliveries", a.deliveries.to_string()),
+                ]);
+            });
         }
         Command::Get { id } => {
-            let event = api.get(&format!("/v1/events/{}", encode(&id))).await?;
-            if api.json {
-                output::json(&event);
-                return Ok(());
-            }
-            show(&event);
+            let event: Answer<EventOut> = api.get(&format!("/v1/events/{}", encode(&id))).await?;
+            api.show(&event, show);
         }
     }
     Ok(())
 }
 
-fn show(event: &Value) {
-    let mut fields = output::pairs(event, &["id", "type", "timestamp", "idempotency_key"]);
-    fields.push(("data", event["data"].to_string()));
-    output::record(&fields);
-    let deliveries = event["deliveries"].as_array().cloned().unwrap_or_default();
-    if !deliveries.is_empty() {
-        output::table(
-            super::deliveries::COLUMNS,
-            deliveries
-                .iter()
-                .map(|d| output::cells(d, super::deliveries::COLUMNS)),
+fn show(event: &EventOut) {
+    output::record(&[
+        ("id", event.id.to_string()),
+        ("type", event.event_type.clone()),
+        ("timestamp", event.timestamp.to_string()),
+        (
+            "idempotency_key",
+            output::opt(event.idempotency_key.as_deref()),
+        ),
+        ("data", event.data.get().to_owned()),
+    ]);
+    if !event.deliveries.is_empty() {
+        super::deliveries::table(&event.deliveries);
+    }
+    if let Some(cursor) = &event.deliveries_next_cursor {
+        println!(
+            "(more deliveries: switchyard deliveries list --event {} --cursor {cursor})",
+            event.id
         );
     }
 }

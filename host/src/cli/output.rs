@@ -32,8 +32,8 @@ pub fn record(fields: &[(&str, String)]) {
 }
 
 /// Prints where the next page starts, when there is one.
-pub fn next_page(page: &Value) {
-    if let Some(cursor) = page["next_cursor"].as_str() {
+pub fn next_page(next_cursor: Option<&str>) {
+    if let Some(cursor) = next_cursor {
         println!("(more: add --cursor {cursor})");
     }
 }
@@ -46,43 +46,33 @@ fn new_table() -> Table {
     table
 }
 
-/// A JSON value as table text: strings without quotes, `-` for null or missing, lists joined
-/// with commas, objects as compact JSON.
-pub fn cell(value: &Value) -> String {
+/// An optional value as table text: `-` when there is none.
+pub fn opt(value: Option<impl std::fmt::Display>) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}
+
+/// A JSON value as table text: strings without quotes, `-` for null, objects as compact JSON.
+pub fn value(value: &Value) -> String {
     match value {
         Value::Null => "-".to_owned(),
         Value::String(s) => s.clone(),
-        Value::Array(items) if items.iter().all(Value::is_string) => items
-            .iter()
-            .filter_map(Value::as_str)
-            .collect::<Vec<_>>()
-            .join(","),
         other => other.to_string(),
     }
-}
-
-/// The cells of `fields` of `value`.
-pub fn cells(value: &Value, fields: &[&str]) -> Vec<String> {
-    fields.iter().map(|f| cell(&value[*f])).collect()
-}
-
-/// `(field, cell)` pairs of `value`, for [`record`].
-pub fn pairs<'a>(value: &Value, fields: &[&'a str]) -> Vec<(&'a str, String)> {
-    fields.iter().map(|f| (*f, cell(&value[*f]))).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
-    use super::cell;
+    use super::{opt, value};
 
     #[test]
     fn cells_read_like_text() {
-        assert_eq!(cell(&json!(null)), "-");
-        assert_eq!(cell(&json!("a")), "a");
-        assert_eq!(cell(&json!(["a", "b"])), "a,b");
-        assert_eq!(cell(&json!(3)), "3");
-        assert_eq!(cell(&json!({"k": 1})), r#"{"k":1}"#);
+        assert_eq!(value(&json!(null)), "-");
+        assert_eq!(value(&json!("a")), "a");
+        assert_eq!(value(&json!(3)), "3");
+        assert_eq!(value(&json!({"k": 1})), r#"{"k":1}"#);
+        assert_eq!(opt(None::<u8>), "-");
+        assert_eq!(opt(Some(7)), "7");
     }
 }

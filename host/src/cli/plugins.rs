@@ -3,13 +3,11 @@
 
 use clap::Subcommand;
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
+use switchyard::api::models::{DryRunEvent, DryRunIn, DryRunOut, PluginOut, PluginPage};
 
-use super::client::{Api, Body, CliError, Connection, PROFILES_HELP, encode};
+use super::client::{Answer, Api, Body, CliError, Connection, PROFILES_HELP, encode};
 use super::{input, output};
-
-const COLUMNS: &[&str] = &["name", "status", "version", "size", "loaded_at"];
-const FIELDS: &[&str] = &["name", "status", "version", "size", "loaded_at", "error"];
 
 /// `switchyard plugins`
 #[derive(clap::Args)]
@@ -77,27 +75,35 @@ pub async fn run(args: Args) -> Result<(), CliError> {
         Command::Push { name, file } => {
             let bytes = std::fs::read(&file)
                 .map_err(|e| CliError::Input(format!("{}: {e}", file.display())))?;
-            let info = api
-                .send(
+            let info: Answer<PluginOut> = api
+                .call(
                     Method::PUT,
                     &path(&name),
                     Some(Body::Bytes(bytes, "application/wasm")),
                 )
                 .await?;
-            show(&api, &info);
+            api.show(&info, show);
         }
         Command::List => {
-            let page = api.get("/v1/plugins").await?;
-            if api.json {
-                output::json(&page);
-                return Ok(());
-            }
-            let rows = page["data"].as_array().cloned().unwrap_or_default();
-            output::table(COLUMNS, rows.iter().map(|p| output::cells(p, COLUMNS)));
+            let page: Answer<PluginPage> = api.get("/v1/plugins").await?;
+            api.show(&page, |page| {
+                output::table(
+                    &["name", "status", "version", "size", "loaded_at"],
+                    page.data.iter().map(|p| {
+                        vec![
+                            p.name.clone(),
+                            word(&p.status),
+                            output::opt(p.version.as_deref().map(short)),
+                            output::opt(p.size),
+                            output::opt(p.loaded_at),
+                        ]
+                    }),
+                );
+            });
         }
         Command::Get { name } => {
-            let info = api.get(&path(&name)).await?;
-            show(&api, &info);
+            let info: Answer<PluginOut> = api.get(&path(&name)).await?;
+            api.show(&info, show);
         }
         Command::Delete { name } => {
             api.send(Method::DELETE, &path(&name), None).await?;
@@ -113,26 +119,25 @@ pub async fn run(args: Args) -> Result<(), CliError> {
             data,
             config,
         } => {
-            let data = match data {
-                Some(data) => input::json(&data, "--data")?,
-                None => json!({}),
+            let body = DryRunIn {
+                event: DryRunEvent {
+                    event_type,
+                    data: match data {
+                        Some(data) => input::json(&data, "--data")?,
+                        None => json!({}),
+                    },
+                    id: None,
+                },
+                config: config.map(|c| input::json(&c, "--config")).transpose()?,
             };
-            let mut body = json!({ "event": { "type": event_type, "data": data } });
-            if let Some(config) = config {
-                body["config"] = input::json(&config, "--config")?;
-            }
-            let answer = api
-                .send(
+            let answer: Answer<DryRunOut> = api
+                .call(
                     Method::POST,
                     &format!("{}/dry-run", path(&name)),
-                    Some(Body::Json(body)),
+                    Some(Body::json(&body)?),
                 )
                 .await?;
-            if api.json {
-                output::json(&answer);
-                return Ok(());
-            }
-            show_dry_run(&answer);
+            api.show(&answer, show_dry_run);
         }
     }
     Ok(())
@@ -142,36 +147,66 @@ fn path(name: &str) -> String {
     format!("/v1/plugins/{}", encode(name))
 }
 
-fn show(api: &Api, info: &Value) {
-    if api.json {
-        return output::json(info);
-    }
-    output::record(&output::pairs(info, FIELDS));
+fn word(value: &impl serde::Serialize) -> String {
+    output::value(&serde_json::to_value(value).unwrap_or_default())
 }
 
-/// The outcome, then the body as sent (pretty when it is JSON), then the logs.
-fn show_dry_run(answer: &Value) {
-    let mut fields = output::pairs(answer, &["outcome", "duration_us", "plugin_version"]);
-    if answer["outcome"] == "skip" {
-        fields.push(("reason", output::cell(&answer["reason"])));
-    } else {
-        fields.push(("content_type", output::cell(&answer["content_type"])));
-        fields.push(("headers", output::cell(&answer["headers"])));
-    }
-    output::record(&fields);
-    if let Some(body) = answer["body"].as_str() {
-        match serde_json::from_str::<Value>(body) {
-            Ok(json) => output::json(&json),
-            Err(_) => println!("{body}"),
+/// The first 12 hex digits of a version, as `git` shortens commits.
+fn short(version: &str) -> String {
+    version.chars().take(12).collect()
+}
+
+fn show(info: &PluginOut) {
+    output::record(&[
+        ("name", info.name.clone()),
+        ("status", word(&info.status)),
+        ("version", output::opt(info.version.as_deref())),
+        ("size", output::opt(info.size)),
+        ("loaded_at", output::opt(info.loaded_at)),
+        ("error", output::opt(info.error.as_deref())),
+    ]);
+}
+
+/// The outcome, then the body as it would be sent (pretty when it is JSON), then the logs.
+fn show_dry_run(answer: &DryRunOut) {
+    let logs = match answer {
+        DryRunOut::Deliver(d) => {
+            let headers: Vec<String> = d.headers.iter().map(|(n, v)| format!("{n}: {v}")).collect();
+            output::record(&[
+                ("outcome", "deliver".into()),
+                ("duration_us", d.duration_us.to_string()),
+                ("plugin_version", short(&d.plugin_version)),
+                ("content_type", d.content_type.clone()),
+                (
+                    "headers",
+                    if headers.is_empty() {
+                        "-".into()
+                    } else {
+                        headers.join("\n")
+                    },
+                ),
+            ]);
+            match (&d.body, &d.body_base64) {
+                (Some(body), _) => match serde_json::from_str::<serde_json::Value>(body) {
+                    Ok(json) => output::json(&json),
+                    Err(_) => println!("{body}"),
+                },
+                (None, Some(raw)) => println!("(binary body, base64) {raw}"),
+                (None, None) => {}
+            }
+            &d.logs
         }
-    } else if let Some(raw) = answer["body_base64"].as_str() {
-        println!("(binary body, base64) {raw}");
-    }
-    for line in answer["logs"].as_array().into_iter().flatten() {
-        eprintln!(
-            "[{}] {}",
-            output::cell(&line["level"]),
-            output::cell(&line["message"])
-        );
+        DryRunOut::Skip(s) => {
+            output::record(&[
+                ("outcome", "skip".into()),
+                ("reason", s.reason.clone()),
+                ("duration_us", s.duration_us.to_string()),
+                ("plugin_version", short(&s.plugin_version)),
+            ]);
+            &s.logs
+        }
+    };
+    for line in logs {
+        eprintln!("[{}] {}", line.level, line.message);
     }
 }

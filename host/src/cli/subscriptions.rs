@@ -1,31 +1,19 @@
 //! `switchyard subscriptions …`: register endpoints, inspect and change them, rotate secrets,
 //! send test events, re-enable, recover after an outage.
 
+use std::collections::BTreeMap;
+
 use clap::Subcommand;
 use reqwest::Method;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
+use switchyard::api::models::{
+    NonNullPatch, Patch, RecoverIn, RecoverOut, SecretOut, Signature, SubscriptionIn,
+    SubscriptionOut, SubscriptionPage, SubscriptionPatch, SubscriptionStatusOut, TestEventIn,
+    TestEventOut, Timestamp,
+};
 
-use super::client::{Api, Body, CliError, Connection, PROFILES_HELP, encode, query};
+use super::client::{Answer, Api, Body, CliError, Connection, PROFILES_HELP, encode, query};
 use super::{input, output};
-
-/// The subscription fields a table shows.
-const COLUMNS: &[&str] = &["id", "url", "events", "plugin", "status", "created_at"];
-/// The fields `get` shows.
-const FIELDS: &[&str] = &[
-    "id",
-    "url",
-    "events",
-    "plugin",
-    "plugin_config",
-    "description",
-    "headers",
-    "signature",
-    "status",
-    "disabled_reason",
-    "disabled_at",
-    "created_at",
-    "updated_at",
-];
 
 /// `switchyard subscriptions`
 #[derive(clap::Args)]
@@ -190,11 +178,11 @@ pub async fn run(args: Args) -> Result<(), CliError> {
     let api = Api::connect(&args.conn)?;
     match args.command {
         Command::Create(create) => {
-            let body = create_body(create)?;
-            let sub = api
-                .send(Method::POST, "/v1/subscriptions", Some(Body::Json(body)))
+            let body = Body::json(&create_body(create)?)?;
+            let sub: Answer<SubscriptionOut> = api
+                .call(Method::POST, "/v1/subscriptions", Some(body))
                 .await?;
-            show(&api, &sub, true);
+            api.show(&sub, |s| show(s, true));
         }
         Command::List(page) => {
             let path = format!(
@@ -204,26 +192,34 @@ pub async fn run(args: Args) -> Result<(), CliError> {
                     ("cursor", page.cursor)
                 ])
             );
-            let page = api.get(&path).await?;
-            if api.json {
-                output::json(&page);
-                return Ok(());
-            }
-            let rows = page["data"].as_array().cloned().unwrap_or_default();
-            output::table(COLUMNS, rows.iter().map(|s| output::cells(s, COLUMNS)));
-            output::next_page(&page);
+            let page: Answer<SubscriptionPage> = api.get(&path).await?;
+            api.show(&page, |page| {
+                output::table(
+                    &["id", "url", "events", "plugin", "status", "created_at"],
+                    page.data.iter().map(|s| {
+                        vec![
+                            s.id.to_string(),
+                            s.url.clone(),
+                            s.events.join(","),
+                            output::opt(s.plugin.as_deref()),
+                            status(s),
+                            s.created_at.to_string(),
+                        ]
+                    }),
+                );
+                output::next_page(page.next_cursor.as_deref());
+            });
         }
         Command::Get { id } => {
-            let sub = api.get(&path(&id, "")).await?;
-            show(&api, &sub, false);
+            let sub: Answer<SubscriptionOut> = api.get(&path(&id, "")).await?;
+            api.show(&sub, |s| show(s, false));
         }
         Command::Update(update) => {
             let id = update.id.clone();
-            let body = update_body(update)?;
-            let sub = api
-                .send(Method::PATCH, &path(&id, ""), Some(Body::Json(body)))
-                .await?;
-            show(&api, &sub, false);
+            let body = Body::json(&update_body(update)?)?;
+            let sub: Answer<SubscriptionOut> =
+                api.call(Method::PATCH, &path(&id, ""), Some(body)).await?;
+            api.show(&sub, |s| show(s, false));
         }
         Command::Delete { id } => {
             api.send(Method::DELETE, &path(&id, ""), None).await?;
@@ -234,47 +230,50 @@ pub async fn run(args: Args) -> Result<(), CliError> {
             }
         }
         Command::RotateSecret { id } => {
-            let answer = api
-                .send(Method::POST, &path(&id, "/rotate-secret"), None)
+            let answer: Answer<SecretOut> = api
+                .call(Method::POST, &path(&id, "/rotate-secret"), None)
                 .await?;
-            if api.json {
-                output::json(&answer);
-                return Ok(());
-            }
-            println!(
-                "new secret (shown only now; the previous one keeps signing for the grace period):"
-            );
-            println!("{}", output::cell(&answer["secret"]));
+            api.show(&answer, |a| {
+                println!("new secret (shown only now; the previous one keeps signing for the grace period):");
+                println!("{}", a.secret);
+            });
         }
         Command::Test { id, event_type } => {
-            let body = event_type.map(|t| Body::Json(json!({ "type": t })));
-            let answer = api.send(Method::POST, &path(&id, "/test"), body).await?;
-            if api.json {
-                output::json(&answer);
-                return Ok(());
-            }
-            output::record(&output::pairs(&answer, &["delivery_id", "event_id"]));
+            let body = match event_type {
+                Some(event_type) => Some(Body::json(&TestEventIn {
+                    event_type: Some(event_type),
+                })?),
+                None => None,
+            };
+            let answer: Answer<TestEventOut> =
+                api.call(Method::POST, &path(&id, "/test"), body).await?;
+            api.show(&answer, |a| {
+                output::record(&[
+                    ("delivery_id", output::opt(a.delivery_id.as_ref())),
+                    ("event_id", a.event_id.to_string()),
+                ]);
+            });
         }
         Command::Enable { id } => {
-            let sub = api.send(Method::POST, &path(&id, "/enable"), None).await?;
-            show(&api, &sub, false);
+            let sub: Answer<SubscriptionOut> =
+                api.call(Method::POST, &path(&id, "/enable"), None).await?;
+            api.show(&sub, |s| show(s, false));
         }
         Command::Recover { id, since, until } => {
-            let mut body = json!({ "since": instant(&since)? });
-            if let Some(until) = until {
-                body["until"] = json!(instant(&until)?);
-            }
-            let answer = api
-                .send(Method::POST, &path(&id, "/recover"), Some(Body::Json(body)))
+            let body = RecoverIn {
+                since: instant(&since)?,
+                until: until.as_deref().map(instant).transpose()?,
+            };
+            let answer: Answer<RecoverOut> = api
+                .call(
+                    Method::POST,
+                    &path(&id, "/recover"),
+                    Some(Body::json(&body)?),
+                )
                 .await?;
-            if api.json {
-                output::json(&answer);
-                return Ok(());
-            }
-            println!(
-                "{} failed deliveries queued again",
-                output::cell(&answer["recovered"])
-            );
+            api.show(&answer, |a| {
+                println!("{} failed deliveries queued again", a.recovered);
+            });
         }
     }
     Ok(())
@@ -284,94 +283,126 @@ fn path(id: &str, tail: &str) -> String {
     format!("/v1/subscriptions/{}{tail}", encode(id))
 }
 
-fn show(api: &Api, sub: &Value, with_secret: bool) {
-    if api.json {
-        return output::json(sub);
+fn status(sub: &SubscriptionOut) -> String {
+    match sub.status {
+        SubscriptionStatusOut::Enabled => "enabled".into(),
+        SubscriptionStatusOut::Disabled => "disabled".into(),
     }
-    output::record(&output::pairs(sub, FIELDS));
-    if with_secret && let Some(secret) = sub["secret"].as_str() {
+}
+
+fn show(sub: &SubscriptionOut, with_secret: bool) {
+    let headers: Vec<String> = sub
+        .headers
+        .iter()
+        .map(|(n, v)| format!("{n}: {v}"))
+        .collect();
+    output::record(&[
+        ("id", sub.id.to_string()),
+        ("url", sub.url.clone()),
+        ("events", sub.events.join(",")),
+        ("plugin", output::opt(sub.plugin.as_deref())),
+        (
+            "plugin_config",
+            output::value(sub.plugin_config.as_ref().unwrap_or(&Value::Null)),
+        ),
+        ("description", output::opt(sub.description.as_deref())),
+        (
+            "headers",
+            if headers.is_empty() {
+                "-".into()
+            } else {
+                headers.join("\n")
+            },
+        ),
+        (
+            "signature",
+            serde_json::to_string(&sub.signature).unwrap_or_default(),
+        ),
+        ("status", status(sub)),
+        (
+            "disabled_reason",
+            output::opt(sub.disabled_reason.as_deref()),
+        ),
+        ("disabled_at", output::opt(sub.disabled_at)),
+        ("created_at", sub.created_at.to_string()),
+        ("updated_at", sub.updated_at.to_string()),
+    ]);
+    if with_secret && let Some(secret) = &sub.secret {
         println!("secret (shown only now; store it to verify signatures): {secret}");
     }
 }
 
-fn headers(list: &[String]) -> Result<Map<String, Value>, CliError> {
-    list.iter()
-        .map(|h| input::header(h).map(|(n, v)| (n, Value::String(v))))
-        .collect()
+fn headers(list: &[String]) -> Result<BTreeMap<String, String>, CliError> {
+    list.iter().map(|h| input::header(h)).collect()
 }
 
-fn create_body(args: CreateArgs) -> Result<Value, CliError> {
-    let mut body = json!({ "url": args.url, "events": args.events });
-    if let Some(plugin) = args.plugin {
-        body["plugin"] = json!(plugin);
-    }
-    if let Some(config) = args.plugin_config {
-        body["plugin_config"] = input::json(&config, "--plugin-config")?;
-    }
-    if let Some(description) = args.description {
-        body["description"] = json!(description);
-    }
-    if !args.headers.is_empty() {
-        body["headers"] = Value::Object(headers(&args.headers)?);
-    }
-    if let Some(signature) = args.signature {
-        body["signature"] = input::json(&signature, "--signature")?;
-    }
-    if let Some(secret) = args.secret {
-        body["secret"] = json!(secret);
-    }
-    Ok(body)
+fn signature(arg: &str) -> Result<Signature, CliError> {
+    serde_json::from_value(input::json(arg, "--signature")?)
+        .map_err(|e| CliError::Input(format!("--signature: {e}")))
 }
 
-fn update_body(args: UpdateArgs) -> Result<Value, CliError> {
-    let mut body = Map::new();
+fn create_body(args: CreateArgs) -> Result<SubscriptionIn, CliError> {
+    Ok(SubscriptionIn {
+        url: args.url,
+        events: args.events,
+        plugin: args.plugin,
+        plugin_config: args
+            .plugin_config
+            .map(|c| input::json(&c, "--plugin-config"))
+            .transpose()?,
+        description: args.description,
+        headers: headers(&args.headers)?,
+        signature: args.signature.as_deref().map(signature).transpose()?,
+        secret: args.secret,
+    })
+}
+
+fn update_body(args: UpdateArgs) -> Result<SubscriptionPatch, CliError> {
+    let mut patch = SubscriptionPatch::default();
     if let Some(url) = args.url {
-        body.insert("url".into(), json!(url));
+        patch.url = NonNullPatch::Value(url);
     }
     if let Some(events) = args.events {
-        body.insert("events".into(), json!(events));
+        patch.events = NonNullPatch::Value(events);
     }
     if args.no_plugin {
-        body.insert("plugin".into(), Value::Null);
-        body.insert("plugin_config".into(), Value::Null);
+        patch.plugin = Patch::Null;
+        patch.plugin_config = Patch::Null;
     }
     if let Some(plugin) = args.plugin {
-        body.insert("plugin".into(), json!(plugin));
+        patch.plugin = Patch::Value(plugin);
     }
     if let Some(config) = args.plugin_config {
-        body.insert(
-            "plugin_config".into(),
-            input::json(&config, "--plugin-config")?,
-        );
+        patch.plugin_config = Patch::Value(input::json(&config, "--plugin-config")?);
     }
     if args.no_description {
-        body.insert("description".into(), Value::Null);
+        patch.description = Patch::Null;
     }
     if let Some(description) = args.description {
-        body.insert("description".into(), json!(description));
+        patch.description = Patch::Value(description);
     }
     if args.no_headers {
-        body.insert("headers".into(), json!({}));
+        patch.headers = NonNullPatch::Value(BTreeMap::new());
     } else if !args.headers.is_empty() {
-        body.insert("headers".into(), Value::Object(headers(&args.headers)?));
+        patch.headers = NonNullPatch::Value(headers(&args.headers)?);
     }
-    if let Some(signature) = args.signature {
-        body.insert("signature".into(), input::json(&signature, "--signature")?);
+    if let Some(arg) = args.signature {
+        patch.signature = NonNullPatch::Value(signature(&arg)?);
     }
-    if body.is_empty() {
+    if patch == SubscriptionPatch::default() {
         return Err(CliError::Input(
             "nothing to change: give at least one of --url, --events, --plugin, … (see --help)"
                 .into(),
         ));
     }
-    Ok(Value::Object(body))
+    Ok(patch)
 }
 
-/// RFC 3339 as given, or a duration ago (`6h`) as RFC 3339.
-fn instant(text: &str) -> Result<String, CliError> {
+/// RFC 3339 as given, or a duration ago (`6h`).
+fn instant(text: &str) -> Result<Timestamp, CliError> {
     let rfc3339 = &time::format_description::well_known::Rfc3339;
-    if time::OffsetDateTime::parse(text, rfc3339).is_ok() {
-        return Ok(text.to_owned());
+    if let Ok(at) = time::OffsetDateTime::parse(text, rfc3339) {
+        return Ok(Timestamp(at));
     }
     let ago = humantime::parse_duration(text).map_err(|_| {
         CliError::Input(format!(
@@ -382,7 +413,7 @@ fn instant(text: &str) -> Result<String, CliError> {
         .map_err(|_| CliError::Input(format!("{text:?} is too long ago")))?;
     time::OffsetDateTime::now_utc()
         .checked_sub(ago)
-        .and_then(|t| t.format(rfc3339).ok())
+        .map(Timestamp)
         .ok_or_else(|| CliError::Input(format!("{text:?} is too long ago")))
 }
 
@@ -393,14 +424,11 @@ mod tests {
     #[test]
     fn instants_are_rfc3339_or_a_duration_ago() {
         assert_eq!(
-            instant("2026-11-30T08:00:00Z").unwrap(),
+            instant("2026-11-30T08:00:00Z").unwrap().to_string(),
             "2026-11-30T08:00:00Z"
         );
         let ago = instant("1h").unwrap();
-        let parsed =
-            time::OffsetDateTime::parse(&ago, &time::format_description::well_known::Rfc3339)
-                .unwrap();
-        let diff = time::OffsetDateTime::now_utc() - parsed;
+        let diff = time::OffsetDateTime::now_utc() - ago.0;
         assert!(
             diff.whole_minutes() >= 59 && diff.whole_minutes() <= 61,
             "{diff}"

@@ -59,7 +59,11 @@ fn classify(err: &StoreError) -> Failure {
             // Not from SQLite itself: a value rusqlite could not bind or read.
             None => Failure::Refused,
         },
-        StoreError::Batch(_) | StoreError::Overloaded => Failure::Transient,
+        StoreError::Batch(_)
+        | StoreError::Overloaded
+        | StoreError::Full
+        | StoreError::Unavailable(_) => Failure::Transient,
+        StoreError::SecretKey(_) => Failure::Refused,
     }
 }
 

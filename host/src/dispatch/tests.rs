@@ -40,7 +40,7 @@ async fn fixture(per_subscription: usize) -> Fixture {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
-    let (ingestor, _) = Ingestor::start(store.clone(), store.waker(), 4096);
+    let (ingestor, _) = Ingestor::start(store.clone(), store.waker(), 4096, 64 << 20);
     Fixture {
         ctx: DispatchContext {
             store,

@@ -32,6 +32,14 @@ pub const BUNDLED: &[(&str, &[u8])] = &[
             "/reshape.wasm"
         )),
     ),
+    (
+        "jq",
+        include_bytes!(concat!(env!("SWITCHYARD_BUNDLED_PLUGINS_DIR"), "/jq.wasm")),
+    ),
+    (
+        "js",
+        include_bytes!(concat!(env!("SWITCHYARD_BUNDLED_PLUGINS_DIR"), "/js.wasm")),
+    ),
 ];
 
 /// Writes each bundled plugin into `dir` as `<name>.wasm` unless a file of that name exists.
@@ -45,7 +53,7 @@ pub fn seed_bundled(dir: &Path) -> std::io::Result<()> {
     for (name, bytes) in BUNDLED {
         let path = dir.join(format!("{name}.wasm"));
         if !path.exists() {
-            super::registry::write_atomically(dir, &path, bytes)?;
+            super::folder::write_atomically(dir, &path, bytes)?;
         }
     }
     Ok(())

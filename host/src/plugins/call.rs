@@ -1,23 +1,18 @@
-//! One plugin call: a fresh `Store` with a deny-all WASI context, a memory limiter, a
-//! deadline, captured logs; then the outcome checked against the output limits.
+//! One plugin call: room in the pool, a fresh `Store` (see `sandbox.rs`), a deadline; then
+//! the outcome checked against the output limits.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use wasmtime::component::{Linker, ResourceTable};
-use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
+use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::Transformer;
-use super::bindings::switchyard::plugin::host::{self, Level};
 use super::bindings::switchyard::plugin::types;
+use super::limits::bound_text;
 use super::runtime::{LoadedPlugin, Runtime};
+use super::sandbox::{State, pipe_text};
 use super::{Limits, PluginError};
-
-/// Bytes of stdout/stderr kept per call (a panic message fits easily).
-const PIPE_BYTES: usize = 16 << 10;
 
 /// The event as a plugin sees it.
 #[derive(Debug, Clone)]
@@ -59,7 +54,7 @@ pub enum Decision {
 pub struct LogLine {
     /// `trace`…`error`, or `stdout` / `stderr`.
     pub level: &'static str,
-    /// The text (truncated to 1 KiB).
+    /// The text (cut to [`MAX_PLUGIN_TEXT`](super::MAX_PLUGIN_TEXT)).
     pub message: String,
 }
 
@@ -86,71 +81,6 @@ impl CallReport {
             duration: Duration::ZERO,
         }
     }
-}
-
-/// Per-call host state. Dropped with the store after every call.
-pub struct State {
-    wasi: WasiCtx,
-    table: ResourceTable,
-    limiter: MemoryLimiter,
-    logs: LogBuffer,
-    stdout: MemoryOutputPipe,
-    stderr: MemoryOutputPipe,
-}
-
-impl State {
-    fn new(limits: &Limits) -> Self {
-        let stdout = MemoryOutputPipe::new(PIPE_BYTES);
-        let stderr = MemoryOutputPipe::new(PIPE_BYTES);
-        // No preopens (no filesystem), no env, no args, sockets and name lookup denied, and
-        // clocks frozen at zero: a plugin learns time only from the event.
-        let wasi = WasiCtx::builder()
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .wall_clock(FrozenClock)
-            .monotonic_clock(FrozenClock)
-            .allow_blocking_current_thread(false)
-            .build();
-        Self {
-            wasi,
-            table: ResourceTable::new(),
-            limiter: MemoryLimiter {
-                limit: limits.memory_bytes,
-                denied: false,
-            },
-            logs: LogBuffer::new(limits),
-            stdout,
-            stderr,
-        }
-    }
-}
-
-impl WasiView for State {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl host::Host for State {
-    fn log(&mut self, level: Level, message: String) {
-        self.logs.push(level_name(level), message);
-    }
-}
-
-impl types::Host for State {}
-
-/// Links the world's own import (`host.log`) and WASI p2 (which Rust's std imports even when a
-/// plugin never uses it; the context above makes it capability-free).
-pub(super) fn add_to_linker(linker: &mut Linker<State>) -> Result<(), PluginError> {
-    let link_err =
-        |e: wasmtime::Error| PluginError::Compile(format!("linking host functions: {e:#}"));
-    Transformer::add_to_linker::<State, wasmtime::component::HasSelf<State>>(linker, |s| s)
-        .map_err(link_err)?;
-    wasmtime_wasi::p2::add_to_linker_async(linker).map_err(link_err)?;
-    Ok(())
 }
 
 impl Runtime {
@@ -214,7 +144,7 @@ impl Runtime {
                 .await
                 .result
         };
-        self.executor.run(call).await?
+        self.executor.run(call).await?.map_err(PluginError::bounded)
     }
 
     /// Instantiates `plugin` in a fresh store and runs `call` under the limits; turns traps,
@@ -224,14 +154,18 @@ impl Runtime {
         F: AsyncFnOnce(&Transformer, &mut Store<State>) -> wasmtime::Result<Result<R, String>>,
     {
         let limits = &self.limits;
-        // Holds a pool slot until the store is dropped at the end of this function.
-        let Ok(_slot) = self.call_gate.acquire().await else {
-            return RawReport {
-                result: Err(PluginError::Io("plugin runtime is shutting down".into())),
-                logs: Vec::new(),
-                dropped_logs: 0,
-                duration: Duration::ZERO,
-            };
+        // Holds room in the pool until the store is dropped at the end of this function; a
+        // call waits for it at most its deadline.
+        let _admission = match self.gate.admit(plugin.needs, limits.deadline).await {
+            Ok(admission) => admission,
+            Err(error) => {
+                return RawReport {
+                    result: Err(error),
+                    logs: Vec::new(),
+                    dropped_logs: 0,
+                    duration: Duration::ZERO,
+                };
+            }
         };
         let mut store = Store::new(&self.engine, State::new(limits));
         store.limiter(|state| &mut state.limiter);
@@ -260,8 +194,8 @@ impl Runtime {
         let result = match outcome {
             Err(_elapsed) => Err(PluginError::Timeout(budget)),
             Ok(Ok(Ok(value))) => Ok(value),
-            Ok(Ok(Err(message))) => Err(PluginError::Guest(message)),
-            Ok(Err(err)) => Err(classify(&err, &state, limits)),
+            Ok(Ok(Err(message))) => Err(PluginError::Guest(bound_text(message))),
+            Ok(Err(err)) => Err(classify(&err, &state, limits).bounded()),
         };
         let (logs, dropped_logs) = state.logs.finish(&state.stdout, &state.stderr);
         RawReport {
@@ -318,7 +252,7 @@ fn classify(err: &wasmtime::Error, state: &State, limits: &Limits) -> PluginErro
 /// Applies the output limits and header rules to what the plugin returned.
 fn check_outcome(outcome: types::Outcome, limits: &Limits) -> Result<Decision, PluginError> {
     let delivery = match outcome {
-        types::Outcome::Skip(reason) => return Ok(Decision::Skip(truncate(reason, 1024))),
+        types::Outcome::Skip(reason) => return Ok(Decision::Skip(bound_text(reason))),
         types::Outcome::Deliver(delivery) => delivery,
     };
     if delivery.body.len() > limits.output_bytes {
@@ -379,128 +313,6 @@ fn check_header_value(name: &str, value: &str) -> Result<(), PluginError> {
     Ok(())
 }
 
-/// Grants memory growth up to the cap and remembers a refusal, so a guest that then aborts is
-/// reported as out of memory rather than as an anonymous trap.
-struct MemoryLimiter {
-    limit: usize,
-    denied: bool,
-}
-
-impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _max: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        let allowed = desired <= self.limit;
-        self.denied |= !allowed;
-        Ok(allowed)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _max: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
-    }
-}
-
-/// A clock stuck at zero: plugins are pure functions of (event, config).
-struct FrozenClock;
-
-impl HostWallClock for FrozenClock {
-    fn resolution(&self) -> Duration {
-        Duration::from_secs(1)
-    }
-    fn now(&self) -> Duration {
-        Duration::ZERO
-    }
-}
-
-impl HostMonotonicClock for FrozenClock {
-    fn resolution(&self) -> u64 {
-        1_000_000_000
-    }
-    fn now(&self) -> u64 {
-        0
-    }
-}
-
-/// Keeps the first lines a plugin logs, within the configured bounds, and counts the rest.
-struct LogBuffer {
-    lines: Vec<LogLine>,
-    bytes: usize,
-    dropped: usize,
-    max_lines: usize,
-    max_bytes: usize,
-}
-
-impl LogBuffer {
-    fn new(limits: &Limits) -> Self {
-        Self {
-            lines: Vec::new(),
-            bytes: 0,
-            dropped: 0,
-            max_lines: limits.max_log_lines,
-            max_bytes: limits.max_log_bytes,
-        }
-    }
-
-    fn push(&mut self, level: &'static str, message: String) {
-        let message = truncate(message, 1024);
-        if self.lines.len() >= self.max_lines || self.bytes + message.len() > self.max_bytes {
-            self.dropped += 1;
-            return;
-        }
-        self.bytes += message.len();
-        self.lines.push(LogLine { level, message });
-    }
-
-    /// Appends what the plugin printed on stdout/stderr, one line each.
-    fn finish(
-        mut self,
-        stdout: &MemoryOutputPipe,
-        stderr: &MemoryOutputPipe,
-    ) -> (Vec<LogLine>, usize) {
-        for (level, pipe) in [("stdout", stdout), ("stderr", stderr)] {
-            for line in pipe_text(pipe).lines().filter(|l| !l.trim().is_empty()) {
-                self.push(level, line.to_owned());
-            }
-        }
-        (self.lines, self.dropped)
-    }
-}
-
-fn pipe_text(pipe: &MemoryOutputPipe) -> String {
-    String::from_utf8_lossy(&pipe.contents()).into_owned()
-}
-
-fn level_name(level: Level) -> &'static str {
-    match level {
-        Level::Trace => "trace",
-        Level::Debug => "debug",
-        Level::Info => "info",
-        Level::Warn => "warn",
-        Level::Error => "error",
-    }
-}
-
-/// Cuts `text` to at most `max` bytes on a character boundary.
-fn truncate(mut text: String, max: usize) -> String {
-    if text.len() > max {
-        let mut cut = max;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-        text.push('…');
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -543,6 +355,13 @@ mod tests {
     }
 
     #[test]
+    fn skip_reasons_are_bounded() {
+        let huge = "x".repeat(8 << 20);
+        let skip = check_outcome(types::Outcome::Skip(huge), &Limits::default());
+        assert!(matches!(skip, Ok(Decision::Skip(r)) if r.len() <= super::super::MAX_PLUGIN_TEXT));
+    }
+
+    #[test]
     fn refuses_output_over_the_limit() {
         let limits = Limits {
             output_bytes: 10,
@@ -556,29 +375,5 @@ mod tests {
             })
         ));
         assert!(check_outcome(delivery(vec![], 10), &limits).is_ok());
-    }
-
-    #[test]
-    fn log_buffer_keeps_the_first_lines_and_counts_the_rest() {
-        let limits = Limits {
-            max_log_lines: 2,
-            ..Limits::default()
-        };
-        let mut buf = LogBuffer::new(&limits);
-        for i in 0..5 {
-            buf.push("info", format!("line {i}"));
-        }
-        let (lines, dropped) = buf.finish(&MemoryOutputPipe::new(16), &MemoryOutputPipe::new(16));
-        assert_eq!(
-            lines.iter().map(|l| l.message.as_str()).collect::<Vec<_>>(),
-            ["line 0", "line 1"]
-        );
-        assert_eq!(dropped, 3);
-    }
-
-    #[test]
-    fn truncate_respects_char_boundaries() {
-        assert_eq!(truncate("héllo".into(), 2), "h…");
-        assert_eq!(truncate("abc".into(), 5), "abc");
     }
 }

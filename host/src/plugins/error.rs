@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use super::limits::{MAX_PLUGIN_TEXT, bound_text};
+
 /// Why a plugin could not be loaded or could not produce an outcome.
 ///
 /// The messages are written for the person who wrote the plugin: they end up on delivery
@@ -25,6 +27,12 @@ pub enum PluginError {
     /// The component failed to validate or compile.
     #[error("component failed to compile: {0}")]
     Compile(String),
+    /// Compiling the component went past its time or memory budget (see `CompileBudget`).
+    #[error("compiling the component exceeded {0}")]
+    CompileBudget(String),
+    /// One instance of the component needs more of the instance pool than a plugin may use.
+    #[error("component is too big to instantiate: {0}")]
+    InstanceTooLarge(String),
     /// The file is larger than the configured maximum.
     #[error("plugin is {size} bytes, more than the limit of {limit} bytes")]
     TooLarge {
@@ -41,6 +49,9 @@ pub enum PluginError {
         /// The configured maximum.
         limit: usize,
     },
+    /// No room in the instance pool within the call's deadline: the plugin did not run.
+    #[error("no plugin instance was free within {0:?} (all are busy); the plugin did not run")]
+    Busy(Duration),
     /// The call ran past its wall-clock deadline.
     #[error("plugin timed out after {0:?}")]
     Timeout(Duration),
@@ -77,6 +88,9 @@ pub enum PluginError {
     /// The plugin asked for a header it may not set or that is not valid HTTP.
     #[error("plugin set an invalid or reserved header: {0}")]
     InvalidHeader(String),
+    /// The service is stopping; compiles and calls in progress were cancelled.
+    #[error("the plugin runtime is shutting down")]
+    ShuttingDown,
     /// Reading or writing a plugin file failed.
     #[error("plugin file error: {0}")]
     Io(String),
@@ -100,8 +114,11 @@ impl PluginError {
             Self::NotAComponent(_) => "not_a_component",
             Self::WrongWorld(_) => "wrong_world",
             Self::Compile(_) => "compile",
+            Self::CompileBudget(_) => "compile_budget_exceeded",
+            Self::InstanceTooLarge(_) => "instance_too_large",
             Self::TooLarge { .. } => "too_large",
             Self::InputTooLarge { .. } => "input_too_large",
+            Self::Busy(_) => "busy",
             Self::Timeout(_) => "timeout",
             Self::OutOfMemory { .. } => "out_of_memory",
             Self::StackOverflow => "stack_overflow",
@@ -109,7 +126,47 @@ impl PluginError {
             Self::Guest(_) => "plugin_error",
             Self::OutputTooLarge { .. } => "output_too_large",
             Self::InvalidHeader(_) => "invalid_header",
+            Self::ShuttingDown => "shutting_down",
             Self::Io(_) => "io",
+        }
+    }
+
+    /// This error with every piece of text in it cut to [`MAX_PLUGIN_TEXT`]: applied to every
+    /// error that leaves the plugin runtime, because much of that text (a guest's `err`, a
+    /// trap's stderr, names inside a component) is the plugin's to choose.
+    #[must_use]
+    pub fn bounded(self) -> Self {
+        match self {
+            Self::InvalidName(t) => Self::InvalidName(bound_text(t)),
+            Self::NotFound(t) => Self::NotFound(bound_text(t)),
+            Self::NotAComponent(t) => Self::NotAComponent(bound_text(t)),
+            Self::WrongWorld(t) => Self::WrongWorld(bound_text(t)),
+            Self::Compile(t) => Self::Compile(bound_text(t)),
+            Self::CompileBudget(t) => Self::CompileBudget(bound_text(t)),
+            Self::InstanceTooLarge(t) => Self::InstanceTooLarge(bound_text(t)),
+            Self::OutOfMemory { limit, stderr } => Self::OutOfMemory {
+                limit,
+                stderr: bound_text(stderr),
+            },
+            Self::Trap { message, stderr } => {
+                let message = bound_text(message);
+                // The whole text (message and stderr together) stays within the bound.
+                let room = MAX_PLUGIN_TEXT.saturating_sub(message.len());
+                Self::Trap {
+                    message,
+                    stderr: super::limits::truncate(stderr, room),
+                }
+            }
+            Self::Guest(t) => Self::Guest(bound_text(t)),
+            Self::InvalidHeader(t) => Self::InvalidHeader(bound_text(t)),
+            Self::Io(t) => Self::Io(bound_text(t)),
+            other @ (Self::TooLarge { .. }
+            | Self::InputTooLarge { .. }
+            | Self::Busy(_)
+            | Self::Timeout(_)
+            | Self::StackOverflow
+            | Self::OutputTooLarge { .. }
+            | Self::ShuttingDown) => other,
         }
     }
 }

@@ -12,25 +12,43 @@
 //! - linear memory capped by a `ResourceLimiter`, a bounded wasm stack, output/header/log caps;
 //! - WASI p2 linked only because Rust's std imports it, with no preopens, env, sockets, or
 //!   clocks (frozen at zero); stdout/stderr captured into small buffers (panic messages);
-//! - the pooling allocator, sized explicitly (16 slots), keeping the low 1.5 MiB of each memory
-//!   resident and resetting only the pages a call dirtied: no mmap/munmap per call (see
-//!   `runtime.rs` and `docs/PERFORMANCE.md`).
+//! - the pooling allocator, sized explicitly (16 instance slots), keeping the low 1.5 MiB of
+//!   each memory resident and resetting only the pages a call dirtied: no mmap/munmap per call
+//!   (see `runtime.rs` and `docs/PERFORMANCE.md`); a call first reserves what its plugin's
+//!   instance needs of the pool (core instances, memories, tables), so it waits for room
+//!   rather than failing (`gate.rs`, `shape.rs`);
+//! - compiles in a child process under a time and memory budget (`compile.rs`), with an
+//!   on-disk cache whose artefacts are loaded only when their digest matches (`cache.rs`);
+//! - the plugins folder read only as regular files, size-checked first, and only when they
+//!   changed (`folder.rs`);
+//! - every piece of plugin-supplied text bounded by [`MAX_PLUGIN_TEXT`].
 
 mod bundled;
+mod cache;
 mod call;
+mod compile;
 mod error;
 mod executor;
+mod folder;
+mod gate;
 mod limits;
+mod load;
 mod registry;
 mod runtime;
+mod sandbox;
+mod shape;
+mod status;
 mod watcher;
 
 pub use bundled::{BUNDLED, seed_bundled};
+pub use cache::{ArtefactDigests, Cache, MemoryDigests};
 pub use call::{CallReport, Decision, LogLine, PluginEvent, PluginRequest};
+pub use compile::{COMPILE_SUBCOMMAND, Compiler, compile_child_main};
 pub use error::PluginError;
-pub use limits::Limits;
-pub use registry::{PluginInfo, PluginStatus, Registry, valid_name};
+pub use limits::{CompileBudget, Limits, MAX_PLUGIN_TEXT, MAX_RANDOM_BYTES};
+pub use registry::{PluginInfo, PluginStats, PluginStatus, Registry, valid_name};
 pub use runtime::{LoadedPlugin, Runtime};
+pub use shape::Needs;
 pub use watcher::Watcher;
 
 /// Host bindings generated from `wit/transformer.wit`. When `0.2` ships, a second module is

@@ -1,59 +1,50 @@
 //! Plugins by name: the serving version of each, its status, and the one way versions change
 //! (a file in the plugins folder, whether uploaded through the API or dropped there).
+//!
+//! Changes are serialised per name, not globally: a long compile of one plugin never holds up
+//! an upload of another. A file is read only when its fingerprint changed, and a version that
+//! failed to load is remembered, so neither the watcher nor the rescan reads or compiles the
+//! same thing twice.
 
-use std::collections::HashMap;
-use std::io::Write;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use serde::Serialize;
-use time::OffsetDateTime;
+use bytes::Bytes;
 
+use super::folder::{Fingerprint, Folder, name_of_path, write_atomically};
+use super::status::info;
+pub use super::status::{PluginInfo, PluginStats, PluginStatus};
 use super::{LoadedPlugin, PluginError, Runtime};
 
-/// Whether a plugin's latest file loaded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PluginStatus {
-    /// The latest file is serving.
-    Ready,
-    /// The latest file failed to load; the last good version (if any) keeps serving.
-    Error,
-}
-
-/// What the API shows about a plugin.
-#[derive(Debug, Clone, Serialize)]
-pub struct PluginInfo {
-    /// The plugin's name.
-    pub name: String,
-    /// sha256 of the serving version, if any version loaded.
-    pub version: Option<String>,
-    /// Size in bytes of the serving version.
-    pub size: Option<usize>,
-    /// `ready`, or `error` when the latest file failed to load.
-    pub status: PluginStatus,
-    /// Why the latest file failed to load.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// When the serving version was loaded.
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub loaded_at: Option<OffsetDateTime>,
-}
+/// Uploads in progress at once (body read, compiled, written); more are refused before their
+/// body is read (`429`), so they cost the service no memory: at most this many components
+/// (16 MiB each at most) are in memory at once.
+const UPLOADS_AT_ONCE: usize = 8;
+/// Versions that failed to load, remembered so they are not compiled again.
+const REMEMBERED_FAILURES: usize = 256;
 
 #[derive(Default)]
-struct Entry {
-    current: Option<Arc<LoadedPlugin>>,
-    error: Option<String>,
+pub(super) struct Entry {
+    pub(super) current: Option<Arc<LoadedPlugin>>,
+    pub(super) error: Option<String>,
+    /// The file as last examined: unchanged means nothing to read.
+    file: Option<Fingerprint>,
 }
 
 /// The plugins folder, loaded. Reads are a short lock and an `Arc` clone; a swap replaces the
 /// `Arc`, so calls in flight finish on the version they started with.
 pub struct Registry {
     runtime: Runtime,
-    dir: PathBuf,
+    folder: Arc<Folder>,
     entries: RwLock<HashMap<String, Entry>>,
-    /// Serialises changes (uploads, file events) so each compares against the latest state.
-    change: tokio::sync::Mutex<()>,
+    /// One lock per name: changes of one plugin compare against its latest state.
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Versions that failed to load, with why (oldest first).
+    failed: Mutex<VecDeque<(String, PluginError)>>,
+    /// Versions being loaded now: the cache keeps their artefacts.
+    loading: Mutex<HashSet<String>>,
+    uploads: tokio::sync::Semaphore,
 }
 
 /// Whether `name` is a valid plugin name: `[a-z0-9][a-z0-9_-]{0,62}`.
@@ -67,18 +58,35 @@ pub fn valid_name(name: &str) -> bool {
 
 impl Registry {
     /// A registry over `dir` (created if missing). Nothing is loaded until [`Registry::scan`].
+    /// Symbolic links leading out of the folder are refused.
     ///
     /// # Errors
     /// When the folder cannot be created.
     pub fn new(runtime: Runtime, dir: impl Into<PathBuf>) -> Result<Self, PluginError> {
+        Self::with_links(runtime, dir, false)
+    }
+
+    /// [`Registry::new`], following symbolic links out of the folder when `follow_symlinks`
+    /// (`plugins_follow_symlinks`). Whatever a link leads to must still be a regular file.
+    ///
+    /// # Errors
+    /// When the folder cannot be created.
+    pub fn with_links(
+        runtime: Runtime,
+        dir: impl Into<PathBuf>,
+        follow_symlinks: bool,
+    ) -> Result<Self, PluginError> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir)
             .map_err(|e| PluginError::Io(format!("{}: {e}", dir.display())))?;
         Ok(Self {
             runtime,
-            dir,
+            folder: Arc::new(Folder::new(dir, follow_symlinks)),
             entries: RwLock::new(HashMap::new()),
-            change: tokio::sync::Mutex::new(()),
+            locks: Mutex::new(HashMap::new()),
+            failed: Mutex::new(VecDeque::new()),
+            loading: Mutex::new(HashSet::new()),
+            uploads: tokio::sync::Semaphore::new(UPLOADS_AT_ONCE),
         })
     }
 
@@ -89,7 +97,40 @@ impl Registry {
 
     /// The watched plugins folder.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.folder.dir()
+    }
+
+    /// Counters for `/metrics`.
+    pub fn stats(&self) -> PluginStats {
+        PluginStats {
+            file_reads: self.folder.reads(),
+            compiles: self.runtime.compiles(),
+            compiling: self.runtime.compiling(),
+            uploading: u64::try_from(
+                UPLOADS_AT_ONCE.saturating_sub(self.uploads.available_permits()),
+            )
+            .unwrap_or(0),
+        }
+    }
+
+    /// A turn to read an upload's body and install it, if one is free: at most a few uploads
+    /// are in memory at once. `None` when all are taken (the caller refuses the upload before
+    /// reading its body).
+    ///
+    /// # Errors
+    /// [`PluginError::ShuttingDown`] once the service stops.
+    pub fn upload_turn(&self) -> Result<Option<tokio::sync::SemaphorePermit<'_>>, PluginError> {
+        match self.uploads.try_acquire() {
+            Ok(permit) => Ok(Some(permit)),
+            Err(tokio::sync::TryAcquireError::NoPermits) => Ok(None),
+            Err(tokio::sync::TryAcquireError::Closed) => Err(PluginError::ShuttingDown),
+        }
+    }
+
+    /// Stops compiles in progress (their uploads fail as shutting down) and refuses new ones.
+    pub fn shutdown(&self) {
+        self.uploads.close();
+        self.runtime.shutdown();
     }
 
     /// The serving version of `name`.
@@ -119,20 +160,30 @@ impl Registry {
     pub async fn install(
         &self,
         name: &str,
-        bytes: Vec<u8>,
+        bytes: impl Into<Bytes>,
     ) -> Result<(PluginInfo, bool), PluginError> {
+        let bytes = bytes.into();
         if !valid_name(name) {
             return Err(PluginError::InvalidName(name.to_owned()));
         }
-        let _guard = self.change.lock().await;
-        let loaded = self.runtime.load(name, bytes.clone()).await?;
-        let dir = self.dir.clone();
-        let path = self.path_of(name);
-        tokio::task::spawn_blocking(move || write_atomically(&dir, &path, &bytes))
-            .await
-            .map_err(|e| PluginError::Io(e.to_string()))?
-            .map_err(|e| PluginError::Io(e.to_string()))?;
+        let lock = self.lock_of(name);
+        let _guard = lock.lock().await;
+        let loaded = self.load(name, bytes.clone()).await?;
+        let folder = self.folder.clone();
+        let file = name.to_owned();
+        let written = tokio::task::spawn_blocking(move || {
+            write_atomically(folder.dir(), &folder.path_of(&file), &bytes)?;
+            folder
+                .fingerprint(&file)
+                .map_err(|e| std::io::Error::other(e.to_string()))
+        })
+        .await
+        .map_err(|e| PluginError::Io(e.to_string()))?
+        .map_err(|e| PluginError::Io(e.to_string()))?;
         let created = self.swap(name, loaded);
+        // The watcher will see the rename; the fingerprint tells it there is nothing to read.
+        self.write().entry(name.to_owned()).or_default().file = written;
+        self.prune().await;
         let info = self
             .info(name)
             .ok_or_else(|| PluginError::NotFound(name.to_owned()))?;
@@ -144,56 +195,156 @@ impl Registry {
     /// # Errors
     /// When the file exists but cannot be removed.
     pub async fn remove(&self, name: &str) -> Result<bool, PluginError> {
-        let _guard = self.change.lock().await;
-        let existed_file = match std::fs::remove_file(self.path_of(name)) {
+        let lock = self.lock_of(name);
+        let _guard = lock.lock().await;
+        let existed_file = match std::fs::remove_file(self.folder.path_of(name)) {
             Ok(()) => true,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
             Err(e) => return Err(PluginError::Io(e.to_string())),
         };
         let existed_entry = self.write().remove(name).is_some();
+        self.prune().await;
         Ok(existed_file || existed_entry)
     }
 
     /// Brings `name` in line with its file: loads a new version, unloads a removed file, or
-    /// records why a changed file does not load (the last good version keeps serving).
-    pub async fn sync_file(&self, name: &str) {
-        let _guard = self.change.lock().await;
-        let bytes = match std::fs::read(self.path_of(name)) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if self.write().remove(name).is_some() {
-                    tracing::info!(plugin = name, "plugin file removed; unloaded");
-                }
-                return;
-            }
+    /// records why a changed file does not load (the last good version keeps serving). A file
+    /// whose fingerprint did not change is not read. Returns whether the serving version
+    /// changed.
+    pub async fn sync_file(&self, name: &str) -> bool {
+        let lock = self.lock_of(name);
+        let _guard = lock.lock().await;
+        let folder = self.folder.clone();
+        let file = name.to_owned();
+        let limit = self.runtime.limits().component_bytes;
+        let examined = tokio::task::spawn_blocking(move || {
+            let fingerprint = folder.fingerprint(&file)?;
+            Ok::<_, PluginError>((folder, fingerprint))
+        })
+        .await;
+        let (folder, fingerprint) = match examined {
+            Ok(Ok(found)) => found,
+            Ok(Err(e)) => return self.record_error(name, e),
             Err(e) => return self.record_error(name, PluginError::Io(e.to_string())),
         };
-        let version = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
-        if self.get(name).is_some_and(|p| p.version == version) {
-            self.write().entry(name.to_owned()).or_default().error = None;
-            return;
+        let Some(fingerprint) = fingerprint else {
+            let removed = self.write().remove(name).is_some();
+            if removed {
+                tracing::info!(plugin = name, "plugin file removed; unloaded");
+            }
+            return removed;
+        };
+        if self.read().get(name).and_then(|e| e.file) == Some(fingerprint) {
+            return false;
         }
-        match self.runtime.load(name, bytes).await {
+        self.write().entry(name.to_owned()).or_default().file = Some(fingerprint);
+        let file = name.to_owned();
+        let read = tokio::task::spawn_blocking(move || folder.read(&file, limit))
+            .await
+            .map_err(|e| PluginError::Io(e.to_string()))
+            .and_then(|read| read);
+        let bytes = match read {
+            Ok(read) => {
+                // What was read: a change during the read shows as a new fingerprint.
+                self.write().entry(name.to_owned()).or_default().file = Some(read.fingerprint);
+                Bytes::from(read.bytes)
+            }
+            Err(e) => return self.record_error(name, e),
+        };
+        match self.load(name, bytes).await {
             Ok(loaded) => {
                 tracing::info!(plugin = name, version = %loaded.version, "plugin loaded");
                 self.swap(name, loaded);
+                true
             }
             Err(err) => self.record_error(name, err),
         }
     }
 
     /// Reconciles with the folder: every valid `<name>.wasm` is synced, every loaded plugin
-    /// without a file is unloaded. The backstop for missed file events.
+    /// without a file is unloaded. The backstop for missed file events; cheap when nothing
+    /// changed (one `lstat` per file).
     pub async fn scan(&self) {
         let mut names: Vec<String> = self.read().keys().cloned().collect();
-        if let Ok(dir) = std::fs::read_dir(&self.dir) {
-            names.extend(dir.flatten().filter_map(|e| name_of_path(&e.path())));
-        }
+        let dir = self.folder.dir().to_owned();
+        let listed = tokio::task::spawn_blocking(move || {
+            std::fs::read_dir(dir)
+                .map(|d| {
+                    d.flatten()
+                        .filter_map(|e| name_of_path(&e.path()))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        })
+        .await
+        .unwrap_or_default();
+        names.extend(listed);
         names.sort();
         names.dedup();
-        for name in names {
-            self.sync_file(&name).await;
+        let changed = futures::future::join_all(names.iter().map(|n| self.sync_file(n))).await;
+        if changed.into_iter().any(|c| c) {
+            self.prune().await;
         }
+    }
+
+    /// Removes compiled artefacts no loaded version uses, and leftovers of interrupted
+    /// compiles: at start, before anything compiles.
+    pub async fn prune_at_start(&self) {
+        if let Some(cache) = &self.runtime.cache {
+            let keep = self.versions_in_use();
+            cache.prune(&self.runtime.engine_key, &keep, true).await;
+        }
+    }
+
+    async fn prune(&self) {
+        if let Some(cache) = &self.runtime.cache {
+            let keep = self.versions_in_use();
+            cache.prune(&self.runtime.engine_key, &keep, false).await;
+        }
+    }
+
+    fn versions_in_use(&self) -> Vec<String> {
+        let mut keep: Vec<String> = self
+            .read()
+            .values()
+            .filter_map(|e| e.current.as_ref().map(|p| p.version.clone()))
+            .collect();
+        keep.extend(lock(&self.loading).iter().cloned());
+        keep
+    }
+
+    /// Loads `bytes` unless its version already failed (then that failure again, at once).
+    async fn load(&self, name: &str, bytes: Bytes) -> Result<Arc<LoadedPlugin>, PluginError> {
+        let version = super::load::version_of(bytes.clone()).await?;
+        if let Some(current) = self.get(name).filter(|p| p.version == version) {
+            return Ok(current);
+        }
+        if let Some((_, err)) = lock(&self.failed).iter().find(|(v, _)| *v == version) {
+            return Err(err.clone());
+        }
+        lock(&self.loading).insert(version.clone());
+        let loaded = self
+            .runtime
+            .load_version(name, bytes, version.clone())
+            .await;
+        lock(&self.loading).remove(&version);
+        if let Err(err) = &loaded
+            && remember(err)
+        {
+            let mut failed = lock(&self.failed);
+            if failed.len() >= REMEMBERED_FAILURES {
+                failed.pop_front();
+            }
+            failed.push_back((version, err.clone()));
+        }
+        loaded
+    }
+
+    fn lock_of(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+        lock(&self.locks)
+            .entry(name.to_owned())
+            .or_default()
+            .clone()
     }
 
     fn swap(&self, name: &str, loaded: Arc<LoadedPlugin>) -> bool {
@@ -205,13 +356,11 @@ impl Registry {
         created
     }
 
-    fn record_error(&self, name: &str, err: PluginError) {
+    /// Records why the file does not load; returns false (the serving version is unchanged).
+    fn record_error(&self, name: &str, err: PluginError) -> bool {
         tracing::warn!(plugin = name, error = %err, "plugin file did not load; the last good version keeps serving");
         self.write().entry(name.to_owned()).or_default().error = Some(err.to_string());
-    }
-
-    fn path_of(&self, name: &str) -> PathBuf {
-        self.dir.join(format!("{name}.wasm"))
+        false
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Entry>> {
@@ -223,38 +372,21 @@ impl Registry {
     }
 }
 
-fn info(name: &str, entry: &Entry) -> PluginInfo {
-    let current = entry.current.as_ref();
-    PluginInfo {
-        name: name.to_owned(),
-        version: current.map(|p| p.version.clone()),
-        size: current.map(|p| p.size),
-        status: if entry.error.is_some() {
-            PluginStatus::Error
-        } else {
-            PluginStatus::Ready
-        },
-        error: entry.error.clone(),
-        loaded_at: current.map(|p| p.loaded_at),
-    }
+/// Failures that the same bytes would meet again (not I/O, not a shutdown).
+fn remember(err: &PluginError) -> bool {
+    matches!(
+        err,
+        PluginError::NotAComponent(_)
+            | PluginError::WrongWorld(_)
+            | PluginError::Compile(_)
+            | PluginError::CompileBudget(_)
+            | PluginError::InstanceTooLarge(_)
+            | PluginError::TooLarge { .. }
+    )
 }
 
-/// The plugin name a path in the plugins folder stands for: `<name>.wasm` with a valid name.
-/// Temp files (`.tmp…`) and anything else are ignored.
-pub(super) fn name_of_path(path: &Path) -> Option<String> {
-    let file = path.file_name()?.to_str()?;
-    let name = file.strip_suffix(".wasm")?;
-    valid_name(name).then(|| name.to_owned())
-}
-
-/// Write-temp-then-rename in the same folder, with fsyncs, so the watcher never sees a half
-/// file and a crash leaves either the old or the new one.
-pub(super) fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    std::fs::File::open(dir)?.sync_all()
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -1,25 +1,33 @@
-//! The one place that fixes how wasmtime is used: engine settings, the epoch ticker, the
-//! linker, and compiling components (with an on-disk cache of our own compiled artefacts).
+//! The one place that fixes how wasmtime is used: engine settings (shared with the compiler
+//! child, so its artefacts load here), the instance pool and the gate in front of it, the
+//! epoch ticker, and the linker. Loading a component is in `load.rs`.
 
 use std::hash::{Hash, Hasher};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::Linker;
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::bindings::TransformerPre;
-use super::call::State;
+use super::cache::Cache;
+use super::compile::Compiler;
 use super::executor::Executor;
+use super::gate::{Gate, PoolSize};
+use super::sandbox::State;
+use super::shape::Needs;
 use super::{Limits, PluginError};
 
 /// How often the epoch advances. A call's deadline is checked on every tick, and a running
 /// plugin yields on every tick, so no plugin holds a plugin thread from the other calls for
 /// longer than this.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Compiles at once (each may use every core in its child process). Compiles of different
+/// plugins run side by side, so a small upload does not wait behind a large one.
+const COMPILES_AT_ONCE: usize = 2;
 
 /// A compiled plugin version, ready to instantiate. Cheap to share: calls hold an `Arc` to
 /// the version they started with, so a hot swap never disturbs a call in flight.
@@ -32,6 +40,8 @@ pub struct LoadedPlugin {
     pub size: usize,
     /// When this version was loaded.
     pub loaded_at: OffsetDateTime,
+    /// What one instance takes from the pool (reserved by every call).
+    pub needs: Needs,
     pub(super) pre: TransformerPre<State>,
 }
 
@@ -41,8 +51,18 @@ impl std::fmt::Debug for LoadedPlugin {
             .field("name", &self.name)
             .field("version", &self.version)
             .field("size", &self.size)
+            .field("needs", &self.needs)
             .finish_non_exhaustive()
     }
+}
+
+/// Counters of the runtime's work, for metrics and tests.
+#[derive(Debug, Default)]
+pub(super) struct Counters {
+    /// Compiles started (child processes, or in-process compiles).
+    pub(super) compiles: AtomicU64,
+    /// Compiles running now.
+    pub(super) compiling: AtomicI64,
 }
 
 /// The plugin engine: compiles components and runs calls under [`Limits`].
@@ -51,30 +71,30 @@ pub struct Runtime {
     pub(super) engine: Engine,
     pub(super) linker: Arc<Linker<State>>,
     pub(super) limits: Arc<Limits>,
-    /// Shared, not owned: every plugin call clones the runtime onto a plugin thread.
-    cache_dir: Option<Arc<Path>>,
-    compile_gate: Arc<tokio::sync::Semaphore>,
-    /// One permit per pool slot: calls beyond it wait instead of failing to instantiate.
-    pub(super) call_gate: Arc<tokio::sync::Semaphore>,
+    /// Hex of the engine's compatibility hash: part of every cached artefact's key.
+    pub(super) engine_key: Arc<str>,
+    pub(super) cache: Option<Cache>,
+    pub(super) compiler: Arc<Compiler>,
+    pub(super) compile_gate: Arc<tokio::sync::Semaphore>,
+    /// Room in the instance pool: calls reserve what their plugin's instance needs.
+    pub(super) gate: Arc<Gate>,
+    pub(super) counters: Arc<Counters>,
+    /// Set once at shutdown: compiles in progress are killed, new calls refused.
+    pub(super) shutdown: Arc<tokio::sync::watch::Sender<bool>>,
     /// The threads calls run on.
     pub(super) executor: Arc<Executor>,
 }
 
 impl Runtime {
     /// Creates the engine and starts its epoch ticker (a plain thread that stops when the
-    /// engine is dropped). `cache_dir` keeps compiled artefacts so a restart does not recompile.
+    /// engine is dropped). With a `cache`, compiled artefacts are kept so a restart does not
+    /// compile again. Components compile in-process until [`Runtime::with_compiler`] says
+    /// otherwise.
     ///
     /// # Errors
-    /// When wasmtime rejects the configuration.
-    pub fn new(limits: Limits, cache_dir: Option<PathBuf>) -> Result<Self, PluginError> {
-        let mut config = Config::new();
-        config
-            .epoch_interruption(true)
-            // One thread per compile: compiles are rare and already off the async runtime, and
-            // a parallel compile leaves a heap in every rayon thread (tens of MiB of RSS).
-            .parallel_compilation(false)
-            .max_wasm_stack(limits.stack_bytes)
-            .async_stack_size(limits.stack_bytes + (2 << 20));
+    /// When wasmtime rejects the configuration or the cache folder cannot be created.
+    pub fn new(limits: Limits, cache: Option<Cache>) -> Result<Self, PluginError> {
+        let mut config = engine_config(&limits);
         let engine = match pooled_engine(&mut config, &limits) {
             Ok(engine) => engine,
             Err(e) => {
@@ -84,20 +104,33 @@ impl Runtime {
             }
         };
         let mut linker = Linker::new(&engine);
-        super::call::add_to_linker(&mut linker)?;
+        super::sandbox::add_to_linker(&mut linker)?;
         start_ticker(&engine);
-        if let Some(dir) = &cache_dir {
-            std::fs::create_dir_all(dir).map_err(|e| PluginError::Io(e.to_string()))?;
+        if let Some(cache) = &cache {
+            create_private_dir(cache.dir())?;
         }
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
         Ok(Self {
             engine,
             linker: Arc::new(linker),
             limits: Arc::new(limits),
-            cache_dir: cache_dir.map(Arc::from),
-            compile_gate: Arc::new(tokio::sync::Semaphore::new(1)),
-            call_gate: Arc::new(tokio::sync::Semaphore::new(POOL_SLOTS as usize)),
+            engine_key: Arc::from(format!("{:016x}", hasher.finish())),
+            cache,
+            compiler: Arc::new(Compiler::InProcess),
+            compile_gate: Arc::new(tokio::sync::Semaphore::new(COMPILES_AT_ONCE)),
+            gate: Arc::new(Gate::new(&POOL)),
+            counters: Arc::new(Counters::default()),
+            shutdown: Arc::new(tokio::sync::watch::Sender::new(false)),
             executor: Arc::new(Executor::new()?),
         })
+    }
+
+    /// Compiles with `compiler` from now on (the service: a child process under a budget).
+    #[must_use]
+    pub fn with_compiler(mut self, compiler: Compiler) -> Self {
+        self.compiler = Arc::new(compiler);
+        self
     }
 
     /// The limits every call runs under.
@@ -108,119 +141,89 @@ impl Runtime {
     /// Plugin calls that run at once at most; calls beyond it wait for a slot. The dispatcher
     /// shares these slots fairly between plugins and subscriptions before calling.
     pub fn call_slots(&self) -> usize {
-        POOL_SLOTS as usize
+        POOL.slots as usize
     }
 
-    /// Validates and compiles a component off the async runtime (one compile at a time: it is
-    /// CPU-bound for tens to hundreds of milliseconds).
-    ///
-    /// # Errors
-    /// Not a component, a precompiled artefact, too large, fails to compile, or does not
-    /// match the `transformer` world.
-    pub async fn load(&self, name: &str, bytes: Vec<u8>) -> Result<Arc<LoadedPlugin>, PluginError> {
-        let _permit = self
-            .compile_gate
-            .acquire()
-            .await
-            .map_err(|e| PluginError::Io(e.to_string()))?;
-        let runtime = self.clone();
-        let name = name.to_owned();
-        tokio::task::spawn_blocking(move || runtime.load_blocking(&name, &bytes))
-            .await
-            .map_err(|e| PluginError::Compile(format!("compile task failed: {e}")))?
+    /// Kills compiles in progress and refuses new calls and compiles
+    /// ([`PluginError::ShuttingDown`]), so a shutdown never waits for them.
+    pub fn shutdown(&self) {
+        self.shutdown.send_replace(true);
+        self.gate.close();
+        self.compile_gate.close();
     }
 
-    /// [`Runtime::load`] for callers that are already off the async runtime.
-    ///
-    /// # Errors
-    /// As [`Runtime::load`].
-    pub fn load_blocking(
-        &self,
-        name: &str,
-        bytes: &[u8],
-    ) -> Result<Arc<LoadedPlugin>, PluginError> {
-        check_component_bytes(bytes, self.limits.component_bytes)?;
-        let version = hex::encode(Sha256::digest(bytes));
-        let component = self.compile_cached(&version, bytes)?;
-        let instance_pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| PluginError::WrongWorld(format!("{e:#}")))?;
-        let pre = TransformerPre::new(instance_pre)
-            .map_err(|e| PluginError::WrongWorld(format!("{e:#}")))?;
-        Ok(Arc::new(LoadedPlugin {
-            name: name.to_owned(),
-            version,
-            size: bytes.len(),
-            loaded_at: OffsetDateTime::now_utc(),
-            pre,
-        }))
+    /// Compiles started so far.
+    pub fn compiles(&self) -> u64 {
+        self.counters.compiles.load(Ordering::Relaxed)
     }
 
-    /// Compiles `bytes`, or loads the artefact this host compiled earlier for the same sha256
-    /// and engine settings.
-    fn compile_cached(&self, version: &str, bytes: &[u8]) -> Result<Component, PluginError> {
-        let cache_file = self
-            .cache_dir
-            .as_deref()
-            .map(|dir| self.cache_path(dir, version));
-        if let Some(path) = cache_file.as_deref().filter(|p| p.exists()) {
-            // SAFETY: the file is an artefact this host serialised itself (named by the sha256
-            // of the source and the engine's compatibility hash) in its own data directory,
-            // never bytes a user uploaded. wasmtime still checks its version and settings.
-            #[allow(unsafe_code)]
-            match unsafe { Component::deserialize_file(&self.engine, path) } {
-                Ok(component) => return Ok(component),
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "ignoring unusable plugin cache entry")
-                }
-            }
-        }
-        let component =
-            Component::new(&self.engine, bytes).map_err(|e| PluginError::Compile(format!("{e:#}")));
-        release_compile_scratch();
-        let component = component?;
-        if let Some(path) = cache_file
-            && let Err(e) = write_cache(&component, &path)
-        {
-            tracing::warn!(path = %path.display(), error = %e, "could not write plugin cache entry");
-        }
-        Ok(component)
-    }
-
-    fn cache_path(&self, dir: &Path, version: &str) -> PathBuf {
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        self.engine
-            .precompile_compatibility_hash()
-            .hash(&mut hasher);
-        dir.join(format!("{version}-{:016x}.cwasm", hasher.finish()))
+    /// Compiles running now.
+    pub fn compiling(&self) -> u64 {
+        u64::try_from(self.counters.compiling.load(Ordering::Relaxed)).unwrap_or(0)
     }
 }
 
-/// Instances alive at once at most: plugin calls past this wait for a slot (see
-/// [`Runtime::transform`]). A call lives for tens of microseconds and does not yield unless it
-/// runs for a whole epoch tick, so a few slots per core are plenty.
-pub(super) const POOL_SLOTS: u32 = 16;
+/// The engine settings, the same in the service and in the compiler child (only those that
+/// change compiled code matter there, but one function keeps them from drifting apart).
+pub(super) fn engine_config(limits: &Limits) -> Config {
+    let mut config = Config::new();
+    config
+        .epoch_interruption(true)
+        // In the service, compiles run in a child process (or, embedded, one at a time): a
+        // parallel compile would leave a heap in every rayon thread of the long-lived process.
+        .parallel_compilation(false)
+        .max_wasm_stack(limits.stack_bytes)
+        .async_stack_size(limits.stack_bytes + (2 << 20));
+    config
+}
+
+/// Component instances alive at once at most: plugin calls past this wait for a slot (see
+/// `gate.rs`). A call lives for tens of microseconds and does not yield unless it runs for a
+/// whole epoch tick, so a few slots per core are plenty.
+const SLOTS: u32 = 16;
+
+/// The instance pool as calls see it (the gate's permits). A Rust plugin's instance is 3–4
+/// core instances, 1–2 memories and 1–2 tables; a JS one about 4 core instances, a Python one
+/// about 10. So 16 Rust calls fit at once, or 12 Python ones. One plugin may use at most a
+/// quarter of the core instances.
+pub(super) const POOL: PoolSize = PoolSize {
+    slots: SLOTS,
+    core_instances: 8 * SLOTS,
+    memories: 4 * SLOTS,
+    tables: 8 * SLOTS,
+    core_instances_per_component: 2 * SLOTS,
+    memories_per_component: 8,
+    tables_per_component: 16,
+};
+
+/// Pool entries beyond the gate's: a composed component's fused adapters are core instances
+/// wasmtime adds that its bytes do not show, so the pool keeps room for a few more than the
+/// gate hands out.
+const POOL_MARGIN: u32 = SLOTS;
 
 /// Bytes at the start of each pooled linear memory that are reset with `memset` and kept
 /// resident instead of being returned with `madvise`: Rust's 1 MiB shadow stack plus the data
 /// and heap of a typical small plugin. Resetting with `madvise` costs page faults on the next
 /// call and TLB shootdowns across cores; measured here, keeping this much resident halved the
-/// cost of a Slack call in the service (84 -> 38 us). At most `POOL_SLOTS` x this stays resident.
+/// cost of a Slack call in the service (84 -> 38 us). At most one copy per memory slot ever
+/// used stays resident (slots are reused by affinity, so about one per concurrent call).
 const KEEP_RESIDENT: usize = 3 << 19;
 
-/// An engine with the pooling allocator, sized for [`POOL_SLOTS`] small instances. Reusing
-/// linear memories and fiber stacks from the pool avoids an mmap/munmap pair (and the TLB
-/// shootdowns that come with it) per call, which the on-demand allocator pays.
+/// An engine with the pooling allocator, sized by [`POOL`]. Reusing linear memories and fiber
+/// stacks from the pool avoids an mmap/munmap pair (and the TLB shootdowns that come with it)
+/// per call, which the on-demand allocator pays.
 fn pooled_engine(config: &mut Config, limits: &Limits) -> wasmtime::Result<Engine> {
     let mut pool = PoolingAllocationConfig::default();
-    pool.total_component_instances(POOL_SLOTS)
-        .total_core_instances(4 * POOL_SLOTS)
-        .total_memories(2 * POOL_SLOTS)
-        .total_tables(4 * POOL_SLOTS)
-        .total_stacks(POOL_SLOTS)
-        .max_memories_per_component(2)
-        .max_tables_per_component(4)
+    pool.total_component_instances(POOL.slots)
+        .total_stacks(POOL.slots)
+        .total_core_instances(POOL.core_instances + POOL_MARGIN)
+        .total_memories(POOL.memories + POOL_MARGIN)
+        .total_tables(POOL.tables + POOL_MARGIN)
+        .max_core_instances_per_component(POOL.core_instances_per_component + POOL_MARGIN)
+        .max_memories_per_component(POOL.memories_per_component + POOL_MARGIN)
+        .max_tables_per_component(POOL.tables_per_component + POOL_MARGIN)
+        // The vmctx of every core instance of one component, together.
+        .max_component_instance_size(4 << 20)
         .max_memory_size(limits.memory_bytes);
     pool.linear_memory_keep_resident(KEEP_RESIDENT)
         .table_keep_resident(64 << 10)
@@ -229,10 +232,21 @@ fn pooled_engine(config: &mut Config, limits: &Limits) -> wasmtime::Result<Engin
     Engine::new(config)
 }
 
+/// Creates `dir` (mode `0700` where it is new).
+pub(super) fn create_private_dir(dir: &std::path::Path) -> Result<(), PluginError> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .map_err(|e| PluginError::Io(format!("{}: {e}", dir.display())))
+}
+
 /// Hands the compiler's freed scratch memory back to the OS. glibc keeps freed heap pages
 /// around (a compile frees tens of MiB at once); elsewhere this is a no-op.
 #[allow(unsafe_code)] // one FFI call into libc, see below
-fn release_compile_scratch() {
+pub(super) fn release_compile_scratch() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         unsafe extern "C" {
@@ -245,36 +259,6 @@ fn release_compile_scratch() {
             malloc_trim(0);
         }
     }
-}
-
-/// Refuses what is clearly not an uploadable component, with a message that says what it is.
-fn check_component_bytes(bytes: &[u8], limit: usize) -> Result<(), PluginError> {
-    if bytes.len() > limit {
-        return Err(PluginError::TooLarge {
-            size: bytes.len(),
-            limit,
-        });
-    }
-    if Engine::detect_precompiled(bytes).is_some() {
-        return Err(PluginError::NotAComponent(
-            "this is a precompiled wasmtime artefact; upload the .wasm component instead".into(),
-        ));
-    }
-    match bytes.get(..8) {
-        Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => Err(PluginError::NotAComponent(
-            "this is a core WebAssembly module; build a component (cargo build --target wasm32-wasip2)".into(),
-        )),
-        Some([0, b'a', b's', b'm', _, _, 1, 0]) => Ok(()),
-        _ => Err(PluginError::NotAComponent("missing the WebAssembly header (\\0asm)".into())),
-    }
-}
-
-fn write_cache(component: &Component, path: &Path) -> std::io::Result<()> {
-    let bytes = component
-        .serialize()
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    super::registry::write_atomically(dir, path, &bytes)
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK`] on a plain thread (a tokio task would
@@ -292,31 +276,5 @@ fn start_ticker(engine: &Engine) {
         });
     if let Err(e) = spawned {
         tracing::error!(error = %e, "could not start the plugin epoch ticker; plugin deadlines fall back to the outer timeout");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn refuses_non_components_with_a_reason() {
-        let core = [0, b'a', b's', b'm', 1, 0, 0, 0];
-        assert!(
-            matches!(check_component_bytes(&core, 100), Err(PluginError::NotAComponent(m)) if m.contains("core"))
-        );
-        assert!(matches!(
-            check_component_bytes(b"hello world", 100),
-            Err(PluginError::NotAComponent(_))
-        ));
-        assert!(matches!(
-            check_component_bytes(&[0; 200], 100),
-            Err(PluginError::TooLarge {
-                size: 200,
-                limit: 100
-            })
-        ));
-        let component = [0, b'a', b's', b'm', 0x0d, 0, 1, 0];
-        assert_eq!(check_component_bytes(&component, 100), Ok(()));
     }
 }

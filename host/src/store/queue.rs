@@ -2,7 +2,7 @@
 //! recording attempt results, giving leases back, and putting expired leases back.
 //!
 //! Leasing never walks past deliveries it may not take. Each subscription has a queue row
-//! (`subscription_queues`, kept in step by triggers; see `migrations/0003_queue.sql`): whether
+//! (`subscription_queues`, kept in step by triggers; see `migrations/0004_queue.sql`): whether
 //! it may run, and a time no later than its earliest pending delivery. A lease walks the
 //! runnable queues that are due, in due order, leaving out the few the dispatcher has no room
 //! for, and takes each chosen subscription's due deliveries from its own index. A disabled

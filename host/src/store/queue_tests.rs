@@ -23,7 +23,7 @@ async fn fixture() -> Fixture {
     let store = Store::open_with_clock(&dir.path().join("db.sqlite"), clock.clock())
         .await
         .unwrap();
-    let (ingestor, _) = Ingestor::start(store.clone(), store.waker(), 4096);
+    let (ingestor, _) = Ingestor::start(store.clone(), store.waker(), 4096, 64 << 20);
     Fixture {
         store,
         clock,

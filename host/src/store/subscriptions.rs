@@ -1,4 +1,5 @@
-//! Subscriptions: CRUD, rotation, enable/disable, and the in-memory copy kept in step.
+//! Subscriptions: CRUD, enable/disable, and the in-memory copy kept in step (secret
+//! rotation is in `rotation`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError};
@@ -27,29 +28,56 @@ pub struct NewSubscription {
     pub secret: String,
 }
 
-/// A validated change; `None` leaves a field as it is, `Some(None)` clears an optional one.
-#[derive(Debug, Clone, Default)]
-pub struct SubscriptionPatch {
-    /// New URL.
-    pub url: Option<String>,
-    /// New patterns.
-    pub events: Option<Vec<String>>,
-    /// New plugin (or none).
-    pub plugin: Option<Option<String>>,
-    /// New plugin config (or none).
-    pub plugin_config: Option<Option<String>>,
-    /// New description (or none).
-    pub description: Option<Option<String>>,
-    /// New headers.
-    pub headers: Option<BTreeMap<String, String>>,
-    /// New signing scheme.
-    pub signature: Option<Scheme>,
+/// A subscription's whole new configuration, merged from a PATCH and validated by the caller.
+#[derive(Debug, Clone)]
+pub struct SubscriptionUpdate {
+    /// URL.
+    pub url: String,
+    /// Patterns.
+    pub events: Vec<String>,
+    /// Plugin (or none).
+    pub plugin: Option<String>,
+    /// Plugin config as JSON text (or none).
+    pub plugin_config: Option<String>,
+    /// Description (or none).
+    pub description: Option<String>,
+    /// Custom headers.
+    pub headers: BTreeMap<String, String>,
+    /// Signing scheme.
+    pub signature: Scheme,
+    /// A new secret, replacing the current one like a rotation; `None` keeps it.
+    pub secret: Option<String>,
+    /// With a new secret: how long the replaced one keeps signing.
+    pub rotation_grace_ms: i64,
+}
+
+/// What [`Store::update_subscription`] did.
+#[derive(Debug, Clone)]
+pub enum UpdateOutcome {
+    /// Written; the subscription as it now is.
+    Updated(Arc<Subscription>),
+    /// There is no such subscription (any more).
+    NotFound,
+    /// The stored subscription is no longer the one the update was merged from: merge again.
+    Changed,
+}
+
+/// Whether two reads of a subscription agree on everything an update is merged from.
+fn same_config(a: &Subscription, b: &Subscription) -> bool {
+    a.url == b.url
+        && a.events == b.events
+        && a.plugin == b.plugin
+        && a.plugin_config == b.plugin_config
+        && a.description == b.description
+        && a.headers == b.headers
+        && a.signature == b.signature
+        && a.secret == b.secret
 }
 
 const COLUMNS: &str = "id, url, events, plugin, plugin_config, description, headers, signature, secret, \
-    previous_secret, previous_secret_expires_at, status, disabled_reason, disabled_at, created_at, updated_at";
+    previous_secrets, status, disabled_reason, disabled_at, created_at, updated_at";
 
-fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+pub(super) fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
@@ -73,7 +101,7 @@ impl Store {
             new.description,
             json(&new.headers)?,
             json(&new.signature)?,
-            new.secret,
+            self.sealer.seal(&id, &new.secret)?,
             now,
         );
         self.write(move |conn| {
@@ -94,11 +122,12 @@ impl Store {
     /// Database errors.
     pub async fn subscription(&self, id: &str) -> Result<Option<Subscription>, StoreError> {
         let id = id.to_owned();
+        let sealer = self.sealer.clone();
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM subscriptions WHERE id = ? AND deleted_at IS NULL"
             ))?;
-            Ok(all_rows(&mut stmt, [id], Subscription::from_row)?.pop())
+            Ok(all_rows(&mut stmt, [id], |r| Subscription::from_row(r, &sealer))?.pop())
         })
         .await
     }
@@ -113,69 +142,80 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<Subscription>, StoreError> {
         let cursor = cursor.unwrap_or("").to_owned();
+        let sealer = self.sealer.clone();
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM subscriptions WHERE deleted_at IS NULL AND id > ? ORDER BY id LIMIT ?"
             ))?;
-            all_rows(&mut stmt, (cursor, limit), Subscription::from_row)
+            all_rows(&mut stmt, (cursor, limit), |r| Subscription::from_row(r, &sealer))
         })
         .await
     }
 
-    /// Applies a patch; `None` when there is no such subscription.
+    /// Writes `update`, merged by the caller from `based_on`, if the stored subscription is
+    /// still `based_on` (compare-and-swap inside the write transaction): two concurrent
+    /// updates cannot both be merged from the same state, so neither overwrites the other's
+    /// fields; the one answered [`UpdateOutcome::Changed`] merges again from the new state.
+    /// The caller validates before (a plugin's `validate-config` cannot run on the writer).
     ///
     /// # Errors
     /// Database errors.
     pub async fn update_subscription(
         &self,
-        id: &str,
-        patch: SubscriptionPatch,
-    ) -> Result<Option<Arc<Subscription>>, StoreError> {
-        let Some(mut sub) = self.subscription(id).await? else {
-            return Ok(None);
-        };
-        if let Some(url) = patch.url {
-            sub.url = url;
-        }
-        if let Some(events) = patch.events {
-            sub.events = events;
-        }
-        if let Some(plugin) = patch.plugin {
-            sub.plugin = plugin;
-        }
-        if let Some(config) = patch.plugin_config {
-            sub.plugin_config = config;
-        }
-        if let Some(description) = patch.description {
-            sub.description = description;
-        }
-        if let Some(headers) = patch.headers {
-            sub.headers = headers;
-        }
-        if let Some(signature) = patch.signature {
-            sub.signature = signature;
-        }
+        based_on: &Subscription,
+        update: SubscriptionUpdate,
+    ) -> Result<UpdateOutcome, StoreError> {
+        let id = based_on.id.clone();
+        let expected = based_on.clone();
         let row = (
-            sub.url,
-            json(&sub.events)?,
-            sub.plugin,
-            sub.plugin_config,
-            sub.description,
-            json(&sub.headers)?,
-            json(&sub.signature)?,
-            self.clock.now_ms(),
-            id.to_owned(),
+            update.url,
+            json(&update.events)?,
+            update.plugin,
+            update.plugin_config,
+            update.description,
+            json(&update.headers)?,
+            json(&update.signature)?,
         );
-        self.write(move |conn| {
-            conn.prepare_cached(
-                "UPDATE subscriptions SET url = ?, events = ?, plugin = ?, plugin_config = ?, description = ?, headers = ?,
-                 signature = ?, updated_at = ? WHERE id = ? AND deleted_at IS NULL",
-            )?
-            .execute(row)?;
-            Ok(())
-        })
-        .await?;
-        self.refresh_and_get(id).await.map(Some)
+        let secret = update
+            .secret
+            .map(|secret| self.sealer.seal(&id, &secret))
+            .transpose()?;
+        let grace = update.rotation_grace_ms;
+        let sealer = self.sealer.clone();
+        let now = self.clock.now_ms();
+        let outcome = self
+            .transaction(move |tx| {
+                let mut stmt = tx.prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM subscriptions WHERE id = ? AND deleted_at IS NULL"
+                ))?;
+                let Some(stored) =
+                    all_rows(&mut stmt, [&id], |r| Subscription::from_row(r, &sealer))?.pop()
+                else {
+                    return Ok(None);
+                };
+                if !same_config(&stored, &expected) {
+                    return Ok(Some(UpdateOutcome::Changed));
+                }
+                let (url, events, plugin, plugin_config, description, headers, signature) = row;
+                tx.prepare_cached(
+                    "UPDATE subscriptions SET url = ?, events = ?, plugin = ?, plugin_config = ?, description = ?,
+                     headers = ?, signature = ?, updated_at = ? WHERE id = ?",
+                )?
+                .execute((
+                    url, events, plugin, plugin_config, description, headers, signature, now, &id,
+                ))?;
+                if let Some(sealed) = secret {
+                    super::rotation::rotate_in(tx, &id, sealed, grace, now)?;
+                }
+                // The row as written, from this transaction: a DELETE right after the commit
+                // must not turn the answer into "vanished".
+                let written =
+                    all_rows(&mut stmt, [&id], |r| Subscription::from_row(r, &sealer))?.pop();
+                Ok(written.map(|w| UpdateOutcome::Updated(Arc::new(w))))
+            })
+            .await?;
+        self.refresh_subscription(&based_on.id).await?;
+        Ok(outcome.unwrap_or(UpdateOutcome::NotFound))
     }
 
     /// Deletes a subscription (kept as a tombstone for its delivery history) and cancels its
@@ -207,34 +247,8 @@ impl Store {
         Ok(deleted > 0)
     }
 
-    /// Replaces the secret; the old one keeps signing until `grace_ms` from now.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn rotate_secret(
-        &self,
-        id: &str,
-        secret: &str,
-        grace_ms: i64,
-    ) -> Result<bool, StoreError> {
-        let (id, key, secret) = (id.to_owned(), id.to_owned(), secret.to_owned());
-        let now = self.clock.now_ms();
-        let changed = self
-            .write(move |conn| {
-                Ok(conn
-                    .prepare_cached(
-                        "UPDATE subscriptions SET previous_secret = secret, previous_secret_expires_at = ?1, secret = ?2,
-                         updated_at = ?3 WHERE id = ?4 AND deleted_at IS NULL",
-                    )?
-                    .execute((now.saturating_add(grace_ms), secret, now, id))?)
-            })
-            .await?;
-        self.refresh_subscription(&key).await?;
-        Ok(changed > 0)
-    }
-
     /// Re-enables a subscription and forgets its failing streak. Its parked deliveries become
-    /// runnable in the same transaction (see `migrations/0003_queue.sql`), and the dispatcher
+    /// runnable in the same transaction (see `migrations/0004_queue.sql`), and the dispatcher
     /// is woken for them.
     ///
     /// # Errors
@@ -258,9 +272,10 @@ impl Store {
         if changed == 0 {
             return Ok(None);
         }
-        let sub = self.refresh_and_get(id).await?;
+        // Deleted right after (a concurrent DELETE): not found, not "vanished".
+        let sub = self.refresh_subscription(id).await?;
         self.waker.notify_one();
-        Ok(Some(sub))
+        Ok(sub)
     }
 
     /// Disables a subscription with a reason (410 Gone, or failing for too long). Its pending
@@ -301,11 +316,14 @@ impl Store {
         // Read and swap on the writer's thread, which runs one unit of work at a time: two
         // updates of the copy cannot swap in their versions in the wrong order.
         let cache = self.subscriptions.clone();
+        let sealer = self.sealer.clone();
         self.write(move |conn| {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM subscriptions WHERE deleted_at IS NULL ORDER BY id"
             ))?;
-            let all = all_rows(&mut stmt, [], |r| Subscription::from_row(r).map(Arc::new))?;
+            let all = all_rows(&mut stmt, [], |r| {
+                Subscription::from_row(r, &sealer).map(Arc::new)
+            })?;
             *cache.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(all);
             Ok(())
         })
@@ -323,13 +341,14 @@ impl Store {
         id: &str,
     ) -> Result<Option<Arc<Subscription>>, StoreError> {
         let (cache, id) = (self.subscriptions.clone(), id.to_owned());
+        let sealer = self.sealer.clone();
         // On the writer's thread, like every other update of the copy (see above).
         self.write(move |conn| {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM subscriptions WHERE id = ? AND deleted_at IS NULL"
             ))?;
             let fresh = all_rows(&mut stmt, [&id], |r| {
-                Subscription::from_row(r).map(Arc::new)
+                Subscription::from_row(r, &sealer).map(Arc::new)
             })?
             .pop();
             let current = cache.read().unwrap_or_else(PoisonError::into_inner).clone();
@@ -373,3 +392,66 @@ impl Store {
 #[cfg(test)]
 #[path = "subscriptions_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+mod update_tests {
+    use super::*;
+
+    fn update_of(sub: &Subscription, description: &str) -> SubscriptionUpdate {
+        SubscriptionUpdate {
+            url: sub.url.clone(),
+            events: sub.events.clone(),
+            plugin: sub.plugin.clone(),
+            plugin_config: sub.plugin_config.clone(),
+            description: Some(description.to_owned()),
+            headers: sub.headers.clone(),
+            signature: sub.signature.clone(),
+            secret: None,
+            rotation_grace_ms: 0,
+        }
+    }
+
+    /// An update merged from a state that is no longer stored is refused, so the caller
+    /// merges again instead of writing back stale fields.
+    #[tokio::test]
+    async fn an_update_from_a_stale_read_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db.sqlite")).await.unwrap();
+        let created = store
+            .create_subscription(NewSubscription {
+                url: "http://127.0.0.1:9/".into(),
+                events: vec!["*".into()],
+                plugin: None,
+                plugin_config: None,
+                description: None,
+                headers: BTreeMap::new(),
+                signature: Scheme::StandardWebhooks,
+                secret: crate::signing::generate_secret(),
+            })
+            .await
+            .unwrap();
+        let stale = (*created).clone();
+        let first = store
+            .update_subscription(&stale, update_of(&stale, "first"))
+            .await
+            .unwrap();
+        let UpdateOutcome::Updated(now) = first else {
+            panic!("{first:?}")
+        };
+        assert_eq!(now.description.as_deref(), Some("first"));
+        let second = store
+            .update_subscription(&stale, update_of(&stale, "second"))
+            .await
+            .unwrap();
+        assert!(matches!(second, UpdateOutcome::Changed), "{second:?}");
+        let stored = store.subscription(&stale.id).await.unwrap().unwrap();
+        assert_eq!(stored.description.as_deref(), Some("first"));
+        assert!(store.delete_subscription(&stale.id).await.unwrap());
+        let gone = store
+            .update_subscription(&now, update_of(&now, "third"))
+            .await
+            .unwrap();
+        assert!(matches!(gone, UpdateOutcome::NotFound), "{gone:?}");
+        store.close().await;
+    }
+}

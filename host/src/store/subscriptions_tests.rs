@@ -38,11 +38,19 @@ async fn a_change_updates_only_its_own_cache_entry() {
     assert!(Arc::ptr_eq(&a0, &entry(&a.id)), "create re-read the others");
     assert!(Arc::ptr_eq(&b0, &entry(&b.id)));
 
-    let patch = SubscriptionPatch {
-        url: Some("https://b2.example".into()),
-        ..SubscriptionPatch::default()
+    let update = SubscriptionUpdate {
+        url: "https://b2.example".into(),
+        events: b.events.clone(),
+        plugin: None,
+        plugin_config: None,
+        description: None,
+        headers: BTreeMap::new(),
+        signature: b.signature.clone(),
+        secret: None,
+        rotation_grace_ms: 0,
     };
-    store.update_subscription(&b.id, patch).await.unwrap();
+    let outcome = store.update_subscription(&b, update).await.unwrap();
+    assert!(matches!(outcome, UpdateOutcome::Updated(_)), "{outcome:?}");
     assert_eq!(entry(&b.id).url, "https://b2.example");
     assert!(Arc::ptr_eq(&a0, &entry(&a.id)), "update re-read the others");
 

@@ -4,6 +4,7 @@
 pub mod binary;
 pub mod gated;
 pub mod plugins;
+pub mod process;
 pub mod receiver;
 pub mod server;
 

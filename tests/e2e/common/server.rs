@@ -4,6 +4,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use switchyard::Config;
 
@@ -30,6 +32,10 @@ pub fn test_config(data_dir: PathBuf) -> Config {
     config.retry_schedule = vec![Duration::from_millis(100), Duration::from_millis(100)];
     config.bundled_plugins = false;
     config.delivery_timeout = Duration::from_secs(5);
+    // Plugins compile in a child process of the real binary, as `switchyard serve` does.
+    config.plugin_compiler = Some(env!("CARGO_BIN_EXE_switchyard").into());
+    // Tests send wrong keys on purpose, all from 127.0.0.1; `edge` tests the limit itself.
+    config.max_auth_failures = 10_000;
     config
 }
 
@@ -137,6 +143,25 @@ impl TestServer {
         json
     }
 
+    /// [`TestServer::expect`], decoding the answer into `T` strictly: the body must read as
+    /// `T` and write back as exactly the same JSON, so a missing, renamed or extra field fails
+    /// the test (where `value["field"] == null` would pass on a missing field).
+    pub async fn typed<T: DeserializeOwned + Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        status: u16,
+    ) -> T {
+        let json = self.expect(method.clone(), path, body, status).await;
+        strict(json, &format!("{method} {path}"))
+    }
+
+    /// `GET path`, expecting 200, decoded strictly (see [`TestServer::typed`]).
+    pub async fn get<T: DeserializeOwned + Serialize>(&self, path: &str) -> T {
+        self.typed(Method::GET, path, None, 200).await
+    }
+
     /// A raw request builder with the admin key, for odd bodies and headers.
     pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
         self.http
@@ -217,4 +242,16 @@ impl Drop for TestServer {
             let _ = stop.send(());
         }
     }
+}
+
+/// `value` as `T`, asserting that `T` writes it back unchanged (every field there, none extra).
+pub fn strict<T: DeserializeOwned + Serialize>(value: Value, what: &str) -> T {
+    let typed: T = serde_json::from_value(value.clone())
+        .unwrap_or_else(|e| panic!("{what}: answer does not decode ({e}): {value:#}"));
+    let again = serde_json::to_value(&typed).unwrap();
+    assert_eq!(
+        again, value,
+        "{what}: the answer has fields the model does not (or lacks some)"
+    );
+    typed
 }

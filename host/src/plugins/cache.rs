@@ -1,0 +1,211 @@
+//! The compile cache: artefacts this service compiled, kept in a folder so a restart does not
+//! compile again. Loading an artefact runs its native code, so each one is trusted only if
+//! its sha256 matches the digest recorded when it was written, kept where only the service
+//! writes (the database, through [`ArtefactDigests`]); anything else is compiled again. Only
+//! accepted components (world check passed) are written, and [`Cache::prune`] drops what no
+//! loaded version uses.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use futures::future::BoxFuture;
+use sha2::{Digest, Sha256};
+
+/// Where artefact digests are kept (the service uses its database). Keys are the component's
+/// version (sha256 of its bytes) and the engine's compatibility hash; values the sha256 (hex)
+/// of the artefact's bytes.
+pub trait ArtefactDigests: Send + Sync {
+    /// The recorded digest, if any.
+    fn get<'a>(
+        &'a self,
+        version: &'a str,
+        engine: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, String>>;
+    /// Records (or replaces) a digest.
+    fn put<'a>(
+        &'a self,
+        version: &'a str,
+        engine: &'a str,
+        sha256: &'a str,
+    ) -> BoxFuture<'a, Result<(), String>>;
+    /// Forgets every digest except those of `versions` for `engine`.
+    fn retain<'a>(
+        &'a self,
+        engine: &'a str,
+        versions: &'a [String],
+    ) -> BoxFuture<'a, Result<(), String>>;
+}
+
+/// Digests kept in memory, for embedders without a database (tests, benchmarks): artefacts
+/// written by an earlier process are never trusted.
+#[derive(Debug, Default)]
+pub struct MemoryDigests(Mutex<HashMap<(String, String), String>>);
+
+impl ArtefactDigests for MemoryDigests {
+    fn get<'a>(
+        &'a self,
+        version: &'a str,
+        engine: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, String>> {
+        let map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let found = map.get(&(version.to_owned(), engine.to_owned())).cloned();
+        Box::pin(async move { Ok(found) })
+    }
+
+    fn put<'a>(
+        &'a self,
+        version: &'a str,
+        engine: &'a str,
+        sha256: &'a str,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert((version.to_owned(), engine.to_owned()), sha256.to_owned());
+        Box::pin(async { Ok(()) })
+    }
+
+    fn retain<'a>(
+        &'a self,
+        engine: &'a str,
+        versions: &'a [String],
+    ) -> BoxFuture<'a, Result<(), String>> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|(v, e), _| e == engine && versions.contains(v));
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// The cache folder and its digests.
+#[derive(Clone)]
+pub struct Cache {
+    dir: Arc<Path>,
+    digests: Arc<dyn ArtefactDigests>,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cache {
+    /// A cache in `dir` (created if missing, private to the service's user) with digests kept
+    /// in `digests`.
+    pub fn new(dir: impl Into<PathBuf>, digests: Arc<dyn ArtefactDigests>) -> Self {
+        Self {
+            dir: Arc::from(dir.into()),
+            digests,
+        }
+    }
+
+    /// The folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn path(&self, version: &str, engine: &str) -> PathBuf {
+        self.dir.join(format!("{version}-{engine}.cwasm"))
+    }
+
+    /// The artefact of `version` for `engine`, if one is cached and its bytes are the ones
+    /// recorded. A mismatch is logged and treated as a miss (the caller compiles again).
+    pub(super) async fn get(&self, version: &str, engine: &str, max_bytes: u64) -> Option<Vec<u8>> {
+        let path = self.path(version, engine);
+        let file = path.clone();
+        let bytes = tokio::task::spawn_blocking(move || read_bounded(&file, max_bytes))
+            .await
+            .ok()?
+            .ok()??;
+        let actual = hex::encode(Sha256::digest(&bytes));
+        match self.digests.get(version, engine).await {
+            Ok(Some(recorded)) if recorded == actual => Some(bytes),
+            Ok(recorded) => {
+                tracing::warn!(
+                    path = %path.display(),
+                    recorded = recorded.as_deref().unwrap_or("none"),
+                    actual,
+                    "compiled plugin in the cache is not the one this service wrote; compiling again"
+                );
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read plugin artefact digests; compiling again");
+                None
+            }
+        }
+    }
+
+    /// Writes an accepted component's artefact and records its digest.
+    pub(super) async fn put(&self, version: &str, engine: &str, artefact: bytes::Bytes) {
+        let digest = hex::encode(Sha256::digest(&artefact));
+        let (dir, path) = (self.dir.clone(), self.path(version, engine));
+        let written = tokio::task::spawn_blocking(move || {
+            super::folder::write_atomically(&dir, &path, &artefact)
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => {
+                if let Err(e) = self.digests.put(version, engine, &digest).await {
+                    tracing::warn!(error = %e, "could not record a plugin artefact digest");
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not write a plugin cache entry"),
+            Err(e) => tracing::warn!(error = %e, "could not write a plugin cache entry"),
+        }
+    }
+
+    /// Removes every artefact (and digest) but those of `keep` for `engine`, and leftovers of
+    /// compiles (`.compile-*`) when `leftovers` is set (at start, when none runs).
+    pub(super) async fn prune(&self, engine: &str, keep: &[String], leftovers: bool) {
+        let dir = self.dir.clone();
+        let wanted: Vec<String> = keep.iter().map(|v| format!("{v}-{engine}.cwasm")).collect();
+        let removed = tokio::task::spawn_blocking(move || {
+            let mut removed = 0_usize;
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                return removed;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let stale = if name.starts_with('.') {
+                    leftovers
+                } else {
+                    !wanted.contains(&name)
+                };
+                if stale {
+                    let path = entry.path();
+                    let gone = if path.is_dir() {
+                        std::fs::remove_dir_all(&path)
+                    } else {
+                        std::fs::remove_file(&path)
+                    };
+                    removed += usize::from(gone.is_ok());
+                }
+            }
+            removed
+        })
+        .await
+        .unwrap_or(0);
+        if removed > 0 {
+            tracing::info!(removed, "pruned the plugin compile cache");
+        }
+        if let Err(e) = self.digests.retain(engine, keep).await {
+            tracing::warn!(error = %e, "could not prune plugin artefact digests");
+        }
+    }
+}
+
+/// The file's bytes, `None` when it does not exist or is larger than `max_bytes`.
+fn read_bounded(path: &Path, max_bytes: u64) -> std::io::Result<Option<Vec<u8>>> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() && meta.len() <= max_bytes => std::fs::read(path).map(Some),
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}

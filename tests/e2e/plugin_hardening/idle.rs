@@ -1,0 +1,121 @@
+//! Issue 8 item 1: once started, an idle service reads no plugin file. Measured from outside
+//! (an inotify watch of our own on the plugins folder sees every open) and from inside (the
+//! registry's read counter, also on `/metrics`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use notify_debouncer_full::notify::event::AccessKind;
+use notify_debouncer_full::notify::{self, EventKind, RecursiveMode, Watcher as _};
+use reqwest::Method;
+
+use crate::common::{TestServer, wait_until};
+
+/// How long the service is watched while idle.
+const IDLE: Duration = Duration::from_secs(3);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_service_reads_no_plugin_file() {
+    let server = TestServer::start_with(|c| c.bundled_plugins = true).await;
+    let ready = wait_until(Duration::from_secs(30), || async {
+        let list = server.expect(Method::GET, "/v1/plugins", None, 200).await;
+        list["data"]
+            .as_array()
+            .is_some_and(|all| all.len() == 4 && all.iter().all(|p| p["status"] == "ready"))
+    })
+    .await;
+    assert!(ready, "the bundled plugins did not load");
+
+    let opens = Arc::new(AtomicUsize::new(0));
+    let counted = opens.clone();
+    let mut watch = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event
+            && matches!(event.kind, EventKind::Access(AccessKind::Open(_)))
+        {
+            counted.fetch_add(1, Ordering::Relaxed);
+        }
+    })
+    .unwrap();
+    let plugins_dir = server.data_dir.join("plugins");
+    watch
+        .watch(&plugins_dir, RecursiveMode::NonRecursive)
+        .unwrap();
+    // Let anything still settling from the start settle (the debounce is 100 ms).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let opened_before = opens.load(Ordering::Relaxed);
+    let reads_before = file_reads(&server).await;
+    tokio::time::sleep(IDLE).await;
+    let opened = opens.load(Ordering::Relaxed) - opened_before;
+    let reads_after = file_reads(&server).await;
+    eprintln!("idle for {IDLE:?}: {opened} opens of plugin files seen");
+    assert_eq!(opened, 0, "plugin files were opened while idle");
+    let (before, after) = (reads_before.unwrap(), reads_after.unwrap());
+    assert!(
+        before >= 4,
+        "the start-up read each bundled plugin once: {before}"
+    );
+    assert_eq!(
+        after, before,
+        "the registry counted plugin file reads while idle"
+    );
+}
+
+/// `switchyard_plugin_file_reads_total` from `/metrics`.
+async fn file_reads(server: &TestServer) -> Option<u64> {
+    let text = server
+        .anonymous(Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("switchyard_plugin_file_reads_total "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// The process view over 10 s (the real binary, bundled plugins loaded): no plugin file read
+/// and under 1% of a core. (A parked delivery backlog is the dispatcher's part of this check.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_service_process_uses_almost_no_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let service =
+        super::process::Service::start(dir.path(), &[("SWITCHYARD_BUNDLED_PLUGINS", "true")]).await;
+    let loaded = wait_until(Duration::from_secs(60), || async {
+        let mut all = true;
+        for name in ["slack", "discord", "filter", "reshape"] {
+            all &= service.plugin(name).await["status"] == "ready";
+        }
+        all
+    })
+    .await;
+    assert!(loaded, "the bundled plugins did not load");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let reads = process_metric(&service, "switchyard_plugin_file_reads_total").await;
+    let cpu = service.cpu_seconds();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let used = service.cpu_seconds() - cpu;
+    let reads_after = process_metric(&service, "switchyard_plugin_file_reads_total").await;
+    eprintln!(
+        "idle for 10 s: {used:.2} s of CPU ({:.1}% of a core), plugin file reads {reads} -> {reads_after}",
+        used * 10.0
+    );
+    assert_eq!(reads_after, reads, "plugin files were read while idle");
+    assert!(used < 0.1, "{used:.2} s of CPU in 10 s of idling");
+}
+
+async fn process_metric(service: &super::process::Service, name: &str) -> u64 {
+    let text = service
+        .request(Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("no {name} in /metrics"))
+}

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests, the bundled plugins' tests, the end-to-end suite (which
-# builds the plugins for wasm32-wasip2 itself), and the API contract checked by outside tools
-# (tests/contract/run.sh: openapi-spec-validator, a generated client's flow, schemathesis;
-# installed pinned into target/contract/venv; SWITCHYARD_SKIP_CONTRACT=1 skips them).
+# builds the plugins for wasm32-wasip2 itself), then the heavy fault-injection tests on their
+# own, and the API contract checked by outside tools (tests/contract/run.sh:
+# openapi-spec-validator, a generated client's flow, schemathesis; installed pinned into
+# target/contract/venv; SWITCHYARD_SKIP_CONTRACT=1 skips them).
 # Installs the wasm target if it is missing. Ends with one summary line over everything.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -11,6 +12,14 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test "$@" 2>&1 | tee "$log" || status=$?
+# The fault-injection tests that load the machine (a kill -9 loop, an idle-CPU measurement, a
+# slow plugin beside fast subscriptions) run afterwards, one at a time: run beside the rest they
+# would starve other tests' 100 ms plugin deadlines, and their own timings would measure the
+# other tests. Skipped when arguments pick something else.
+if [ "$#" -eq 0 ]; then
+  cargo test -p switchyard --test e2e -- --ignored --test-threads=1 \
+    fairness:: parked::an_idle queue_faults::killed 2>&1 | tee -a "$log" || status=$?
+fi
 count() { grep -E '^test result:' "$log" | grep -oE "[0-9]+ $1" | awk '{ n += $1 } END { print n + 0 }'; }
 passed=$(count passed)
 failed=$(count failed)

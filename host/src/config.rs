@@ -8,8 +8,16 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::clock::Clock;
 use crate::plugins::{CompileBudget, Limits};
 use crate::server::HttpLimits;
+
+/// What a lease must hold beyond the time limits of one attempt: room to record the result
+/// before the lease runs out.
+pub const LEASE_MARGIN: Duration = Duration::from_secs(5);
+/// The longest delay one entry of the retry schedule may ask for. Beyond it a retry is no
+/// longer a retry (and a big enough value overflowed the time arithmetic).
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// The validated configuration the service runs with.
 #[derive(Debug, Clone)]
@@ -73,8 +81,12 @@ pub struct Config {
     pub plugins_follow_symlinks: bool,
     /// Write the bundled plugins into the plugins folder when it is first created.
     pub bundled_plugins: bool,
-    /// How long a leased delivery may stay `delivering` before another worker may take it.
+    /// How long a leased delivery may stay `delivering` before it is queued again. An attempt
+    /// only starts while its lease can still hold it (see [`Config::attempt_time`]); a result
+    /// that comes after its lease was taken back is ignored.
     pub lease: Duration,
+    /// The wall clock (the system's; a manual one in tests).
+    pub clock: Clock,
 }
 
 impl Config {
@@ -106,6 +118,53 @@ impl Config {
             plugins_follow_symlinks: false,
             bundled_plugins: true,
             lease: Duration::from_secs(300),
+            clock: Clock::system(),
+        }
+    }
+
+    /// The longest one attempt may take: its plugin call and its request.
+    pub fn attempt_time(&self) -> Duration {
+        self.delivery_timeout
+            .saturating_add(self.plugin_limits.deadline)
+    }
+
+    /// The shortest lease allowed: a leased delivery may wait in memory for its turn for up to
+    /// one attempt's time, then run its attempt, with [`LEASE_MARGIN`] to spare.
+    pub fn min_lease(&self) -> Duration {
+        self.attempt_time()
+            .saturating_mul(2)
+            .saturating_add(LEASE_MARGIN)
+    }
+
+    /// Checks the rules that tie settings together (and those a `Config` built in code could
+    /// break): the timeouts fit in the lease, the retry delays are bounded.
+    ///
+    /// # Errors
+    /// Every broken rule, one message each.
+    pub fn validate(&self) -> Result<(), Vec<String>> {
+        let mut errors = Vec::new();
+        if self.lease < self.min_lease() {
+            errors.push(format!(
+                "lease: {} cannot hold an attempt (delivery_timeout {} + plugin_timeout {}): a \
+                 delivery may wait that long for its turn and then take that long again; set \
+                 lease to at least {}, or shorten the timeouts",
+                humantime::format_duration(self.lease),
+                humantime::format_duration(self.delivery_timeout),
+                humantime::format_duration(self.plugin_limits.deadline),
+                humantime::format_duration(self.min_lease()),
+            ));
+        }
+        if let Some(long) = self.retry_schedule.iter().find(|d| **d > MAX_RETRY_DELAY) {
+            errors.push(format!(
+                "retry_schedule: {} is longer than the most one retry may wait ({})",
+                humantime::format_duration(*long),
+                humantime::format_duration(MAX_RETRY_DELAY),
+            ));
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
         }
     }
 
@@ -186,6 +245,8 @@ pub struct Layer {
     pub plugins_follow_symlinks: Option<bool>,
     /// `bundled_plugins`
     pub bundled_plugins: Option<bool>,
+    /// `lease`, e.g. `"5m"`
+    pub lease: Option<String>,
 }
 
 impl Layer {
@@ -251,6 +312,7 @@ impl Layer {
                 .plugins_follow_symlinks
                 .or(self.plugins_follow_symlinks),
             bundled_plugins: over.bundled_plugins.or(self.bundled_plugins),
+            lease: over.lease.or(self.lease),
         }
     }
 
@@ -341,6 +403,7 @@ impl Layer {
             self.plugin_timeout,
             &mut errors,
         );
+        set_duration(&mut config.lease, "lease", self.lease, &mut errors);
         set_positive(
             &mut config.max_in_flight,
             "max_in_flight",
@@ -400,6 +463,11 @@ impl Layer {
         }
         config.plugins_follow_symlinks = self.plugins_follow_symlinks.unwrap_or(false);
         config.bundled_plugins = self.bundled_plugins.unwrap_or(true);
+        if errors.is_empty()
+            && let Err(rules) = config.validate()
+        {
+            errors.extend(rules);
+        }
         if errors.is_empty() {
             Ok(config)
         } else {
@@ -547,6 +615,35 @@ mod tests {
             errors.iter().any(|e| e.starts_with("max_pending_events")),
             "{errors:#?}"
         );
+    }
+
+    /// A schedule entry too large to add to a time (here about 490 billion years, which
+    /// overflowed a worker's jitter arithmetic) is refused, as is anything past the bound.
+    #[test]
+    fn absurd_retry_delays_are_refused() {
+        for schedule in ["5s,490000000000y", "31d"] {
+            let layer = Layer {
+                retry_schedule: Some(schedule.into()),
+                ..Layer::default()
+            };
+            let errors = layer.resolve().unwrap_err();
+            assert!(
+                errors.iter().any(|e| e.starts_with("retry_schedule")),
+                "{schedule}: {errors:?}"
+            );
+        }
+    }
+
+    /// A delivery timeout the lease cannot hold would let an attempt run past its lease (and
+    /// the delivery be leased again while it runs): refused, with the way out in the message.
+    #[test]
+    fn timeouts_must_fit_in_the_lease() {
+        let layer = Layer {
+            delivery_timeout: Some("400s".into()),
+            ..Layer::default()
+        };
+        let errors = layer.resolve().unwrap_err();
+        assert!(errors.iter().any(|e| e.contains("lease")), "{errors:?}");
     }
 
     #[test]

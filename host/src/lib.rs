@@ -6,6 +6,7 @@
 //! here so tests can start the real service in-process.
 
 pub mod api;
+pub mod clock;
 pub mod config;
 pub mod dispatch;
 pub mod metrics;
@@ -15,5 +16,6 @@ pub mod server;
 pub mod signing;
 pub mod store;
 
+pub use clock::Clock;
 pub use config::Config;
 pub use server::{StartError, run};

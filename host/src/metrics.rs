@@ -25,6 +25,9 @@ pub struct Metrics {
     plugin_duration: Histogram,
     queue_pending: Gauge,
     queue_delivering: Gauge,
+    results_stale: Counter,
+    results_unrecorded: Counter,
+    leases_returned: Counter,
 }
 
 impl Default for Metrics {
@@ -57,6 +60,24 @@ impl Metrics {
         let plugin_duration = Histogram::new(exponential_buckets(0.000_01, 2.0, 16));
         let queue_pending = Gauge::default();
         let queue_delivering = Gauge::default();
+        let results_stale = Counter::default();
+        let results_unrecorded = Counter::default();
+        let leases_returned = Counter::default();
+        registry.register(
+            "results_stale",
+            "Attempt results ignored because their lease had been taken back (it ran out, or was given back)",
+            results_stale.clone(),
+        );
+        registry.register(
+            "results_unrecorded",
+            "Attempt results the database refused; their deliveries were failed with the reason",
+            results_unrecorded.clone(),
+        );
+        registry.register(
+            "leases_returned",
+            "Leased deliveries given back unattempted (subscription disabled, or too little lease left)",
+            leases_returned.clone(),
+        );
         registry.register(
             "events_ingested",
             "Events accepted (202)",
@@ -101,7 +122,28 @@ impl Metrics {
             plugin_duration,
             queue_pending,
             queue_delivering,
+            results_stale,
+            results_unrecorded,
+            leases_returned,
         }
+    }
+
+    /// Counts results ignored because their lease had been taken back.
+    pub fn results_stale(&self, n: usize) {
+        if n > 0 {
+            self.results_stale
+                .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
+        }
+    }
+
+    /// Counts a result the database refused.
+    pub fn result_unrecorded(&self) {
+        self.results_unrecorded.inc();
+    }
+
+    /// Counts a lease given back unattempted.
+    pub fn lease_returned(&self) {
+        self.leases_returned.inc();
     }
 
     /// Counts accepted events.

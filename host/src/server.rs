@@ -1,17 +1,20 @@
-//! Wiring: open the store, load plugins, start the watcher, the ingestor and the dispatcher,
-//! serve HTTP until the shutdown future resolves, then stop in order (HTTP first, within its
-//! shutdown timeout, then dispatch, which finishes or releases its in-flight work).
+//! Wiring: lock the data folder, open the store, load plugins, start the watcher, the
+//! ingestor and the dispatcher, serve HTTP until the shutdown future resolves, then stop in
+//! order (HTTP first, within its shutdown timeout, then dispatch, which finishes or releases
+//! its in-flight work).
 
 mod conn;
 mod fd_limit;
 mod http;
 
+use std::fs::{File, OpenOptions, TryLockError};
 use std::future::Future;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 
 pub use http::HttpLimits;
 
@@ -27,6 +30,8 @@ use crate::store::{Ingestor, KeySource, SecretKey, Store, StoreError};
 const API_KEY_SETTING: &str = "api_key_sha256";
 /// Bytes of a receiver's response body read and kept per attempt.
 const RESPONSE_BYTES: usize = 4096;
+/// The file in the data folder a running service holds an exclusive lock on.
+const LOCK_FILE: &str = "lock";
 /// How often rotated-out secrets past their grace are removed from the database (reads
 /// already leave them out).
 const SECRET_SWEEP_EVERY: Duration = Duration::from_secs(600);
@@ -34,9 +39,25 @@ const SECRET_SWEEP_EVERY: Duration = Duration::from_secs(600);
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// The configuration breaks a rule (see [`Config::validate`]).
+    #[error("invalid configuration: {}", .0.join("; "))]
+    Config(Vec<String>),
     /// The data or plugin folder could not be set up.
     #[error("{0}")]
     Io(String),
+    /// Another process serves from the same data folder: two would lease each other's
+    /// deliveries and re-queue each other's work.
+    #[error(
+        "the data folder {} is in use by another switchyard process{holder} (it holds {}); \
+         stop that one first, or give this one its own data folder",
+        .path.display(), .path.join(LOCK_FILE).display()
+    )]
+    DataDirInUse {
+        /// The data folder.
+        path: PathBuf,
+        /// ` (pid N)` when the holder wrote its pid.
+        holder: String,
+    },
     /// The database could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -60,6 +81,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
+    config.validate().map_err(StartError::Config)?;
     let config = Arc::new(config);
     let open_files = fd_limit::raise_open_files_limit();
     let max_connections = fd_limit::connection_cap(
@@ -72,13 +94,15 @@ pub async fn run(
     refuse_if_others_can_write(&config.data_dir)?;
     refuse_if_others_can_write(&config.data_dir.join(PLUGIN_CACHE))?;
     create_private_dir(&config.data_dir)?;
+    // Held until `run` returns (and by the kernel until the process dies, however it dies).
+    let _lock = lock_data_dir(&config.data_dir)?;
     let key = match &config.secret_key {
         Some(text) => KeySource::Given(
             SecretKey::parse(text).map_err(|e| StartError::Io(format!("secret_key: {e}")))?,
         ),
         None => KeySource::File(config.secret_key_file.clone()),
     };
-    let store = Store::open_with(&config.database_path(), key).await?;
+    let store = Store::open_with(&config.database_path(), key, config.clock.clone()).await?;
     restrict_to_owner(&config.data_dir, &config.database_path());
     let (api_key, generated) = api_key(&store, &config).await?;
     if let Some(key) = generated {
@@ -115,7 +139,8 @@ pub async fn run(
         let plugins = plugins.clone();
         Metrics::with_plugin_stats(Box::new(move || plugins.stats()))
     };
-    let wake = Arc::new(Notify::new());
+    // One wake-up for everything that queues deliveries: ingest, the API, the store itself.
+    let wake = store.waker();
     let (ingestor, ingest_task) = Ingestor::start(
         store.clone(),
         wake.clone(),
@@ -133,7 +158,9 @@ pub async fn run(
             max_in_flight: config.max_in_flight,
             max_in_flight_per_subscription: config.max_in_flight_per_subscription,
             lease: config.lease,
+            delivery_timeout: config.delivery_timeout,
             disable_after_failing_for: config.disable_after_failing_for,
+            clock: config.clock.clone(),
         },
         wake.clone(),
     );
@@ -163,6 +190,38 @@ pub async fn run(
     let _ = tokio::time::timeout(Duration::from_secs(5), ingest_task).await;
     store.close().await;
     served.map_err(StartError::Serve)
+}
+
+/// Takes the data folder's lock (an exclusive `flock` on `<data>/lock`, which the kernel drops
+/// when the process ends, even by `kill -9`), and writes this process's id into it.
+fn lock_data_dir(dir: &Path) -> Result<File, StartError> {
+    let path = dir.join(LOCK_FILE);
+    let io = |e: std::io::Error| StartError::Io(format!("{}: {e}", path.display()));
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|pid| pid.trim().parse::<u32>().ok())
+                .map(|pid| format!(" (pid {pid})"))
+                .unwrap_or_default();
+            return Err(StartError::DataDirInUse {
+                path: dir.to_owned(),
+                holder,
+            });
+        }
+        Err(TryLockError::Error(e)) => return Err(io(e)),
+    }
+    file.set_len(0).map_err(io)?;
+    writeln!(file, "{}", std::process::id()).map_err(io)?;
+    Ok(file)
 }
 
 /// Removes rotated-out secrets past their grace: at start (which also clears those of a

@@ -548,13 +548,14 @@ async fn a_410_disables_the_subscription_until_enabled() {
     assert!(reason.contains("410"), "{reason}");
     assert!(got["disabled_at"].is_string(), "{got:#}");
 
-    // New events no longer create deliveries for it.
+    // New events wait for it: their deliveries are parked until it is enabled.
     let event = server.send_event(json!({"type": "a.c", "data": {}})).await;
-    assert_eq!(event["deliveries"], 0);
-    assert_eq!(
-        server.deliveries_of(&id_of(&event)).await,
-        Vec::<Value>::new()
-    );
+    assert_eq!(event["deliveries"], 1);
+    let parked = id_of(&server.deliveries_of(&id_of(&event)).await[0]);
+    let waiting = server
+        .expect(Method::GET, &format!("/v1/deliveries/{parked}"), None, 200)
+        .await;
+    assert_eq!(waiting["status"], "pending", "{waiting:#}");
 
     let enabled: SubscriptionOut = server
         .typed(Method::POST, &format!("{path}/enable"), None, 200)
@@ -573,9 +574,15 @@ async fn a_410_disables_the_subscription_until_enabled() {
     assert_eq!(event["deliveries"], 1);
     let delivery = id_of(&server.deliveries_of(&id_of(&event)).await[0]);
     server.wait_delivery(&delivery, "succeeded", WAIT).await;
-    let got = receiver.wait_for(2, WAIT).await;
-    assert_eq!(got[1].json()["type"], "a.d");
-    assert_eq!(got.len(), 2);
+    server.wait_delivery(&parked, "succeeded", WAIT).await;
+    let got = receiver.wait_for(3, WAIT).await;
+    let mut types: Vec<String> = got[1..]
+        .iter()
+        .map(|r| r.json()["type"].as_str().unwrap().to_owned())
+        .collect();
+    types.sort();
+    assert_eq!(types, ["a.c", "a.d"], "the parked one is sent after enable");
+    assert_eq!(got.len(), 3);
 }
 
 // ---------------------------------------------------------------------------------------------

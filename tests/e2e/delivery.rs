@@ -236,8 +236,15 @@ async fn gone_disables_the_subscription() {
     assert_eq!(receiver.received().len(), 1, "no retry after 410");
     let later = server.send_event(json!({"type": "a.b", "data": {}})).await;
     assert_eq!(
-        later["deliveries"], 0,
-        "a disabled subscription gets no new deliveries"
+        later["deliveries"], 1,
+        "a disabled subscription's new deliveries wait for it"
+    );
+    let parked = &server.deliveries_of(later["id"].as_str().unwrap()).await[0];
+    assert_eq!(parked["status"], "pending", "{parked:#}");
+    assert_eq!(
+        receiver.received().len(),
+        1,
+        "nothing is sent while disabled"
     );
 }
 

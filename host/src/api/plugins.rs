@@ -14,7 +14,7 @@ use super::models::{
 };
 use super::{ApiError, AppState, ErrorCode};
 use crate::plugins::{Decision, PluginError, PluginEvent, valid_name};
-use crate::store::{new_id, now_ms};
+use crate::store::new_id;
 
 fn not_found(name: &str) -> ApiError {
     ApiError::not_found("plugin", name)
@@ -180,7 +180,7 @@ pub async fn dry_run(
     let event = PluginEvent {
         id: body.event.id.unwrap_or_else(|| new_id("evt")),
         event_type: body.event.event_type,
-        timestamp: now_ms().div_euclid(1000),
+        timestamp: state.store.clock().now_ms().div_euclid(1000),
         subscription_id: "dry-run".into(),
         payload: body.event.data.to_string(),
     };

@@ -118,6 +118,10 @@ pub struct ServeArgs {
     /// plugins folder [default: true]
     #[arg(long, env = "SWITCHYARD_BUNDLED_PLUGINS")]
     bundled_plugins: Option<bool>,
+    /// How long a leased delivery stays in flight before it is queued again; must hold twice
+    /// delivery_timeout + plugin_timeout, plus 5s [default: 5m]
+    #[arg(long, env = "SWITCHYARD_LEASE")]
+    lease: Option<String>,
 }
 
 impl ServeArgs {
@@ -152,6 +156,7 @@ impl ServeArgs {
             plugin_compile_memory_mb: self.plugin_compile_memory_mb,
             plugins_follow_symlinks: self.plugins_follow_symlinks,
             bundled_plugins: self.bundled_plugins,
+            lease: self.lease,
         }
     }
 }

@@ -1,67 +1,150 @@
-//! One attempt at one delivery: plugin → body → signature → send → a [`Completion`].
+//! One attempt at one delivery: may it start → plugin (a plugin slot) → body → signature →
+//! send (a delivery slot) → a [`Completion`].
+//!
+//! An attempt starts only while its lease can hold it: at the start, and again after waiting
+//! for each slot, the lease must have room for the rest of the attempt (plugin deadline and
+//! delivery timeout) plus [`LEASE_MARGIN`]. Otherwise the job is given back unattempted and
+//! leased again with a fresh lease — checked in memory, so no write per delivery.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue};
-use bytes::Bytes;
-
-use super::DispatchContext;
-use crate::net::{NetError, Response};
+use super::Shared;
+use super::board::Job;
+use super::outcome::{attempt_row, finished, response_attempt, retry_or_fail};
+use super::request::{Outgoing, headers, net_error, rfc3339};
+use crate::clock::duration_ms;
+use crate::config::LEASE_MARGIN;
 use crate::plugins::{Decision, PluginEvent};
 use crate::store::{
-    Attempt, Completion, DeliveryStatus, Event, Leased, Subscription, SubscriptionEffect, now_ms,
+    Attempt, Completion, DeliveryStatus, Event, Leased, Subscription, SubscriptionEffect,
+    SubscriptionStatus,
 };
 
-/// Response bytes kept on the attempt.
-pub(super) const RESPONSE_KEPT: usize = 4096;
-
-/// What goes on the wire.
-struct Outgoing {
-    body: Bytes,
-    content_type: String,
-    plugin_headers: Vec<(String, String)>,
-    plugin_version: Option<String>,
+/// What became of a job.
+pub(super) enum Attempted {
+    /// A result to record.
+    Done(Box<Completion>),
+    /// Not attempted (the subscription is disabled, the lease could not hold the attempt, or
+    /// its subscription could not be read): the lease is to be given back.
+    NotStarted,
 }
 
-/// Runs one attempt and says what to record. Never fails: every failure is a result.
-pub(super) async fn run(
-    ctx: &DispatchContext,
-    leased: Leased,
-    event: Option<Arc<Event>>,
-) -> Completion {
-    let started = now_ms();
-    let Some(sub) = ctx.store.cached_subscription(&leased.subscription_id) else {
-        return finished(
-            leased,
-            DeliveryStatus::Cancelled,
-            None,
-            Some("subscription was deleted".into()),
-        );
+/// Why an attempt does not go ahead.
+enum Stop {
+    /// The subscription is deleted.
+    Cancelled,
+    /// Not now: give the lease back.
+    NotStarted,
+}
+
+/// Runs one attempt and says what to record. Every failure is a result.
+pub(super) async fn run(shared: &Shared, job: Job) -> Attempted {
+    let ctx = &shared.ctx;
+    let Job { leased, event } = job;
+    let sub = match may_start(shared, &leased, ctx.attempt_time()).await {
+        Ok(sub) => sub,
+        Err(stop) => return stopped(stop, leased, ctx),
     };
     let Some(event) = event else {
-        return finished(
+        return done(finished(
+            ctx,
             leased,
             DeliveryStatus::Failed,
             None,
             Some("event row is missing".into()),
-        );
+        ));
     };
-    let outgoing = match prepare(ctx, &sub, &event).await {
+    let started = ctx.clock.now_ms();
+    let outgoing = match prepare(shared, &sub, &event, &leased).await {
         Ok(Prepared::Send(outgoing)) => outgoing,
         Ok(Prepared::Skip { reason, version }) => {
             ctx.metrics.delivery_finished("skipped");
             let attempt = attempt_row(started, "skipped", None, None, None, version);
-            let mut done = finished(leased, DeliveryStatus::Skipped, Some(attempt), None);
+            let mut done = finished(ctx, leased, DeliveryStatus::Skipped, Some(attempt), None);
             done.skip_reason = Some(reason);
-            return done;
+            return Attempted::Done(Box::new(done));
         }
+        Ok(Prepared::Stopped(stop)) => return stopped(stop, leased, ctx),
         Err((error, version)) => {
             let attempt = attempt_row(started, "failed", None, None, Some(error.clone()), version);
-            return retry_or_fail(ctx, leased, attempt, error, None, SubscriptionEffect::None);
+            return done(retry_or_fail(
+                ctx,
+                leased,
+                attempt,
+                error,
+                None,
+                SubscriptionEffect::None,
+            ));
         }
     };
-    send(ctx, &sub, &event, leased, outgoing, started).await
+    let key: Arc<str> = Arc::from(sub.id.as_str());
+    let _slot = shared.send_gate.acquire(&key, &key).await;
+    // Waited for a slot: still enabled, and the lease still holds the request?
+    let sub = match may_start(shared, &leased, ctx.delivery_timeout).await {
+        Ok(sub) => sub,
+        Err(stop) => return stopped(stop, leased, ctx),
+    };
+    done(send(shared, &sub, &event, leased, outgoing, started).await)
+}
+
+fn done(completion: Completion) -> Attempted {
+    Attempted::Done(Box::new(completion))
+}
+
+fn stopped(stop: Stop, leased: Leased, ctx: &super::DispatchContext) -> Attempted {
+    match stop {
+        Stop::Cancelled => done(finished(
+            ctx,
+            leased,
+            DeliveryStatus::Cancelled,
+            None,
+            Some("subscription was deleted".into()),
+        )),
+        Stop::NotStarted => {
+            ctx.metrics.lease_returned();
+            Attempted::NotStarted
+        }
+    }
+}
+
+/// The delivery's subscription, if an attempt needing `need` may start now: the
+/// subscription is enabled and not being disabled, and the lease has room for `need` plus
+/// [`LEASE_MARGIN`]. When the in-memory copy does not know the subscription, the database is
+/// read again: only a subscription deleted there cancels the delivery.
+async fn may_start(
+    shared: &Shared,
+    leased: &Leased,
+    need: Duration,
+) -> Result<Arc<Subscription>, Stop> {
+    let ctx = &shared.ctx;
+    let sub = match ctx.store.cached_subscription(&leased.subscription_id) {
+        Some(sub) => sub,
+        None => match ctx
+            .store
+            .refresh_subscription(&leased.subscription_id)
+            .await
+        {
+            Ok(Some(sub)) => {
+                tracing::warn!(subscription = %sub.id, "subscription was missing from the cache; read it again");
+                sub
+            }
+            Ok(None) => return Err(Stop::Cancelled),
+            Err(e) => {
+                tracing::error!(error = %e, subscription = %leased.subscription_id, "could not read subscription; delivery goes back to the queue");
+                return Err(Stop::NotStarted);
+            }
+        },
+    };
+    if sub.status == SubscriptionStatus::Disabled || shared.board().parking(&sub.id) {
+        return Err(Stop::NotStarted);
+    }
+    let left = leased.lease_until.saturating_sub(ctx.clock.now_ms());
+    if left < duration_ms(need.saturating_add(LEASE_MARGIN)) {
+        tracing::debug!(delivery = %leased.id, left_ms = left, "lease too short for the attempt; giving it back");
+        return Err(Stop::NotStarted);
+    }
+    Ok(sub)
 }
 
 enum Prepared {
@@ -70,27 +153,34 @@ enum Prepared {
         reason: String,
         version: Option<String>,
     },
+    Stopped(Stop),
 }
 
-/// The body to send: the plugin's output, or the standard envelope when there is no plugin.
+/// The body to send: the plugin's output (called with a plugin slot), or the standard envelope
+/// when there is no plugin.
 async fn prepare(
-    ctx: &DispatchContext,
+    shared: &Shared,
     sub: &Subscription,
     event: &Event,
+    leased: &Leased,
 ) -> Result<Prepared, (String, Option<String>)> {
+    let ctx = &shared.ctx;
     let Some(name) = &sub.plugin else {
-        return Ok(Prepared::Send(Outgoing {
-            body: Bytes::from(envelope(event)),
-            content_type: "application/json".into(),
-            plugin_headers: Vec::new(),
-            plugin_version: None,
-        }));
+        return Ok(Prepared::Send(Outgoing::envelope(event)));
     };
     let plugin = ctx
         .plugins
         .get(name)
         .ok_or_else(|| (format!("plugin {name:?} is not loaded"), None))?;
     let version = Some(plugin.version.clone());
+    let (group, member): (Arc<str>, Arc<str>) =
+        (Arc::from(name.as_str()), Arc::from(sub.id.as_str()));
+    let _slot = shared.plugin_gate.acquire(&group, &member).await;
+    // Waited for a slot: the attempt must still fit in its lease.
+    let sub = match may_start(shared, leased, ctx.attempt_time()).await {
+        Ok(sub) => sub,
+        Err(stop) => return Ok(Prepared::Stopped(stop)),
+    };
     let input = PluginEvent {
         id: event.id.clone(),
         event_type: event.event_type.clone(),
@@ -107,7 +197,7 @@ async fn prepare(
     ctx.metrics.plugin_call(report.duration.as_secs_f64());
     match report.result {
         Ok(Decision::Deliver(request)) => Ok(Prepared::Send(Outgoing {
-            body: Bytes::from(request.body),
+            body: bytes::Bytes::from(request.body),
             content_type: request.content_type,
             plugin_headers: request.headers,
             plugin_version: version,
@@ -117,49 +207,29 @@ async fn prepare(
     }
 }
 
-/// `{"id","type","timestamp","data"}` without re-serialising the stored data.
-pub(crate) fn envelope(event: &Event) -> Vec<u8> {
-    let timestamp = rfc3339(event.created_at);
-    let quote = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
-    format!(
-        r#"{{"id":{},"type":{},"timestamp":"{timestamp}","data":{}}}"#,
-        quote(&event.id),
-        quote(&event.event_type),
-        event.data
-    )
-    .into_bytes()
-}
-
-/// RFC 3339 in UTC, second precision, from unix milliseconds.
-pub(crate) fn rfc3339(ms: i64) -> String {
-    let at = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    at.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
 async fn send(
-    ctx: &DispatchContext,
+    shared: &Shared,
     sub: &Subscription,
     event: &Event,
     leased: Leased,
     out: Outgoing,
     started: i64,
 ) -> Completion {
+    let ctx = &shared.ctx;
     let version = out.plugin_version.clone();
-    let headers = match headers(sub, event, &out) {
+    let headers = match headers(sub, event, &out, ctx.clock.now_ms()) {
         Ok(h) => h,
         Err(error) => {
             let attempt = attempt_row(started, "failed", None, None, Some(error.clone()), version);
             return retry_or_fail(ctx, leased, attempt, error, None, SubscriptionEffect::None);
         }
     };
-    let clock = Instant::now();
+    let timer = Instant::now();
     let result = match ctx.client.check_url(&sub.url) {
         Ok(url) => ctx.client.post(&url, headers, out.body).await,
         Err(e) => Err(e),
     };
-    let latency = clock.elapsed();
+    let latency = timer.elapsed();
     let latency_ms = Some(i64::try_from(latency.as_millis()).unwrap_or(i64::MAX));
     match result {
         Ok(response) if (200..300).contains(&response.status) => {
@@ -168,7 +238,7 @@ async fn send(
             ctx.metrics.delivery_finished("succeeded");
             let attempt =
                 response_attempt(started, "succeeded", &response, latency_ms, None, version);
-            let mut done = finished(leased, DeliveryStatus::Succeeded, Some(attempt), None);
+            let mut done = finished(ctx, leased, DeliveryStatus::Succeeded, Some(attempt), None);
             done.effect = SubscriptionEffect::Succeeded;
             done
         }
@@ -184,7 +254,7 @@ async fn send(
                 version,
             );
             if response.status == 410 {
-                return gone(ctx, leased, attempt, sub).await;
+                return gone(shared, leased, attempt, sub).await;
             }
             let retry_after = matches!(response.status, 429 | 503)
                 .then_some(response.retry_after)
@@ -221,154 +291,23 @@ async fn send(
     }
 }
 
-fn net_error(err: &NetError) -> String {
-    format!("{}: {err}", err.kind())
-}
-
 /// 410 Gone: the receiver says the endpoint is gone for good. Disable the subscription
-/// (Standard Webhooks' rule) and stop retrying.
-async fn gone(
-    ctx: &DispatchContext,
-    leased: Leased,
-    attempt: Attempt,
-    sub: &Subscription,
-) -> Completion {
-    let reason = format!("receiver answered 410 Gone at {}", rfc3339(now_ms()));
-    if let Err(e) = ctx.store.disable_subscription(&sub.id, &reason).await {
-        tracing::error!(error = %e, subscription = %sub.id, "could not disable subscription after 410");
-    }
-    tracing::warn!(subscription = %sub.id, "disabled: receiver answered 410 Gone");
+/// (Standard Webhooks' rule) — at once, so nothing queued behind this attempt is sent — and
+/// stop retrying this delivery.
+async fn gone(shared: &Shared, leased: Leased, attempt: Attempt, sub: &Subscription) -> Completion {
+    let ctx = &shared.ctx;
+    let reason = format!(
+        "receiver answered 410 Gone at {}",
+        rfc3339(ctx.clock.now_ms())
+    );
+    tracing::warn!(subscription = %sub.id, "disabling: receiver answered 410 Gone");
+    shared.disable(&sub.id, &reason).await;
     ctx.metrics.delivery_finished("failed");
     finished(
+        ctx,
         leased,
         DeliveryStatus::Failed,
         Some(attempt),
         Some("receiver answered 410 Gone; subscription disabled".into()),
     )
-}
-
-fn retry_or_fail(
-    ctx: &DispatchContext,
-    leased: Leased,
-    attempt: Attempt,
-    error: String,
-    retry_after: Option<Duration>,
-    effect: SubscriptionEffect,
-) -> Completion {
-    let made = usize::try_from(leased.attempts + 1).unwrap_or(usize::MAX);
-    let mut done = match ctx.retry.next_delay(made, retry_after) {
-        Some(delay) => {
-            let mut c = finished(leased, DeliveryStatus::Pending, Some(attempt), Some(error));
-            c.next_attempt_at =
-                now_ms().saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
-            c
-        }
-        None => {
-            ctx.metrics.delivery_finished("failed");
-            finished(leased, DeliveryStatus::Failed, Some(attempt), Some(error))
-        }
-    };
-    done.effect = effect;
-    done
-}
-
-/// The request headers: content type, event type, the subscription's headers, the plugin's
-/// headers (which win over the subscription's), then the signature, which nothing overrides.
-fn headers(sub: &Subscription, event: &Event, out: &Outgoing) -> Result<HeaderMap, String> {
-    let mut map = HeaderMap::new();
-    put(&mut map, "content-type", &out.content_type)?;
-    put(&mut map, "switchyard-event-type", &event.event_type)?;
-    for (name, value) in sub
-        .headers
-        .iter()
-        .chain(out.plugin_headers.iter().map(|(n, v)| (n, v)))
-    {
-        put(&mut map, name, value)?;
-    }
-    let owned = sub.signature.header_names();
-    if let Some((name, _)) = out
-        .plugin_headers
-        .iter()
-        .find(|(n, _)| owned.contains(&n.as_str()))
-    {
-        return Err(format!("plugin tried to set the signature header {name:?}"));
-    }
-    let timestamp = now_ms().div_euclid(1000);
-    let secrets = sub.signing_secrets(now_ms());
-    // Never sent unsigned: a secret that cannot sign fails the attempt like any other
-    // preparation error (recorded, retried on the schedule).
-    let signed = sub
-        .signature
-        .sign(&secrets, &event.id, timestamp, &out.body)
-        .map_err(|e| e.to_string())?;
-    for (name, value) in signed {
-        put(&mut map, &name, &value)?;
-    }
-    Ok(map)
-}
-
-fn put(map: &mut HeaderMap, name: &str, value: &str) -> Result<(), String> {
-    let name = HeaderName::from_bytes(name.as_bytes())
-        .map_err(|_| format!("invalid header name {name:?}"))?;
-    let value =
-        HeaderValue::from_str(value).map_err(|_| format!("invalid value for header {name}"))?;
-    map.insert(name, value);
-    Ok(())
-}
-
-fn finished(
-    leased: Leased,
-    status: DeliveryStatus,
-    attempt: Option<Attempt>,
-    last_error: Option<String>,
-) -> Completion {
-    Completion {
-        leased,
-        status,
-        next_attempt_at: now_ms(),
-        attempt,
-        last_error,
-        skip_reason: None,
-        effect: SubscriptionEffect::None,
-    }
-}
-
-fn attempt_row(
-    at: i64,
-    outcome: &str,
-    status: Option<i64>,
-    latency_ms: Option<i64>,
-    error: Option<String>,
-    version: Option<String>,
-) -> Attempt {
-    Attempt {
-        at,
-        outcome: outcome.to_owned(),
-        status_code: status,
-        latency_ms,
-        error,
-        plugin_version: version,
-        response_body: None,
-    }
-}
-
-fn response_attempt(
-    at: i64,
-    outcome: &str,
-    response: &Response,
-    latency_ms: Option<i64>,
-    error: Option<String>,
-    version: Option<String>,
-) -> Attempt {
-    let mut attempt = attempt_row(
-        at,
-        outcome,
-        Some(i64::from(response.status)),
-        latency_ms,
-        error,
-        version,
-    );
-    let kept = &response.body[..response.body.len().min(RESPONSE_KEPT)];
-    attempt.response_body = Some(String::from_utf8_lossy(kept).into_owned());
-    attempt
 }

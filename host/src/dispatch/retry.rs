@@ -44,8 +44,12 @@ impl RetryPolicy {
     }
 }
 
+/// `base` scaled by `1 + factor`, saturating: `Duration::mul_f64` panics on overflow, and a
+/// panic here stalled a worker and its subscription (config validation bounds the schedule
+/// too; this never panics whatever it is given).
 fn jitter(base: Duration, factor: f64) -> Duration {
-    base.mul_f64((1.0 + factor).max(0.0))
+    let scaled = base.as_secs_f64() * (1.0 + factor).max(0.0);
+    Duration::try_from_secs_f64(scaled).unwrap_or(Duration::MAX)
 }
 
 #[cfg(test)]
@@ -87,6 +91,18 @@ mod tests {
             .next_delay(1, Some(Duration::from_secs(30 * 24 * 3600)))
             .unwrap();
         assert_eq!(d, RETRY_AFTER_CAP);
+    }
+
+    /// The largest schedule entry a `Duration` holds, jittered upwards, must not panic the
+    /// worker that computes it (`Duration::mul_f64` overflows).
+    #[test]
+    fn huge_delays_saturate_instead_of_panicking() {
+        let p = RetryPolicy::new(vec![Duration::MAX, Duration::from_secs(u64::MAX / 2)]);
+        for _ in 0..200 {
+            assert!(p.next_delay(1, None).unwrap() >= Duration::from_secs(u64::MAX / 2));
+            assert!(p.next_delay(2, Some(Duration::MAX)).is_some());
+        }
+        assert_eq!(jitter(Duration::MAX, 0.2), Duration::MAX);
     }
 
     #[test]

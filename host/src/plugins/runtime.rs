@@ -138,6 +138,12 @@ impl Runtime {
         &self.limits
     }
 
+    /// Plugin calls that run at once at most; calls beyond it wait for a slot. The dispatcher
+    /// shares these slots fairly between plugins and subscriptions before calling.
+    pub fn call_slots(&self) -> usize {
+        POOL.slots as usize
+    }
+
     /// Kills compiles in progress and refuses new calls and compiles
     /// ([`PluginError::ShuttingDown`]), so a shutdown never waits for them.
     pub fn shutdown(&self) {

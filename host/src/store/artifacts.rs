@@ -3,7 +3,7 @@
 
 use rusqlite::OptionalExtension;
 
-use super::{Store, StoreError, json_list, now_ms};
+use super::{Store, StoreError, json_list};
 
 impl Store {
     /// The recorded sha256 of the artefact of `version` for `engine`.
@@ -38,12 +38,13 @@ impl Store {
         sha256: &str,
     ) -> Result<(), StoreError> {
         let (version, engine, sha256) = (version.to_owned(), engine.to_owned(), sha256.to_owned());
+        let now = self.clock.now_ms();
         self.write(move |conn| {
             conn.prepare_cached(
                 "INSERT INTO plugin_artifacts (version, engine, sha256, created_at) VALUES (?, ?, ?, ?)
                  ON CONFLICT (version, engine) DO UPDATE SET sha256 = excluded.sha256, created_at = excluded.created_at",
             )?
-            .execute((version, engine, sha256, now_ms()))?;
+            .execute((version, engine, sha256, now))?;
             Ok(())
         })
         .await

@@ -1,64 +1,13 @@
-//! The delivery queue: leasing due deliveries in batches, recording attempt results in
-//! batches, crash recovery of expired leases, and the read side for the API.
+//! Deliveries as the API sees them: lists, one delivery with its attempts, queueing finished
+//! ones again (retry, recover), and the queue depth. The dispatcher's side is `queue`.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use rusqlite::OptionalExtension;
 
-use rusqlite::{OptionalExtension, Transaction};
-
-use super::events::events_by_id;
-use super::{
-    Attempt, Delivery, DeliveryStatus, Event, Store, StoreError, all_rows, json_list, now_ms,
-};
+use super::{Attempt, Delivery, DeliveryStatus, Store, StoreError, all_rows};
 
 /// The columns [`Delivery::from_row`] reads.
 const DELIVERY_COLUMNS: &str = "id, event_id, subscription_id, status, attempts, next_attempt_at, last_error, \
     skip_reason, created_at, updated_at";
-
-/// A delivery leased for one attempt.
-#[derive(Debug, Clone)]
-pub struct Leased {
-    /// `dlv_…`
-    pub id: String,
-    /// Its event.
-    pub event_id: String,
-    /// Its subscription.
-    pub subscription_id: String,
-    /// Attempts made before this one.
-    pub attempts: i64,
-    /// Created (unix ms), kept for the result's upsert.
-    pub created_at: i64,
-}
-
-/// What one attempt did to its subscription's health.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SubscriptionEffect {
-    /// Nothing to note (skipped, cancelled, a plugin failure).
-    None,
-    /// A 2xx: the failing streak (if any) is over.
-    Succeeded,
-    /// A delivery failure: a failing streak starts (if none is running).
-    Failed,
-}
-
-/// The result of one attempt, to record.
-#[derive(Debug, Clone)]
-pub struct Completion {
-    /// The leased delivery.
-    pub leased: Leased,
-    /// Its new status (`pending` again when a retry is scheduled).
-    pub status: DeliveryStatus,
-    /// When the retry is due (unix ms), for `pending`.
-    pub next_attempt_at: i64,
-    /// The attempt's row; `None` when nothing was attempted (e.g. a cancelled delivery).
-    pub attempt: Option<Attempt>,
-    /// The error to show on the delivery.
-    pub last_error: Option<String>,
-    /// The plugin's skip reason.
-    pub skip_reason: Option<String>,
-    /// Effect on the subscription's failing streak.
-    pub effect: SubscriptionEffect,
-}
 
 /// Filters of `GET /v1/deliveries`.
 #[derive(Debug, Clone, Default)]
@@ -73,119 +22,7 @@ pub struct DeliveryFilter {
     pub before: Option<String>,
 }
 
-/// A leased batch: the deliveries, and their events by id.
-pub type LeaseBatch = (Vec<Leased>, HashMap<String, Arc<Event>>);
-
 impl Store {
-    /// Moves up to `limit` due deliveries to `delivering` with a lease until `lease_until`,
-    /// skipping subscriptions in `exclude` (at their in-flight cap, or disabled), and reads
-    /// their events — one round trip to the writer.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn lease_due(
-        &self,
-        now: i64,
-        lease_until: i64,
-        limit: usize,
-        exclude: &[String],
-    ) -> Result<LeaseBatch, StoreError> {
-        let exclude = json_list(exclude);
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.bookkeeping(move |tx| {
-            let mut stmt = tx.prepare_cached(
-                "UPDATE deliveries SET status = 'delivering', lease_until = ?1, updated_at = ?2
-                 WHERE id IN (SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ?2
-                   AND subscription_id NOT IN (SELECT value FROM json_each(?3))
-                   ORDER BY next_attempt_at LIMIT ?4)
-                 RETURNING id, event_id, subscription_id, attempts, created_at",
-            )?;
-            let leased = all_rows(&mut stmt, (lease_until, now, exclude, limit), |r| {
-                Ok(Leased {
-                    id: r.get(0)?,
-                    event_id: r.get(1)?,
-                    subscription_id: r.get(2)?,
-                    attempts: r.get(3)?,
-                    created_at: r.get(4)?,
-                })
-            })?;
-            let mut event_ids: Vec<&str> = leased.iter().map(|l| l.event_id.as_str()).collect();
-            event_ids.sort_unstable();
-            event_ids.dedup();
-            let events = events_by_id(tx, &event_ids)?;
-            Ok((leased, events))
-        })
-        .await
-    }
-
-    /// When the earliest pending delivery is due (unix ms).
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn earliest_due(&self) -> Result<Option<i64>, StoreError> {
-        self.read(|conn| {
-            Ok(conn
-                .prepare_cached(
-                    "SELECT MIN(next_attempt_at) FROM deliveries WHERE status = 'pending'",
-                )?
-                .query_row([], |r| r.get(0))?)
-        })
-        .await
-    }
-
-    /// Records a batch of attempt results in one transaction: attempt rows, delivery states
-    /// (only for deliveries still `delivering`: a cancel in between wins) and subscription
-    /// failing streaks.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn record(&self, completions: Arc<[Completion]>) -> Result<(), StoreError> {
-        if completions.is_empty() {
-            return Ok(());
-        }
-        self.bookkeeping(move |tx| {
-            let now = now_ms();
-            record_results(tx, &completions, now)?;
-            record_streaks(tx, &completions, now)
-        })
-        .await
-    }
-
-    /// Puts deliveries whose lease ran out by `cutoff` (their worker died) back in the queue,
-    /// due now.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn requeue_expired_leases(&self, cutoff: i64) -> Result<usize, StoreError> {
-        self.write(move |conn| {
-            let now = now_ms();
-            Ok(conn
-                .prepare_cached(
-                    "UPDATE deliveries SET status = 'pending', lease_until = NULL, next_attempt_at = ?1, updated_at = ?1
-                     WHERE status = 'delivering' AND lease_until <= ?2",
-                )?
-                .execute((now, cutoff))?)
-        })
-        .await
-    }
-
-    /// Puts leased deliveries back in the queue at once (graceful shutdown, bounced leases).
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn release_leases(&self, ids: &[String]) -> Result<(), StoreError> {
-        let ids = json_list(ids);
-        self.write(move |conn| {
-            conn.prepare_cached(
-                "UPDATE deliveries SET status = 'pending', lease_until = NULL, updated_at = ?1
-                 WHERE status = 'delivering' AND id IN (SELECT value FROM json_each(?2))",
-            )?
-            .execute((now_ms(), ids))?;
-            Ok(())
-        })
-        .await
-    }
-
     /// A page of deliveries, newest first.
     ///
     /// # Errors
@@ -255,6 +92,7 @@ impl Store {
     /// Database errors.
     pub async fn retry_delivery(&self, id: &str) -> Result<Option<DeliveryStatus>, StoreError> {
         let id = id.to_owned();
+        let now = self.clock.now_ms();
         self.transaction(move |tx| {
             let status: Option<String> = tx
                 .prepare_cached("SELECT status FROM deliveries WHERE id = ?")?
@@ -270,7 +108,7 @@ impl Store {
                     "UPDATE deliveries SET status = 'pending', next_attempt_at = ?1, updated_at = ?1, skip_reason = NULL
                      WHERE id = ?2",
                 )?
-                .execute((now_ms(), &id))?;
+                .execute((now, &id))?;
             }
             Ok(Some(status))
         })
@@ -289,13 +127,14 @@ impl Store {
         until: i64,
     ) -> Result<usize, StoreError> {
         let subscription_id = subscription_id.to_owned();
+        let now = self.clock.now_ms();
         self.write(move |conn| {
             Ok(conn
                 .prepare_cached(
                     "UPDATE deliveries SET status = 'pending', next_attempt_at = ?1, updated_at = ?1
                      WHERE subscription_id = ?2 AND status = 'failed' AND created_at BETWEEN ?3 AND ?4",
                 )?
-                .execute((now_ms(), subscription_id, since, until))?)
+                .execute((now, subscription_id, since, until))?)
         })
         .await
     }
@@ -315,81 +154,4 @@ impl Store {
         })
         .await
     }
-}
-
-/// Attempt rows and delivery states. The `WHERE` keeps a cancel that happened during the
-/// attempt.
-fn record_results(
-    tx: &Transaction<'_>,
-    completions: &[Completion],
-    now: i64,
-) -> Result<(), StoreError> {
-    let mut insert_attempt = tx.prepare_cached(
-        "INSERT INTO attempts (delivery_id, at, outcome, status_code, latency_ms, error, plugin_version, response_body)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    )?;
-    let mut update_delivery = tx.prepare_cached(
-        "UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?, lease_until = NULL, last_error = ?,
-         skip_reason = ?, updated_at = ? WHERE id = ? AND status = 'delivering'",
-    )?;
-    for c in completions {
-        if let Some(a) = &c.attempt {
-            insert_attempt.execute((
-                &c.leased.id,
-                a.at,
-                &a.outcome,
-                a.status_code,
-                a.latency_ms,
-                &a.error,
-                &a.plugin_version,
-                &a.response_body,
-            ))?;
-        }
-        let attempts = c.leased.attempts + i64::from(c.attempt.is_some());
-        update_delivery.execute((
-            c.status.as_str(),
-            attempts,
-            c.next_attempt_at,
-            &c.last_error,
-            &c.skip_reason,
-            now,
-            &c.leased.id,
-        ))?;
-    }
-    Ok(())
-}
-
-/// A success ends a subscription's failing streak; a failure starts one if none is running.
-fn record_streaks(
-    tx: &Transaction<'_>,
-    completions: &[Completion],
-    now: i64,
-) -> Result<(), StoreError> {
-    let subscriptions_with = |effect: SubscriptionEffect| {
-        let mut ids: Vec<&str> = completions
-            .iter()
-            .filter(|c| c.effect == effect)
-            .map(|c| c.leased.subscription_id.as_str())
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
-        ids
-    };
-    let succeeded = subscriptions_with(SubscriptionEffect::Succeeded);
-    if !succeeded.is_empty() {
-        tx.prepare_cached(
-            "UPDATE subscriptions SET first_failure_at = NULL
-             WHERE first_failure_at IS NOT NULL AND id IN (SELECT value FROM json_each(?))",
-        )?
-        .execute([json_list(&succeeded)])?;
-    }
-    let failed = subscriptions_with(SubscriptionEffect::Failed);
-    if !failed.is_empty() {
-        tx.prepare_cached(
-            "UPDATE subscriptions SET first_failure_at = ?1
-             WHERE first_failure_at IS NULL AND id IN (SELECT value FROM json_each(?2))",
-        )?
-        .execute((now, json_list(&failed)))?;
-    }
-    Ok(())
 }

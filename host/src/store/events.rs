@@ -9,10 +9,7 @@ use std::sync::Arc;
 use rusqlite::{OptionalExtension, Transaction};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
-use super::{
-    Delivery, Event, Store, StoreError, Subscription, SubscriptionStatus, all_rows, json_list,
-    new_id, now_ms,
-};
+use super::{Delivery, Event, Store, StoreError, Subscription, all_rows, json_list, new_id};
 
 /// Requests committed together at most.
 const MAX_BATCH: usize = 512;
@@ -128,8 +125,9 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Request>, delivered: Arc<No
         let (events, replies): (Vec<NewEvent>, Vec<_>) =
             batch.drain(..).map(|r| (r.event, r.reply)).unzip();
         let subscriptions = store.subscriptions();
+        let clock = store.clock().clone();
         let committed = store
-            .transaction(move |tx| commit_batch(tx, &events, &subscriptions))
+            .transaction(move |tx| commit_batch(tx, &events, &subscriptions, clock.now_ms()))
             .await;
         match committed {
             Ok(outcomes) => {
@@ -151,14 +149,15 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Request>, delivered: Arc<No
     }
 }
 
-/// Inserts a batch of events and their deliveries; an idempotency key seen before (or
-/// earlier in the batch) answers with the earlier event instead.
+/// Inserts a batch of events and their deliveries (pending, due `now`; a disabled
+/// subscription's are parked with the rest of its queue, see `queue`); an idempotency key seen
+/// before (or earlier in the batch) answers with the earlier event instead.
 fn commit_batch(
     tx: &Transaction<'_>,
     events: &[NewEvent],
     subscriptions: &[Arc<Subscription>],
+    now: i64,
 ) -> Result<Vec<IngestOutcome>, StoreError> {
-    let now = now_ms();
     let mut known: HashMap<&str, IngestOutcome> = HashMap::new();
     let mut outcomes = Vec::with_capacity(events.len());
     let mut insert_event = tx.prepare_cached(
@@ -231,7 +230,9 @@ fn earlier_event(tx: &Transaction<'_>, key: &str) -> Result<Option<IngestOutcome
     Ok(found)
 }
 
-/// Subscriptions an event goes to: enabled ones whose patterns match, or the one named.
+/// Subscriptions an event goes to: those whose patterns match, or the one named. Disabled
+/// ones included: their deliveries wait, parked, until the subscription is enabled (what the
+/// README promises), rather than being silently never created.
 fn targets<'a>(
     subscriptions: &'a [Arc<Subscription>],
     event: &NewEvent,
@@ -240,7 +241,7 @@ fn targets<'a>(
         Some(id) => subscriptions.iter().filter(|s| &s.id == id).collect(),
         None => subscriptions
             .iter()
-            .filter(|s| s.status == SubscriptionStatus::Enabled && s.matches(&event.event_type))
+            .filter(|s| s.matches(&event.event_type))
             .collect(),
     }
 }

@@ -150,12 +150,13 @@ impl Store {
         {
             return Err(Fault::Full);
         }
-        let write = self.write(|conn| {
+        let now = self.clock.now_ms();
+        let write = self.write(move |conn| {
             conn.prepare_cached(
                 "INSERT INTO settings (key, value) VALUES ('health_probe', ?1)
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             )?
-            .execute([super::now_ms().to_string()])?;
+            .execute([now.to_string()])?;
             Ok(())
         });
         match tokio::time::timeout(PROBE_TIMEOUT, write).await {

@@ -14,8 +14,11 @@ mod deliveries;
 mod error;
 mod events;
 mod health;
+mod lane;
 pub mod matching;
 mod models;
+mod queue;
+mod results;
 mod rotation;
 mod secrets;
 mod settings;
@@ -27,12 +30,18 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use tokio::sync::Notify;
+
+use crate::clock::Clock;
+use lane::Lane;
 
 pub use attempts::{FeedAttempt, FeedFilter};
-pub use deliveries::{Completion, DeliveryFilter, Leased, SubscriptionEffect};
+pub use deliveries::DeliveryFilter;
 pub use error::StoreError;
 pub use events::{IngestOutcome, Ingestor, NewEvent};
 pub use models::{Attempt, Delivery, DeliveryStatus, Event, Subscription, SubscriptionStatus};
+pub use queue::{LeaseBatch, LeaseRef, LeaseRequest, Leased};
+pub use results::{Completion, Recorded, SubscriptionEffect};
 pub use secrets::{KeySource, SecretKey};
 pub use subscriptions::{NewSubscription, SubscriptionUpdate, UpdateOutcome};
 
@@ -45,6 +54,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_init.sql"),
     include_str!("../../migrations/0002_plugin_artifacts.sql"),
     include_str!("../../migrations/0003_secrets.sql"),
+    include_str!("../../migrations/0004_queue.sql"),
 ];
 
 /// Handle to the database and the in-memory copy of the subscriptions (read on every ingest
@@ -53,11 +63,15 @@ const MIGRATIONS: &[&str] = &[
 pub struct Store {
     /// The one connection that writes: SQLite allows one writer at a time, and queueing
     /// writers here (fairly, in-process) beats SQLite's sleep-and-retry busy handler.
-    writer: tokio_rusqlite::Connection,
+    writer: Lane,
     /// Connections for reads, which WAL runs alongside the writer; used in turn.
-    readers: Arc<[tokio_rusqlite::Connection]>,
+    readers: Arc<[Lane]>,
     next_reader: Arc<AtomicUsize>,
     subscriptions: Arc<RwLock<Arc<Vec<Arc<Subscription>>>>>,
+    /// Every time the store writes (event and delivery times, leases, grace periods).
+    clock: Clock,
+    /// Notified when deliveries may have become due outside ingest (a subscription enabled).
+    waker: Arc<Notify>,
     /// Encrypts and decrypts subscription secrets.
     sealer: secrets::Sealer,
     /// The database file as opened, to notice it being deleted or replaced.
@@ -66,24 +80,34 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `path` and applies migrations; the key of
-    /// the subscription secrets is `secrets.key` beside it (generated for a new database).
+    /// Opens (creating if needed) the database at `path` and applies migrations, on the
+    /// system clock; the key of the subscription secrets is `secrets.key` beside it
+    /// (generated for a new database).
     ///
     /// # Errors
     /// When the file cannot be opened or migrated, or the key is wrong.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with_clock(path, Clock::system()).await
+    }
+
+    /// [`Store::open`] with the clock every stored time is read from.
+    ///
+    /// # Errors
+    /// When the file cannot be opened or migrated, or the key is wrong.
+    pub async fn open_with_clock(path: &Path, clock: Clock) -> Result<Self, StoreError> {
         let key_file = path
             .parent()
             .map_or_else(|| PathBuf::from("secrets.key"), |d| d.join("secrets.key"));
-        Self::open_with(path, KeySource::File(key_file)).await
+        Self::open_with(path, KeySource::File(key_file), clock).await
     }
 
-    /// [`Store::open`] with the secrets key from `key`. Plain-text secrets (a database from
-    /// before encryption) are encrypted in place, leaving no copy in the file.
+    /// [`Store::open`] with the secrets key from `key` and the clock every stored time is read
+    /// from. Plain-text secrets (a database from before encryption) are encrypted in place,
+    /// leaving no copy in the file.
     ///
     /// # Errors
     /// When the file cannot be opened or migrated, or the key is missing or wrong.
-    pub async fn open_with(path: &Path, key: KeySource) -> Result<Self, StoreError> {
+    pub async fn open_with(path: &Path, key: KeySource, clock: Clock) -> Result<Self, StoreError> {
         let writer = tokio_rusqlite::Connection::open(path).await?;
         let sealer = writer
             .call(move |conn| {
@@ -104,13 +128,15 @@ impl Store {
             )
             .await?;
             reader.call(configure).await?;
-            readers.push(reader);
+            readers.push(Lane::new(reader));
         }
         let store = Self {
-            writer,
+            writer: Lane::new(writer),
             readers: readers.into(),
             next_reader: Arc::new(AtomicUsize::new(0)),
             subscriptions: Arc::new(RwLock::new(Arc::new(Vec::new()))),
+            clock,
+            waker: Arc::new(Notify::new()),
             sealer,
             file,
             health: Arc::new(health::Probe::default()),
@@ -121,8 +147,8 @@ impl Store {
 
     /// Closes the connections, after the work already handed to them.
     pub async fn close(&self) {
-        for conn in self.readers.iter().chain([&self.writer]) {
-            if let Err(e) = conn.clone().close().await {
+        for lane in self.readers.iter().chain([&self.writer]) {
+            if let Err(e) = lane.conn.clone().close().await {
                 tracing::warn!(error = %e, "closing a database connection failed");
             }
         }
@@ -157,8 +183,7 @@ impl Store {
                 }
                 Ok(result)
             })
-            .await
-            .map_err(StoreError::from);
+            .await;
         if let Err(e) = &result {
             self.health.saw(e);
         }
@@ -206,7 +231,17 @@ impl Store {
         R: Send + 'static,
     {
         let turn = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
-        Ok(self.readers[turn].call(work).await?)
+        self.readers[turn].call(work).await
+    }
+
+    /// The clock the store reads.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Notified when deliveries may have become due outside ingest (the dispatcher listens).
+    pub fn waker(&self) -> Arc<Notify> {
+        self.waker.clone()
     }
 
     /// The current subscriptions (not deleted), from memory.
@@ -311,13 +346,6 @@ fn json_list<S: AsRef<str>>(items: &[S]) -> String {
             .collect(),
     )
     .to_string()
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    time::OffsetDateTime::now_utc()
-        .unix_timestamp_nanos()
-        .div_euclid(1_000_000) as i64
 }
 
 /// A new id: `prefix` + `_` + a ULID (sortable by creation time).

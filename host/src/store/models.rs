@@ -95,7 +95,8 @@ impl Subscription {
         let previous: Vec<StoredSecret> =
             serde_json::from_str(&row.get::<_, String>("previous_secrets")?)
                 .map_err(|e| corrupt("previous_secrets", e))?;
-        let now = super::now_ms();
+        // Past their grace by the system clock; signing filters again by the service's clock.
+        let now = crate::clock::Clock::system().now_ms();
         let previous_secrets = previous
             .into_iter()
             .filter(|p| p.expires_at > now)

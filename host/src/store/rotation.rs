@@ -6,7 +6,7 @@ use rusqlite::OptionalExtension;
 
 use super::models::{MAX_PREVIOUS_SECRETS, StoredSecret};
 use super::subscriptions::json;
-use super::{Store, StoreError, all_rows, now_ms};
+use super::{Store, StoreError, all_rows};
 
 impl Store {
     /// Replaces the secret; the old one keeps signing until `grace_ms` from now, and so do
@@ -22,10 +22,12 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let id = id.to_owned();
         let sealed = self.sealer.seal(&id, secret)?;
+        let now = self.clock.now_ms();
+        let key = id.clone();
         let changed = self
-            .transaction(move |tx| rotate_in(tx, &id, sealed, grace_ms, now_ms()))
+            .transaction(move |tx| rotate_in(tx, &id, sealed, grace_ms, now))
             .await?;
-        self.reload_subscriptions().await?;
+        self.refresh_subscription(&key).await?;
         Ok(changed)
     }
 
@@ -35,9 +37,9 @@ impl Store {
     /// # Errors
     /// Database errors.
     pub async fn clear_expired_secrets(&self) -> Result<usize, StoreError> {
+        let now = self.clock.now_ms();
         let cleared = self
-            .transaction(|tx| {
-                let now = now_ms();
+            .transaction(move |tx| {
                 let rows: Vec<(String, String)> = {
                     let mut stmt = tx.prepare_cached(
                         "SELECT id, previous_secrets FROM subscriptions WHERE previous_secrets != '[]'",
@@ -168,7 +170,7 @@ mod tests {
             .collect();
         assert_eq!(previous, ["s4", "s3", "s2"], "newest first, bounded");
         assert_eq!(
-            sub.signing_secrets(now_ms()),
+            sub.signing_secrets(store.clock().now_ms()),
             ["s5", "s4", "s3", "s2"],
             "every secret inside its grace signs"
         );
@@ -201,7 +203,7 @@ mod tests {
             store
                 .cached_subscription(&sub.id)
                 .unwrap()
-                .signing_secrets(now_ms()),
+                .signing_secrets(store.clock().now_ms()),
             ["s2", "s0"]
         );
         assert_eq!(stored_previous(&path, &sub.id).len(), 2, "still on disk");

@@ -341,18 +341,30 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("db.sqlite");
         let key = SecretKey::generate();
-        let store = super::super::Store::open_with(&db, KeySource::Given(key.clone()))
-            .await
-            .unwrap();
+        let store = super::super::Store::open_with(
+            &db,
+            KeySource::Given(key.clone()),
+            crate::clock::Clock::system(),
+        )
+        .await
+        .unwrap();
         store.close().await;
-        let store = super::super::Store::open_with(&db, KeySource::Given(key))
-            .await
-            .unwrap();
+        let store = super::super::Store::open_with(
+            &db,
+            KeySource::Given(key),
+            crate::clock::Clock::system(),
+        )
+        .await
+        .unwrap();
         store.close().await;
-        let err = super::super::Store::open_with(&db, KeySource::Given(SecretKey::generate()))
-            .await
-            .err()
-            .unwrap();
+        let err = super::super::Store::open_with(
+            &db,
+            KeySource::Given(SecretKey::generate()),
+            crate::clock::Clock::system(),
+        )
+        .await
+        .err()
+        .unwrap();
         assert!(
             err.to_string().contains("is not the key"),
             "a clear message: {err}"

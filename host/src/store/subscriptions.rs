@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError};
 
-use super::{Store, StoreError, Subscription, all_rows, new_id, now_ms};
+use super::{Store, StoreError, Subscription, all_rows, new_id};
 use crate::signing::Scheme;
 
 /// A validated subscription to create.
@@ -91,7 +91,7 @@ impl Store {
         new: NewSubscription,
     ) -> Result<Arc<Subscription>, StoreError> {
         let id = new_id("sub");
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let row = (
             id.clone(),
             new.url,
@@ -113,7 +113,7 @@ impl Store {
             Ok(())
         })
         .await?;
-        self.reload_and_get(&id).await
+        self.refresh_and_get(&id).await
     }
 
     /// A subscription by id (not deleted).
@@ -182,6 +182,7 @@ impl Store {
             .transpose()?;
         let grace = update.rotation_grace_ms;
         let sealer = self.sealer.clone();
+        let now = self.clock.now_ms();
         let outcome = self
             .transaction(move |tx| {
                 let mut stmt = tx.prepare_cached(&format!(
@@ -195,7 +196,6 @@ impl Store {
                 if !same_config(&stored, &expected) {
                     return Ok(Some(UpdateOutcome::Changed));
                 }
-                let now = now_ms();
                 let (url, events, plugin, plugin_config, description, headers, signature) = row;
                 tx.prepare_cached(
                     "UPDATE subscriptions SET url = ?, events = ?, plugin = ?, plugin_config = ?, description = ?,
@@ -214,37 +214,42 @@ impl Store {
                 Ok(written.map(|w| UpdateOutcome::Updated(Arc::new(w))))
             })
             .await?;
-        self.reload_subscriptions().await?;
+        self.refresh_subscription(&based_on.id).await?;
         Ok(outcome.unwrap_or(UpdateOutcome::NotFound))
     }
 
     /// Deletes a subscription (kept as a tombstone for its delivery history) and cancels its
-    /// pending deliveries. Returns whether it existed.
+    /// unfinished deliveries (pending or in flight). Returns whether it existed.
     ///
     /// # Errors
     /// Database errors.
     pub async fn delete_subscription(&self, id: &str) -> Result<bool, StoreError> {
-        let id = id.to_owned();
+        let (id, key) = (id.to_owned(), id.to_owned());
+        let now = self.clock.now_ms();
         let deleted = self
             .transaction(move |tx| {
-                let now = now_ms();
                 let deleted = tx
                     .prepare_cached(
                         "UPDATE subscriptions SET deleted_at = ?1, updated_at = ?1 WHERE id = ?2 AND deleted_at IS NULL",
                     )?
                     .execute((now, &id))?;
+                // Leased ones too: their attempts may still reach the receiver, but their
+                // results no longer count, and nothing of it is attempted again.
                 tx.prepare_cached(
-                    "UPDATE deliveries SET status = 'cancelled', updated_at = ?1 WHERE subscription_id = ?2 AND status = 'pending'",
+                    "UPDATE deliveries SET status = 'cancelled', lease_until = NULL, updated_at = ?1
+                     WHERE subscription_id = ?2 AND status IN ('pending', 'delivering')",
                 )?
                 .execute((now, &id))?;
                 Ok(deleted)
             })
             .await?;
-        self.reload_subscriptions().await?;
+        self.refresh_subscription(&key).await?;
         Ok(deleted > 0)
     }
 
-    /// Re-enables a subscription and forgets its failing streak.
+    /// Re-enables a subscription and forgets its failing streak. Its parked deliveries become
+    /// runnable in the same transaction (see `migrations/0004_queue.sql`), and the dispatcher
+    /// is woken for them.
     ///
     /// # Errors
     /// Database errors.
@@ -253,6 +258,7 @@ impl Store {
         id: &str,
     ) -> Result<Option<Arc<Subscription>>, StoreError> {
         let key = id.to_owned();
+        let now = self.clock.now_ms();
         let changed = self
             .write(move |conn| {
                 Ok(conn
@@ -260,33 +266,37 @@ impl Store {
                         "UPDATE subscriptions SET status = 'enabled', disabled_reason = NULL, disabled_at = NULL,
                          first_failure_at = NULL, updated_at = ? WHERE id = ? AND deleted_at IS NULL",
                     )?
-                    .execute((now_ms(), key))?)
+                    .execute((now, key))?)
             })
             .await?;
         if changed == 0 {
             return Ok(None);
         }
         // Deleted right after (a concurrent DELETE): not found, not "vanished".
-        self.reload_subscriptions().await?;
-        Ok(self.cached_subscription(id))
+        let sub = self.refresh_subscription(id).await?;
+        self.waker.notify_one();
+        Ok(sub)
     }
 
-    /// Disables a subscription with a reason (410 Gone, or failing for too long).
+    /// Disables a subscription with a reason (410 Gone, or failing for too long). Its pending
+    /// deliveries stay pending, parked: the dispatcher leases none of them until it is enabled
+    /// (the queue row follows the status in the same transaction).
     ///
     /// # Errors
     /// Database errors.
     pub async fn disable_subscription(&self, id: &str, reason: &str) -> Result<(), StoreError> {
-        let (id, reason) = (id.to_owned(), reason.to_owned());
+        let (id, key, reason) = (id.to_owned(), id.to_owned(), reason.to_owned());
+        let now = self.clock.now_ms();
         self.write(move |conn| {
             conn.prepare_cached(
                 "UPDATE subscriptions SET status = 'disabled', disabled_reason = ?1, disabled_at = ?2, updated_at = ?2
                  WHERE id = ?3 AND status = 'enabled'",
             )?
-            .execute((reason, now_ms(), id))?;
+            .execute((reason, now, id))?;
             Ok(())
         })
         .await?;
-        self.reload_subscriptions().await
+        self.refresh_subscription(&key).await.map(drop)
     }
 
     /// Whether any subscription (not deleted) uses `plugin`.
@@ -297,13 +307,14 @@ impl Store {
     }
 
     /// Re-reads every subscription into memory, sorted by id (byte order, which
-    /// [`Store::cached_subscription`] relies on for its binary search).
+    /// [`Store::cached_subscription`] relies on for its binary search). Done once, at open;
+    /// changes after that update their own entry ([`Store::refresh_subscription`]).
     ///
     /// # Errors
     /// Database errors.
     pub async fn reload_subscriptions(&self) -> Result<(), StoreError> {
         // Read and swap on the writer's thread, which runs one unit of work at a time: two
-        // reloads after two changes cannot swap in their copies in the wrong order.
+        // updates of the copy cannot swap in their versions in the wrong order.
         let cache = self.subscriptions.clone();
         let sealer = self.sealer.clone();
         self.write(move |conn| {
@@ -319,9 +330,46 @@ impl Store {
         .await
     }
 
-    async fn reload_and_get(&self, id: &str) -> Result<Arc<Subscription>, StoreError> {
-        self.reload_subscriptions().await?;
-        self.cached_subscription(id)
+    /// Re-reads one subscription into the in-memory copy: inserted, replaced, or removed when
+    /// it is deleted (or gone). Every other entry stays as it is, so a change costs one row and
+    /// a copy of the list of pointers, not a re-read of every subscription. Returns the entry.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn refresh_subscription(
+        &self,
+        id: &str,
+    ) -> Result<Option<Arc<Subscription>>, StoreError> {
+        let (cache, id) = (self.subscriptions.clone(), id.to_owned());
+        let sealer = self.sealer.clone();
+        // On the writer's thread, like every other update of the copy (see above).
+        self.write(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM subscriptions WHERE id = ? AND deleted_at IS NULL"
+            ))?;
+            let fresh = all_rows(&mut stmt, [&id], |r| {
+                Subscription::from_row(r, &sealer).map(Arc::new)
+            })?
+            .pop();
+            let current = cache.read().unwrap_or_else(PoisonError::into_inner).clone();
+            let mut all: Vec<Arc<Subscription>> = current.as_ref().clone();
+            match (all.binary_search_by(|s| s.id.as_str().cmp(&id)), &fresh) {
+                (Ok(i), Some(sub)) => all[i] = sub.clone(),
+                (Ok(i), None) => {
+                    all.remove(i);
+                }
+                (Err(i), Some(sub)) => all.insert(i, sub.clone()),
+                (Err(_), None) => return Ok(None),
+            }
+            *cache.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(all);
+            Ok(fresh)
+        })
+        .await
+    }
+
+    async fn refresh_and_get(&self, id: &str) -> Result<Arc<Subscription>, StoreError> {
+        self.refresh_subscription(id)
+            .await?
             .ok_or_else(|| StoreError::Corrupt(format!("subscription {id} vanished")))
     }
 
@@ -342,7 +390,11 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+#[path = "subscriptions_tests.rs"]
+mod tests;
+
+#[cfg(test)]
+mod update_tests {
     use super::*;
 
     fn update_of(sub: &Subscription, description: &str) -> SubscriptionUpdate {

@@ -2,7 +2,9 @@
 //! receiver, a client that shows the body when a status is not the expected one, polling.
 
 pub mod binary;
+pub mod gated;
 pub mod plugins;
+pub mod process;
 pub mod receiver;
 pub mod server;
 

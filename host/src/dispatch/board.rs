@@ -1,0 +1,319 @@
+//! The dispatcher's memory: leased jobs queued per subscription, the workers running them,
+//! the subscriptions being disabled right now, and the leases to give back. Short critical
+//! sections only; the leaser and the workers share it behind a mutex.
+//!
+//! A subscription has at most `cap` workers (`max_in_flight_per_subscription`), each running
+//! one attempt at a time and then taking the next job of the same subscription. Workers hold
+//! no global slot between attempts: the gates (`gate`) share the plugin and delivery slots at
+//! the moment an attempt needs one.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use crate::store::{Event, LeaseRef, Leased};
+
+/// A leased delivery and its event, waiting for or running its attempt.
+#[derive(Debug)]
+pub(super) struct Job {
+    pub leased: Leased,
+    pub event: Option<Arc<Event>>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Board {
+    /// A subscription with this many jobs queued is left out of leases.
+    full: usize,
+    /// A full subscription's queue went below `full`: the leaser may lease for it again.
+    refill: bool,
+    /// Leased jobs not started yet, per subscription.
+    queues: HashMap<String, VecDeque<Job>>,
+    queued: usize,
+    /// Workers per subscription.
+    workers: HashMap<String, usize>,
+    /// Leases of the jobs being attempted (released at shutdown if still unfinished).
+    running: HashSet<LeaseRef>,
+    /// Subscriptions being disabled right now: nothing more of theirs starts.
+    parking: HashSet<String>,
+    /// Leases to give back (jobs that will not be attempted now).
+    to_release: Vec<LeaseRef>,
+}
+
+impl Board {
+    /// A board that calls a subscription full at `full` queued jobs.
+    pub(super) fn new(full: usize) -> Self {
+        Self {
+            full: full.max(1),
+            ..Self::default()
+        }
+    }
+
+    /// Jobs queued or being attempted.
+    pub(super) fn held(&self) -> usize {
+        self.queued + self.running.len()
+    }
+
+    /// Subscriptions holding jobs (queued or being attempted).
+    pub(super) fn subscriptions_holding(&self) -> usize {
+        self.workers.len()
+            + self
+                .queues
+                .keys()
+                .filter(|sub| !self.workers.contains_key(*sub))
+                .count()
+    }
+
+    /// Jobs held per subscription (queued or being attempted), and the subscriptions to leave
+    /// out of the next lease: those with enough queued already, or holding their `share` of
+    /// the buffer.
+    pub(super) fn holdings(&self, share: usize) -> (HashMap<String, usize>, Vec<String>) {
+        let mut held: HashMap<String, usize> = self
+            .workers
+            .iter()
+            .map(|(sub, n)| (sub.clone(), *n))
+            .collect();
+        for (sub, queue) in &self.queues {
+            *held.entry(sub.clone()).or_default() += queue.len();
+        }
+        let exclude = held
+            .iter()
+            .filter(|(sub, n)| {
+                **n >= share || self.queues.get(*sub).is_some_and(|q| q.len() >= self.full)
+            })
+            .map(|(sub, _)| sub.clone())
+            .collect();
+        (held, exclude)
+    }
+
+    /// Queues leased jobs; a subscription being disabled gets none (they go back).
+    pub(super) fn enqueue(&mut self, jobs: impl IntoIterator<Item = Job>) {
+        for job in jobs {
+            if self.parking.contains(&job.leased.subscription_id) {
+                self.to_release.push(LeaseRef::from(&job.leased));
+                continue;
+            }
+            self.queues
+                .entry(job.leased.subscription_id.clone())
+                .or_default()
+                .push_back(job);
+            self.queued += 1;
+        }
+    }
+
+    /// Jobs for new workers: for every subscription with queued jobs, as many as it has jobs,
+    /// up to `cap` workers.
+    pub(super) fn starts(&mut self, cap: usize) -> Vec<Job> {
+        let mut starts = Vec::new();
+        for (sub, queue) in &mut self.queues {
+            let before = queue.len();
+            let workers = self.workers.entry(sub.clone()).or_default();
+            while *workers < cap
+                && let Some(job) = queue.pop_front()
+            {
+                *workers += 1;
+                self.queued -= 1;
+                self.running.insert(LeaseRef::from(&job.leased));
+                starts.push(job);
+            }
+            self.refill |= before >= self.full && queue.len() < self.full;
+        }
+        self.queues.retain(|_, q| !q.is_empty());
+        self.workers.retain(|_, n| *n > 0);
+        starts
+    }
+
+    /// A worker of `sub` finished `done` (recorded or released): its next job, or `None` and
+    /// the worker ends.
+    pub(super) fn next_for(&mut self, sub: &str, done: &LeaseRef) -> Option<Job> {
+        self.running.remove(done);
+        if !self.parking.contains(sub)
+            && let Some(queue) = self.queues.get_mut(sub)
+            && let Some(job) = queue.pop_front()
+        {
+            self.queued -= 1;
+            self.refill |= queue.len() + 1 == self.full;
+            if queue.is_empty() {
+                self.queues.remove(sub);
+            }
+            self.running.insert(LeaseRef::from(&job.leased));
+            return Some(job);
+        }
+        if let Some(n) = self.workers.get_mut(sub) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.workers.remove(sub);
+            }
+        }
+        None
+    }
+
+    /// Stops everything of `sub` that has not started: its queued jobs go back, and nothing
+    /// more of it is queued or started until [`Board::unpark`].
+    pub(super) fn park(&mut self, sub: &str) {
+        self.parking.insert(sub.to_owned());
+        if let Some(queue) = self.queues.remove(sub) {
+            self.queued -= queue.len();
+            self.to_release
+                .extend(queue.iter().map(|job| LeaseRef::from(&job.leased)));
+        }
+    }
+
+    /// Ends [`Board::park`] (the subscription's state is now in the store and its cache).
+    pub(super) fn unpark(&mut self, sub: &str) {
+        self.parking.remove(sub);
+    }
+
+    /// Whether `sub` is being disabled right now.
+    pub(super) fn parking(&self, sub: &str) -> bool {
+        self.parking.contains(sub)
+    }
+
+    /// A lease to give back.
+    pub(super) fn release(&mut self, lease: LeaseRef) {
+        self.to_release.push(lease);
+    }
+
+    /// Whether a full subscription's queue went below full since the last call.
+    pub(super) fn take_refill(&mut self) -> bool {
+        std::mem::take(&mut self.refill)
+    }
+
+    /// Shutdown, first step: the queued jobs' leases (nothing queued starts any more).
+    pub(super) fn take_queued(&mut self) -> Vec<LeaseRef> {
+        let mut all = Vec::with_capacity(self.queued);
+        for (_, queue) in self.queues.drain() {
+            all.extend(queue.iter().map(|job| LeaseRef::from(&job.leased)));
+        }
+        self.queued = 0;
+        all
+    }
+
+    /// The leases to give back, taken.
+    pub(super) fn take_releases(&mut self) -> Vec<LeaseRef> {
+        std::mem::take(&mut self.to_release)
+    }
+
+    /// Shutdown: every lease held, queued or running, and forgets the queues.
+    pub(super) fn drain(&mut self) -> Vec<LeaseRef> {
+        let mut all = self.take_releases();
+        all.extend(self.take_queued());
+        all.extend(self.running.drain());
+        all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(sub: &str, id: &str) -> Job {
+        Job {
+            leased: Leased {
+                id: id.into(),
+                event_id: "evt".into(),
+                subscription_id: sub.into(),
+                attempts: 0,
+                created_at: 0,
+                lease_token: 1,
+                lease_until: 0,
+            },
+            event: None,
+        }
+    }
+
+    fn lease(id: &str) -> LeaseRef {
+        LeaseRef {
+            id: id.into(),
+            lease_token: 1,
+        }
+    }
+
+    #[test]
+    fn a_subscription_gets_up_to_cap_workers_and_they_run_its_queue() {
+        let mut board = Board::new(2);
+        board.enqueue((0..5).map(|i| job("a", &format!("a{i}"))));
+        board.enqueue([job("b", "b0")]);
+        let started = board.starts(2);
+        assert_eq!(started.len(), 3, "two for a, one for b");
+        assert_eq!(board.held(), 6);
+        assert!(board.starts(2).is_empty(), "a is at its cap, b has no more");
+        let a = started
+            .iter()
+            .find(|j| j.leased.subscription_id == "a")
+            .unwrap();
+        let next = board.next_for("a", &LeaseRef::from(&a.leased)).unwrap();
+        assert_eq!(next.leased.subscription_id, "a");
+        assert!(
+            board.next_for("b", &lease("b0")).is_none(),
+            "b's worker ends"
+        );
+        assert_eq!(board.held(), 4);
+    }
+
+    #[test]
+    fn parking_gives_the_queue_back_and_starts_nothing_more() {
+        let mut board = Board::new(2);
+        board.enqueue((0..4).map(|i| job("a", &format!("a{i}"))));
+        let started = board.starts(1);
+        board.park("a");
+        assert!(board.parking("a"));
+        let released = board.take_releases();
+        assert_eq!(released.len(), 3, "the three not started go back");
+        assert!(
+            board
+                .next_for("a", &LeaseRef::from(&started[0].leased))
+                .is_none(),
+            "the running worker takes nothing more"
+        );
+        board.enqueue([job("a", "late")]);
+        assert_eq!(
+            board.take_releases(),
+            vec![lease("late")],
+            "a late lease goes back too"
+        );
+        board.unpark("a");
+        board.enqueue([job("a", "after")]);
+        assert_eq!(board.starts(1).len(), 1);
+        assert_eq!(board.held(), 1);
+    }
+
+    #[test]
+    fn a_full_queue_going_below_full_asks_for_a_refill() {
+        let mut board = Board::new(2);
+        board.enqueue((0..4).map(|i| job("a", &format!("a{i}"))));
+        let (held, full) = board.holdings(100);
+        assert_eq!((held["a"], full), (4, vec!["a".to_owned()]));
+        let first = board.starts(1).pop().unwrap();
+        assert!(!board.take_refill(), "3 queued: still full");
+        let second = board.next_for("a", &LeaseRef::from(&first.leased)).unwrap();
+        assert!(!board.take_refill(), "2 queued: still full");
+        board
+            .next_for("a", &LeaseRef::from(&second.leased))
+            .unwrap();
+        assert!(board.take_refill(), "1 queued: room for more");
+        assert!(!board.take_refill(), "asked once");
+    }
+
+    #[test]
+    fn a_subscription_holding_its_share_is_left_out() {
+        let mut board = Board::new(10);
+        board.enqueue((0..6).map(|i| job("a", &format!("a{i}"))));
+        board.enqueue((0..2).map(|i| job("b", &format!("b{i}"))));
+        board.starts(2);
+        assert_eq!(board.subscriptions_holding(), 2);
+        let (held, exclude) = board.holdings(5);
+        assert_eq!((held["a"], held["b"]), (6, 2), "queued and running count");
+        assert_eq!(exclude, vec!["a".to_owned()]);
+    }
+
+    #[test]
+    fn drain_returns_every_lease_held() {
+        let mut board = Board::new(2);
+        board.enqueue((0..3).map(|i| job("a", &format!("a{i}"))));
+        board.starts(1);
+        board.release(lease("x"));
+        let mut all: Vec<String> = board.drain().into_iter().map(|l| l.id).collect();
+        all.sort();
+        assert_eq!(all, ["a0", "a1", "a2", "x"]);
+        assert_eq!(board.held(), 0);
+    }
+}

@@ -1,0 +1,179 @@
+//! Recording attempt results: delivery states, attempt rows and failing streaks in one
+//! transaction per batch, for the results whose lease still holds; and the dead letter for a
+//! result the database refuses.
+
+use std::sync::Arc;
+
+use rusqlite::Transaction;
+
+use super::{Attempt, DeliveryStatus, LeaseRef, Leased, Store, StoreError, json_list};
+
+/// What one attempt did to its subscription's health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscriptionEffect {
+    /// Nothing to note (skipped, cancelled, a plugin failure).
+    None,
+    /// A 2xx: the failing streak (if any) is over.
+    Succeeded,
+    /// A delivery failure: a failing streak starts (if none is running).
+    Failed,
+}
+
+/// The result of one attempt, to record.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    /// The leased delivery.
+    pub leased: Leased,
+    /// Its new status (`pending` again when a retry is scheduled).
+    pub status: DeliveryStatus,
+    /// When the retry is due (unix ms), for `pending`.
+    pub next_attempt_at: i64,
+    /// The attempt's row; `None` when nothing was attempted (e.g. a cancelled delivery).
+    pub attempt: Option<Attempt>,
+    /// The error to show on the delivery.
+    pub last_error: Option<String>,
+    /// The plugin's skip reason.
+    pub skip_reason: Option<String>,
+    /// Effect on the subscription's failing streak.
+    pub effect: SubscriptionEffect,
+}
+
+/// What recording a batch of results did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Recorded {
+    /// Results written.
+    pub applied: usize,
+    /// Results ignored because their lease had been taken back (expired, or released).
+    pub stale: usize,
+}
+
+impl Store {
+    /// Records a batch of attempt results in one transaction: delivery states, their attempt
+    /// rows and the subscriptions' failing streaks — for the results whose lease still holds
+    /// (a cancel in between also wins). Stale results are counted and otherwise ignored.
+    ///
+    /// # Errors
+    /// Database errors; nothing of the batch is written then.
+    pub async fn record(&self, completions: Arc<[Completion]>) -> Result<Recorded, StoreError> {
+        if completions.is_empty() {
+            return Ok(Recorded::default());
+        }
+        let clock = self.clock.clone();
+        self.bookkeeping(move |tx| {
+            let now = clock.now_ms();
+            let (recorded, applied) = record_results(tx, &completions, now)?;
+            record_streaks(tx, &applied, now)?;
+            Ok(recorded)
+        })
+        .await
+    }
+
+    /// Makes a delivery a dead letter whose result could not be recorded (the recorder's poison
+    /// row), saying why — if it still holds the lease. Returns whether it did.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn fail_unrecordable(
+        &self,
+        lease: LeaseRef,
+        error: String,
+    ) -> Result<bool, StoreError> {
+        let now = self.clock.now_ms();
+        self.bookkeeping(move |tx| {
+            Ok(tx
+                .prepare_cached(
+                    "UPDATE deliveries SET status = 'failed', lease_until = NULL, last_error = ?1, updated_at = ?2
+                     WHERE id = ?3 AND status = 'delivering' AND lease_token = ?4",
+                )?
+                .execute((error, now, lease.id, lease.lease_token))?
+                > 0)
+        })
+        .await
+    }
+}
+
+/// Delivery states and attempt rows, for results whose lease still holds. Returns the counts
+/// and the results that were applied.
+fn record_results<'a>(
+    tx: &Transaction<'_>,
+    completions: &'a [Completion],
+    now: i64,
+) -> Result<(Recorded, Vec<&'a Completion>), StoreError> {
+    let mut update_delivery = tx.prepare_cached(
+        "UPDATE deliveries SET status = ?1, attempts = ?2, next_attempt_at = ?3, lease_until = NULL, last_error = ?4,
+         skip_reason = ?5, updated_at = ?6 WHERE id = ?7 AND status = 'delivering' AND lease_token = ?8",
+    )?;
+    let mut insert_attempt = tx.prepare_cached(
+        "INSERT INTO attempts (delivery_id, at, outcome, status_code, latency_ms, error, plugin_version, response_body)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )?;
+    let mut recorded = Recorded::default();
+    let mut applied = Vec::with_capacity(completions.len());
+    for c in completions {
+        let attempts = c.leased.attempts + i64::from(c.attempt.is_some());
+        let changed = update_delivery.execute((
+            c.status.as_str(),
+            attempts,
+            c.next_attempt_at,
+            &c.last_error,
+            &c.skip_reason,
+            now,
+            &c.leased.id,
+            c.leased.lease_token,
+        ))?;
+        if changed == 0 {
+            recorded.stale += 1;
+            continue;
+        }
+        if let Some(a) = &c.attempt {
+            insert_attempt.execute((
+                &c.leased.id,
+                a.at,
+                &a.outcome,
+                a.status_code,
+                a.latency_ms,
+                &a.error,
+                &a.plugin_version,
+                &a.response_body,
+            ))?;
+        }
+        recorded.applied += 1;
+        applied.push(c);
+    }
+    Ok((recorded, applied))
+}
+
+/// A success ends a subscription's failing streak; a failure starts one if none is running.
+fn record_streaks(
+    tx: &Transaction<'_>,
+    completions: &[&Completion],
+    now: i64,
+) -> Result<(), StoreError> {
+    let subscriptions_with = |effect: SubscriptionEffect| {
+        let mut ids: Vec<&str> = completions
+            .iter()
+            .filter(|c| c.effect == effect)
+            .map(|c| c.leased.subscription_id.as_str())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    };
+    let succeeded = subscriptions_with(SubscriptionEffect::Succeeded);
+    if !succeeded.is_empty() {
+        tx.prepare_cached(
+            "UPDATE subscriptions SET first_failure_at = NULL
+             WHERE first_failure_at IS NOT NULL AND id IN (SELECT value FROM json_each(?))",
+        )?
+        .execute([json_list(&succeeded)])?;
+    }
+    let failed = subscriptions_with(SubscriptionEffect::Failed);
+    if !failed.is_empty() {
+        tx.prepare_cached(
+            "UPDATE subscriptions SET first_failure_at = ?1
+             WHERE first_failure_at IS NULL AND id IN (SELECT value FROM json_each(?2))",
+        )?
+        .execute((now, json_list(&failed)))?;
+    }
+    Ok(())
+}

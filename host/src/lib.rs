@@ -15,6 +15,7 @@ pub mod plugins;
 pub mod server;
 pub mod signing;
 pub mod store;
+pub mod tenant;
 
 pub use clock::Clock;
 pub use config::Config;

@@ -134,6 +134,7 @@ async fn a_subscription_missing_from_the_cache_is_read_again_not_cancelled() {
         .unwrap();
     let sub = other
         .create_subscription(switchyard::store::NewSubscription {
+            tenant_id: switchyard::tenant::TenantId::default_tenant(),
             url: receiver.url("/other"),
             events: vec!["*".into()],
             plugin: None,
@@ -149,6 +150,7 @@ async fn a_subscription_missing_from_the_cache_is_read_again_not_cancelled() {
     let (ingestor, _task) = switchyard::store::Ingestor::start(other.clone(), wake, 16, 64 << 20);
     let outcome = ingestor
         .ingest(switchyard::store::NewEvent {
+            tenant_id: switchyard::tenant::TenantId::default_tenant(),
             event_type: "a.b".into(),
             data: "{}".into(),
             idempotency_key: None,

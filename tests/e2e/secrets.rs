@@ -349,7 +349,12 @@ async fn a_secret_that_cannot_sign_fails_the_attempt_instead_of_sending_unsigned
     // A hex-scheme text secret under standard-webhooks; the old secret's grace ends at once.
     assert!(
         store
-            .rotate_secret(&sub.id, "a-text-secret-for-hex-scheme", 0)
+            .rotate_secret(
+                &switchyard::tenant::Scope::Any,
+                &sub.id,
+                "a-text-secret-for-hex-scheme",
+                0
+            )
             .await
             .unwrap()
     );

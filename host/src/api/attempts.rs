@@ -8,6 +8,7 @@ use axum::extract::State;
 
 use super::extract::ApiQuery;
 use super::models::{AttemptFeedOut, AttemptFeedPage, AttemptFeedQuery, AttemptOut, Page};
+use super::principal::{Permission, Principal};
 use super::{ApiError, AppState, ErrorCode, page_limit};
 use crate::store::{FeedAttempt, FeedFilter};
 
@@ -22,8 +23,10 @@ use crate::store::{FeedAttempt, FeedFilter};
 )]
 pub async fn list(
     State(state): State<AppState>,
+    principal: Principal,
     ApiQuery(q): ApiQuery<AttemptFeedQuery>,
 ) -> Result<Json<Page<AttemptFeedOut>>, ApiError> {
+    let scope = principal.scope_for_list(Permission::DeliveriesRead, q.tenant_id.clone())?;
     let limit = page_limit(q.limit)?;
     let after = match q.after.as_deref() {
         None => None,
@@ -42,6 +45,7 @@ pub async fn list(
     let rows = state
         .store
         .attempt_feed(
+            &scope,
             FeedFilter {
                 after,
                 subscription_id: q.subscription_id.map(String::from),

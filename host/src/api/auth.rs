@@ -19,7 +19,9 @@ use axum::response::Response;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
+use super::principal::{Permission, Principal};
 use super::{ApiError, AppState};
+use crate::store::key_id;
 
 /// Clients whose failures are remembered at most.
 pub const MAX_CLIENTS: usize = 10_000;
@@ -73,11 +75,12 @@ impl Guard {
     }
 }
 
-/// Rejects requests without `Authorization: Bearer <the key>`, and clients that sent too many
-/// wrong keys lately.
+/// Rejects requests without `Authorization: Bearer <a key>` — the bootstrap admin key, or a key
+/// of `POST /v1/keys` that is neither revoked nor expired — and clients that sent too many
+/// wrong keys lately. The request gets the key's [`Principal`].
 pub async fn require_key(
     State(guard): State<Guard>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
     let client = request
@@ -99,15 +102,46 @@ pub async fn require_key(
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .map(str::trim);
-    match given {
-        Some(key) if guard.state.api_key.matches(key) => Ok(next.run(request).await),
-        _ => {
+    let principal = match given {
+        Some(key) if guard.state.api_key.matches(key) => Some(Principal::admin()),
+        Some(key) => issued_key(&guard.state, key).await?,
+        None => None,
+    };
+    match principal {
+        Some(principal) => {
+            request.extensions_mut().insert(principal);
+            Ok(next.run(request).await)
+        }
+        None => {
             if let Some(client) = client {
                 guard.failures.failed(client, Instant::now());
             }
             Err(ApiError::Unauthorized)
         }
     }
+}
+
+/// The principal of an issued key (`sy_key_…`), read from the database on every request so a
+/// revoke or an expiry counts at once; `None` for anything else.
+async fn issued_key(state: &AppState, key: &str) -> Result<Option<Principal>, ApiError> {
+    let Some(id) = key_id(key) else {
+        return Ok(None);
+    };
+    let Some(stored) = state.store.key(id).await? else {
+        return Ok(None);
+    };
+    let now = state.store.clock().now_ms();
+    let live = stored.revoked_at.is_none() && stored.expires_at.is_none_or(|at| at > now);
+    let matches = ApiKey::from_hex(&stored.hash).is_some_and(|hash| hash.matches(key));
+    if !(live && matches) {
+        return Ok(None);
+    }
+    let permissions = stored
+        .scopes
+        .iter()
+        .filter_map(|s| Permission::parse(s))
+        .collect();
+    Ok(Some(Principal::new(stored.tenant_id, permissions)))
 }
 
 /// The bucket a peer address counts in: IPv4 (also IPv4-mapped IPv6) as is, IPv6 by /64.

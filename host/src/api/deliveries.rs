@@ -5,10 +5,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 
 use super::extract::{ApiPath, ApiQuery};
+use super::models::TenantQuery;
 use super::models::{
     AttemptOut, DeliveryDetailOut, DeliveryId, DeliveryListQuery, DeliveryOut, DeliveryPage,
     DeliveryStatusOut, Page, RetryOut,
 };
+use super::principal::{Permission, Principal};
 use super::{ApiError, AppState, ErrorCode, page_limit, rows_for};
 use crate::store::{DeliveryFilter, DeliveryStatus, SubscriptionStatus};
 
@@ -22,13 +24,16 @@ fn not_found(id: &DeliveryId) -> ApiError {
     path = "/deliveries",
     operation_id = "v1.delivery.list",
     tag = "deliveries",
-    params(DeliveryListQuery),
+    params(DeliveryListQuery, TenantQuery),
     responses((status = 200, description = "A page of deliveries.", body = DeliveryPage)),
 )]
 pub async fn list(
     State(state): State<AppState>,
+    principal: Principal,
     ApiQuery(q): ApiQuery<DeliveryListQuery>,
+    ApiQuery(tenant): ApiQuery<TenantQuery>,
 ) -> Result<Json<Page<DeliveryOut>>, ApiError> {
+    let scope = principal.scope_for_list(Permission::DeliveriesRead, tenant.tenant_id)?;
     let limit = page_limit(q.limit)?;
     let filter = DeliveryFilter {
         subscription_id: q.subscription_id.map(String::from),
@@ -38,7 +43,7 @@ pub async fn list(
     };
     let rows = state
         .store
-        .list_deliveries(&filter, rows_for(limit))
+        .list_deliveries(&scope, &filter, rows_for(limit))
         .await?;
     Ok(Json(Page::from_rows(
         rows,
@@ -59,11 +64,13 @@ pub async fn list(
 )]
 pub async fn get_one(
     State(state): State<AppState>,
+    principal: Principal,
     ApiPath(id): ApiPath<DeliveryId>,
 ) -> Result<Json<DeliveryDetailOut>, ApiError> {
+    let scope = principal.allow(Permission::DeliveriesRead)?;
     let (delivery, attempts) = state
         .store
-        .delivery(id.as_str())
+        .delivery(&scope, id.as_str())
         .await?
         .ok_or_else(|| not_found(&id))?;
     Ok(Json(DeliveryDetailOut {
@@ -83,9 +90,11 @@ pub async fn get_one(
 )]
 pub async fn retry(
     State(state): State<AppState>,
+    principal: Principal,
     ApiPath(id): ApiPath<DeliveryId>,
 ) -> Result<(StatusCode, Json<RetryOut>), ApiError> {
-    let Some((delivery, _)) = state.store.delivery(id.as_str()).await? else {
+    let scope = principal.allow(Permission::DeliveriesWrite)?;
+    let Some((delivery, _)) = state.store.delivery(&scope, id.as_str()).await? else {
         return Err(not_found(&id));
     };
     match state.store.cached_subscription(&delivery.subscription_id) {
@@ -106,7 +115,7 @@ pub async fn retry(
             ));
         }
     }
-    match state.store.retry_delivery(id.as_str()).await? {
+    match state.store.retry_delivery(&scope, id.as_str()).await? {
         None => Err(not_found(&id)),
         Some(DeliveryStatus::Pending | DeliveryStatus::Delivering) => Err(ApiError::conflict(
             ErrorCode::AlreadyQueued,

@@ -27,6 +27,9 @@ pub enum ApiError {
     /// 401: no or wrong API key.
     #[error("missing or invalid API key: send Authorization: Bearer <key>")]
     Unauthorized,
+    /// 403: the key may not do this.
+    #[error("{0}")]
+    Forbidden(String),
     /// 404: unknown id or route; the text names what was not found.
     #[error("{0} not found")]
     NotFound(String),
@@ -130,6 +133,7 @@ impl ApiError {
             | Self::Conflict { code, .. }
             | Self::Invalid { code, .. } => *code,
             Self::Unauthorized => ErrorCode::Unauthorized,
+            Self::Forbidden(_) => ErrorCode::Forbidden,
             Self::NotFound(_) => ErrorCode::NotFound,
             Self::MethodNotAllowed => ErrorCode::MethodNotAllowed,
             Self::TooLarge(_) => ErrorCode::PayloadTooLarge,
@@ -251,6 +255,7 @@ impl From<StoreError> for ApiError {
             StoreError::Overloaded => Self::RateLimited(err.to_string()),
             StoreError::Full => Self::StorageFull,
             StoreError::Unavailable(why) => Self::StorageUnavailable(why),
+            StoreError::UnknownTenant(id) => Self::not_found("tenant", &id),
             other => Self::Internal(other.to_string()),
         }
     }

@@ -7,8 +7,10 @@ use serde_json::value::RawValue;
 
 use super::extract::{ApiJson, ApiPath};
 use super::models::{DeliveryOut, EventAccepted, EventId, EventIn, EventOut, Page, Timestamp};
+use super::principal::{Permission, Principal};
 use super::{ApiError, AppState, ErrorCode};
 use crate::store::NewEvent;
+use crate::store::matching::OPERATIONAL_PREFIX;
 
 const MAX_TYPE_LEN: usize = 128;
 const MAX_KEY_LEN: usize = 255;
@@ -28,9 +30,20 @@ pub const EVENT_DELIVERIES: usize = 1000;
 )]
 pub async fn create(
     State(state): State<AppState>,
+    principal: Principal,
     ApiJson(body): ApiJson<EventIn>,
 ) -> Result<(StatusCode, Json<EventAccepted>), ApiError> {
+    let tenant_id = principal.tenant_for_write(Permission::EventsWrite, body.tenant_id)?;
     check_event_type(&body.event_type)?;
+    if body.event_type.starts_with(OPERATIONAL_PREFIX) {
+        return Err(ApiError::invalid(
+            ErrorCode::ReservedType,
+            format!(
+                "{:?}: types starting with {OPERATIONAL_PREFIX:?} are Switchyard's own operational events",
+                body.event_type
+            ),
+        ));
+    }
     if let Some(key) = &body.id
         && (key.is_empty() || key.len() > MAX_KEY_LEN)
     {
@@ -42,6 +55,7 @@ pub async fn create(
     let outcome = state
         .ingestor
         .ingest(NewEvent {
+            tenant_id,
             event_type: body.event_type,
             // The exact JSON text received: stored and delivered without re-serialising.
             data: body.data.get().to_owned(),
@@ -73,12 +87,14 @@ pub async fn create(
 )]
 pub async fn get_one(
     State(state): State<AppState>,
+    principal: Principal,
     ApiPath(id): ApiPath<EventId>,
 ) -> Result<Json<EventOut>, ApiError> {
+    let scope = principal.allow(Permission::DeliveriesRead)?;
     let rows = i64::try_from(EVENT_DELIVERIES + 1).unwrap_or(i64::MAX);
     let (event, deliveries) = state
         .store
-        .event(id.as_str(), rows)
+        .event(&scope, id.as_str(), rows)
         .await?
         .ok_or_else(|| ApiError::not_found("event", id.as_str()))?;
     // The data goes out as the exact text stored: parsing it into a `Value` would round big
@@ -93,6 +109,7 @@ pub async fn get_one(
     );
     Ok(Json(EventOut {
         id: event.id.into(),
+        tenant_id: event.tenant_id,
         event_type: event.event_type,
         timestamp: Timestamp::from_unix_ms(event.created_at),
         idempotency_key: event.idempotency_key,

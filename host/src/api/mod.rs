@@ -12,11 +12,14 @@ mod deliveries;
 mod error;
 mod events;
 mod extract;
+mod keys;
 pub mod models;
 mod openapi;
 mod ops;
 mod plugins;
+mod principal;
 mod subscriptions;
+mod tenants;
 
 use std::sync::Arc;
 
@@ -30,6 +33,7 @@ use utoipa_axum::routes;
 pub use auth::ApiKey;
 pub use error::{ApiError, ErrorCode};
 pub use openapi::{OPENAPI_PATH, openapi, openapi_json};
+pub use principal::{Permission, Principal};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -101,6 +105,10 @@ fn v1_routes(component_limit: usize) -> OpenApiRouter<AppState> {
         .routes(routes!(plugins::get_one, plugins::delete))
         .routes(routes!(plugins::upload).layer(DefaultBodyLimit::max(component_limit)))
         .routes(routes!(plugins::dry_run))
+        .routes(routes!(tenants::list))
+        .routes(routes!(tenants::put, tenants::get_one, tenants::delete))
+        .routes(routes!(keys::create, keys::list))
+        .routes(routes!(keys::delete))
 }
 
 /// The whole HTTP surface.

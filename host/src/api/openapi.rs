@@ -37,7 +37,7 @@ const BEARER: &str = "bearer";
 /// id, a query, the key). Adding a code to an operation is one line here.
 const OPERATION_ERRORS: &[(&str, &[ErrorCode])] = {
     use ErrorCode::*;
-    const SUBSCRIPTION_FIELDS: &[ErrorCode] = &[
+    const SUBSCRIPTION_FIELDS_AND_TENANT: &[ErrorCode] = &[
         InvalidUrl,
         InvalidEvents,
         InvalidDescription,
@@ -46,6 +46,7 @@ const OPERATION_ERRORS: &[(&str, &[ErrorCode])] = {
         InvalidSecret,
         UnknownPlugin,
         InvalidPluginConfig,
+        NotFound,
     ];
     const PATCH: &[ErrorCode] = &[
         InvalidUrl,
@@ -59,7 +60,7 @@ const OPERATION_ERRORS: &[(&str, &[ErrorCode])] = {
         ConcurrentUpdate,
     ];
     &[
-        ("v1.subscription.create", SUBSCRIPTION_FIELDS),
+        ("v1.subscription.create", SUBSCRIPTION_FIELDS_AND_TENANT),
         ("v1.subscription.list", &[]),
         ("v1.subscription.get", &[]),
         ("v1.subscription.update", PATCH),
@@ -68,7 +69,10 @@ const OPERATION_ERRORS: &[(&str, &[ErrorCode])] = {
         ("v1.subscription.test", &[InvalidType, RateLimited]),
         ("v1.subscription.enable", &[]),
         ("v1.subscription.recover", &[SubscriptionDisabled]),
-        ("v1.event.create", &[InvalidType, InvalidId, RateLimited]),
+        (
+            "v1.event.create",
+            &[InvalidType, ReservedType, InvalidId, RateLimited, NotFound],
+        ),
         ("v1.event.get", &[]),
         ("v1.delivery.list", &[]),
         ("v1.delivery.get", &[]),
@@ -110,6 +114,16 @@ const OPERATION_ERRORS: &[(&str, &[ErrorCode])] = {
                 Busy,
             ],
         ),
+        ("v1.tenant.put", &[InvalidTenant, InvalidMetadata]),
+        ("v1.tenant.list", &[]),
+        ("v1.tenant.get", &[InvalidTenant]),
+        ("v1.tenant.delete", &[InvalidTenant, DefaultTenant]),
+        (
+            "v1.key.create",
+            &[InvalidScopes, InvalidDescription, InvalidExpiry, NotFound],
+        ),
+        ("v1.key.list", &[]),
+        ("v1.key.delete", &[]),
         ("health.get", &[StorageFull, StorageUnavailable]),
         ("metrics.get", &[]),
         ("openapi.get", &[]),
@@ -219,6 +233,7 @@ fn shape_errors(path: &str, operation: &Operation) -> Vec<ErrorCode> {
         // the database, which can be full or unwritable.
         codes.extend([
             ErrorCode::Unauthorized,
+            ErrorCode::Forbidden,
             ErrorCode::RateLimited,
             ErrorCode::StorageFull,
             ErrorCode::StorageUnavailable,
@@ -317,8 +332,8 @@ fn build() -> OpenApi {
             HttpBuilder::new()
                 .scheme(HttpAuthScheme::Bearer)
                 .description(Some(
-                    "The admin key: `Authorization: Bearer <key>` (generated and printed at the \
-                     first start, or `SWITCHYARD_API_KEY`).",
+                    "`Authorization: Bearer <key>`: the admin key (generated and printed at the \
+                     first start, or `SWITCHYARD_API_KEY`), or a key of `POST /v1/keys`.",
                 ))
                 .build(),
         ),
@@ -370,6 +385,14 @@ fn tags() -> Vec<utoipa::openapi::Tag> {
         (
             "plugins",
             "WebAssembly components that filter or reshape events.",
+        ),
+        (
+            "tenants",
+            "The provider's customers: every object belongs to one (admin keys only).",
+        ),
+        (
+            "keys",
+            "API keys with scopes, bound to a tenant or not, short-lived or not (admin keys only).",
         ),
         (
             "operations",

@@ -12,6 +12,7 @@ use super::models::{
     DeliverOutcome, DryRunDeliver, DryRunIn, DryRunOut, DryRunSkip, LogLineOut, Page, PluginOut,
     PluginPage, SkipOutcome, WasmComponent,
 };
+use super::principal::{Permission, Principal};
 use super::{ApiError, AppState, ErrorCode};
 use crate::plugins::{Decision, PluginError, PluginEvent, valid_name};
 use crate::store::new_id;
@@ -39,10 +40,13 @@ fn not_found(name: &str) -> ApiError {
 )]
 pub async fn upload(
     State(state): State<AppState>,
+    principal: Principal,
     ApiPath(name): ApiPath<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<PluginOut>), ApiError> {
+    // Plugins are the operator's: installed once, used by every tenant's subscriptions.
+    principal.allow(Permission::Admin)?;
     check_name(&name)?;
     let media = media_type(&headers);
     if !matches!(
@@ -95,11 +99,15 @@ pub async fn upload(
     tag = "plugins",
     responses((status = 200, description = "Every plugin.", body = PluginPage)),
 )]
-pub async fn list(State(state): State<AppState>) -> Json<Page<PluginOut>> {
-    Json(Page {
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<Page<PluginOut>>, ApiError> {
+    principal.allow(Permission::PluginsRead)?;
+    Ok(Json(Page {
         data: state.plugins.list().iter().map(PluginOut::from).collect(),
         next_cursor: None,
-    })
+    }))
 }
 
 /// Shows a plugin: its serving version, or why its latest file failed to load.
@@ -113,8 +121,10 @@ pub async fn list(State(state): State<AppState>) -> Json<Page<PluginOut>> {
 )]
 pub async fn get_one(
     State(state): State<AppState>,
+    principal: Principal,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<PluginOut>, ApiError> {
+    principal.allow(Permission::PluginsRead)?;
     let info = state.plugins.info(&name).ok_or_else(|| not_found(&name))?;
     Ok(Json(PluginOut::from(&info)))
 }
@@ -130,8 +140,10 @@ pub async fn get_one(
 )]
 pub async fn delete(
     State(state): State<AppState>,
+    principal: Principal,
     ApiPath(name): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
+    principal.allow(Permission::Admin)?;
     check_name(&name)?;
     if state.store.plugin_in_use(&name) {
         return Err(ApiError::conflict(
@@ -161,9 +173,11 @@ pub async fn delete(
 )]
 pub async fn dry_run(
     State(state): State<AppState>,
+    principal: Principal,
     ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<DryRunIn>,
 ) -> Result<Json<DryRunOut>, ApiError> {
+    principal.allow(Permission::PluginsRead)?;
     let plugin = state.plugins.get(&name).ok_or_else(|| not_found(&name))?;
     super::events::check_event_type(&body.event.event_type)?;
     let config = body

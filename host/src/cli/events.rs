@@ -34,6 +34,9 @@ enum Command {
         /// Idempotency key: sending the same key again returns the same event
         #[arg(long, value_name = "KEY")]
         id: Option<String>,
+        /// The tenant to publish into [default: the key's tenant, or `default`]
+        #[arg(long, value_name = "TENANT_ID", value_parser = super::tenant_arg)]
+        tenant: Option<switchyard::tenant::TenantId>,
     },
     /// Show an event and its deliveries.
     #[command(after_help = "Example:\n  switchyard events get evt_01J...")]
@@ -54,6 +57,7 @@ pub async fn run(args: Args) -> Result<(), CliError> {
             event_type,
             data,
             id,
+            tenant,
         } => {
             let data = match data {
                 Some(data) => input::json(&data, "--data")?,
@@ -62,6 +66,7 @@ pub async fn run(args: Args) -> Result<(), CliError> {
             let data = serde_json::value::to_raw_value(&data)
                 .map_err(|e| CliError::Input(e.to_string()))?;
             let body = EventIn {
+                tenant_id: tenant,
                 event_type,
                 data,
                 id,

@@ -60,6 +60,11 @@ enum Command {
     Completions(completions::Args),
 }
 
+/// Parses a `--tenant` value (the tenant id grammar, checked before anything is sent).
+fn tenant_arg(text: &str) -> Result<switchyard::tenant::TenantId, String> {
+    switchyard::tenant::TenantId::parse(text).map_err(|e| e.to_string())
+}
+
 /// Parses the command line and runs the command; the exit code says how it went.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -104,6 +104,9 @@ pub struct PageArgs {
 
 #[derive(clap::Args)]
 struct CreateArgs {
+    /// The tenant it belongs to [default: the key's tenant, or `default`]
+    #[arg(long, value_name = "TENANT_ID", value_parser = super::tenant_arg)]
+    tenant: Option<switchyard::tenant::TenantId>,
     /// Where deliveries go (https; http and private addresses only when the server allows them)
     #[arg(long)]
     url: String,
@@ -343,6 +346,7 @@ fn signature(arg: &str) -> Result<Signature, CliError> {
 
 fn create_body(args: CreateArgs) -> Result<SubscriptionIn, CliError> {
     Ok(SubscriptionIn {
+        tenant_id: args.tenant,
         url: args.url,
         events: args.events,
         plugin: args.plugin,

@@ -63,7 +63,7 @@ fn classify(err: &StoreError) -> Failure {
         | StoreError::Overloaded
         | StoreError::Full
         | StoreError::Unavailable(_) => Failure::Transient,
-        StoreError::SecretKey(_) => Failure::Refused,
+        StoreError::SecretKey(_) | StoreError::UnknownTenant(_) => Failure::Refused,
     }
 }
 

@@ -74,6 +74,7 @@ async fn a_recorder_that_falls_behind_stops_the_attempts() {
     f.ctx
         .store
         .create_subscription(NewSubscription {
+            tenant_id: crate::tenant::TenantId::default_tenant(),
             url: f.url.clone(),
             events: vec!["*".into()],
             plugin: None,
@@ -87,6 +88,7 @@ async fn a_recorder_that_falls_behind_stops_the_attempts() {
         .unwrap();
     let sends = (0..200).map(|_| {
         f.ingestor.ingest(NewEvent {
+            tenant_id: crate::tenant::TenantId::default_tenant(),
             event_type: "a.b".into(),
             data: "{}".into(),
             idempotency_key: None,
@@ -124,6 +126,7 @@ async fn an_attempt_that_would_outlive_its_lease_is_not_started() {
         .ctx
         .store
         .create_subscription(NewSubscription {
+            tenant_id: crate::tenant::TenantId::default_tenant(),
             url: f.url.clone(),
             events: vec!["*".into()],
             plugin: None,
@@ -138,6 +141,7 @@ async fn an_attempt_that_would_outlive_its_lease_is_not_started() {
     let shared = Shared::new(f.ctx.clone());
     let now = f.ctx.clock.now_ms();
     let event = Arc::new(crate::store::Event {
+        tenant_id: crate::tenant::TenantId::default_tenant(),
         id: "evt_1".into(),
         idempotency_key: None,
         event_type: "a.b".into(),

@@ -3,6 +3,7 @@
 //! this id" is a stable cursor and "the latest n" walks the primary key backwards.
 
 use super::{Store, StoreError, all_rows};
+use crate::tenant::Scope;
 
 /// One attempt with what identifies its delivery.
 #[derive(Debug, Clone)]
@@ -37,9 +38,11 @@ impl Store {
     /// Database errors.
     pub async fn attempt_feed(
         &self,
+        scope: &Scope,
         filter: FeedFilter,
         limit: i64,
     ) -> Result<Vec<FeedAttempt>, StoreError> {
+        let tenant = scope.filter();
         self.read(move |conn| {
             let sql = match filter.after {
                 Some(_) => FEED_AFTER,
@@ -48,7 +51,12 @@ impl Store {
             let mut stmt = conn.prepare_cached(sql)?;
             let mut rows = all_rows(
                 &mut stmt,
-                (filter.after.unwrap_or(0), &filter.subscription_id, limit),
+                (
+                    filter.after.unwrap_or(0),
+                    &filter.subscription_id,
+                    limit,
+                    &tenant,
+                ),
                 |r| {
                     Ok(FeedAttempt {
                         id: r.get("id")?,
@@ -74,7 +82,7 @@ const FEED_AFTER: &str =
     "SELECT a.id, a.delivery_id, d.subscription_id, d.event_id, e.type, a.at, a.outcome,
     a.status_code, a.latency_ms, a.error, a.plugin_version, a.response_body
     FROM attempts a JOIN deliveries d ON d.id = a.delivery_id JOIN events e ON e.id = d.event_id
-    WHERE a.id > ?1 AND (?2 IS NULL OR d.subscription_id = ?2) ORDER BY a.id LIMIT ?3";
+    WHERE a.id > ?1 AND (?2 IS NULL OR d.subscription_id = ?2) AND (?4 IS NULL OR d.tenant_id = ?4) ORDER BY a.id LIMIT ?3";
 
 /// The latest attempts, newest first (reversed by the caller). `?1` is bound for the same
 /// parameter shape as [`FEED_AFTER`].
@@ -82,4 +90,4 @@ const FEED_LATEST: &str =
     "SELECT a.id, a.delivery_id, d.subscription_id, d.event_id, e.type, a.at, a.outcome,
     a.status_code, a.latency_ms, a.error, a.plugin_version, a.response_body
     FROM attempts a JOIN deliveries d ON d.id = a.delivery_id JOIN events e ON e.id = d.event_id
-    WHERE ?1 >= 0 AND (?2 IS NULL OR d.subscription_id = ?2) ORDER BY a.id DESC LIMIT ?3";
+    WHERE ?1 >= 0 AND (?2 IS NULL OR d.subscription_id = ?2) AND (?4 IS NULL OR d.tenant_id = ?4) ORDER BY a.id DESC LIMIT ?3";

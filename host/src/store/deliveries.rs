@@ -4,9 +4,10 @@
 use rusqlite::OptionalExtension;
 
 use super::{Attempt, Delivery, DeliveryStatus, Store, StoreError, all_rows};
+use crate::tenant::Scope;
 
 /// The columns [`Delivery::from_row`] reads.
-const DELIVERY_COLUMNS: &str = "id, event_id, subscription_id, status, attempts, next_attempt_at, last_error, \
+const DELIVERY_COLUMNS: &str = "id, tenant_id, event_id, subscription_id, status, attempts, next_attempt_at, last_error, \
     skip_reason, created_at, updated_at";
 
 /// Filters of `GET /v1/deliveries`.
@@ -29,12 +30,14 @@ impl Store {
     /// Database errors.
     pub async fn list_deliveries(
         &self,
+        scope: &Scope,
         filter: &DeliveryFilter,
         limit: i64,
     ) -> Result<Vec<Delivery>, StoreError> {
         let mut sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE 1 = 1");
         let mut params: Vec<rusqlite::types::Value> = Vec::new();
         let conditions = [
+            ("tenant_id", scope.filter()),
             ("subscription_id", filter.subscription_id.clone()),
             ("event_id", filter.event_id.clone()),
             ("status", filter.status.map(|s| s.as_str().to_owned())),
@@ -66,13 +69,19 @@ impl Store {
     ///
     /// # Errors
     /// Database errors.
-    pub async fn delivery(&self, id: &str) -> Result<Option<(Delivery, Vec<Attempt>)>, StoreError> {
+    pub async fn delivery(
+        &self,
+        scope: &Scope,
+        id: &str,
+    ) -> Result<Option<(Delivery, Vec<Attempt>)>, StoreError> {
         let id = id.to_owned();
+        let tenant = scope.filter();
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?"
+                "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?1 AND (?2 IS NULL OR tenant_id = ?2)"
             ))?;
-            let Some(delivery) = all_rows(&mut stmt, [&id], Delivery::from_row)?.pop() else {
+            let Some(delivery) = all_rows(&mut stmt, (&id, &tenant), Delivery::from_row)?.pop()
+            else {
                 return Ok(None);
             };
             let mut stmt = conn.prepare_cached(
@@ -90,13 +99,20 @@ impl Store {
     ///
     /// # Errors
     /// Database errors.
-    pub async fn retry_delivery(&self, id: &str) -> Result<Option<DeliveryStatus>, StoreError> {
+    pub async fn retry_delivery(
+        &self,
+        scope: &Scope,
+        id: &str,
+    ) -> Result<Option<DeliveryStatus>, StoreError> {
         let id = id.to_owned();
+        let tenant = scope.filter();
         let now = self.clock.now_ms();
         self.transaction(move |tx| {
             let status: Option<String> = tx
-                .prepare_cached("SELECT status FROM deliveries WHERE id = ?")?
-                .query_row([&id], |r| r.get(0))
+                .prepare_cached(
+                    "SELECT status FROM deliveries WHERE id = ?1 AND (?2 IS NULL OR tenant_id = ?2)",
+                )?
+                .query_row((&id, &tenant), |r| r.get(0))
                 .optional()?;
             let Some(status) = status else {
                 return Ok(None);
@@ -122,19 +138,22 @@ impl Store {
     /// Database errors.
     pub async fn recover_failed(
         &self,
+        scope: &Scope,
         subscription_id: &str,
         since: i64,
         until: i64,
     ) -> Result<usize, StoreError> {
         let subscription_id = subscription_id.to_owned();
+        let tenant = scope.filter();
         let now = self.clock.now_ms();
         self.write(move |conn| {
             Ok(conn
                 .prepare_cached(
                     "UPDATE deliveries SET status = 'pending', next_attempt_at = ?1, updated_at = ?1
-                     WHERE subscription_id = ?2 AND status = 'failed' AND created_at BETWEEN ?3 AND ?4",
+                     WHERE subscription_id = ?2 AND status = 'failed' AND created_at BETWEEN ?3 AND ?4
+                     AND (?5 IS NULL OR tenant_id = ?5)",
                 )?
-                .execute((now, subscription_id, since, until))?)
+                .execute((now, subscription_id, since, until, tenant))?)
         })
         .await
     }

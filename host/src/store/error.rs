@@ -29,6 +29,9 @@ pub enum StoreError {
     /// Too many events are already waiting for their commit (the producer should retry).
     #[error("too many events are waiting to be stored; retry shortly")]
     Overloaded,
+    /// The tenant named does not exist (or was deleted): nothing was stored.
+    #[error("tenant {0:?} not found")]
+    UnknownTenant(String),
     /// The connection's thread is gone (shutting down).
     #[error("the store is shutting down")]
     Closed,

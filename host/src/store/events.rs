@@ -9,7 +9,9 @@ use std::sync::Arc;
 use rusqlite::{OptionalExtension, Transaction};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
+use super::matching::Index;
 use super::{Delivery, Event, Store, StoreError, Subscription, all_rows, json_list, new_id};
+use crate::tenant::{Scope, TenantId};
 
 /// Requests committed together at most.
 const MAX_BATCH: usize = 512;
@@ -17,6 +19,8 @@ const MAX_BATCH: usize = 512;
 /// An event to store.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
+    /// The tenant it is published into: it matches only that tenant's subscriptions.
+    pub tenant_id: TenantId,
     /// e.g. `post.published` (validated by the caller).
     pub event_type: String,
     /// The data as JSON text.
@@ -124,18 +128,24 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Request>, delivered: Arc<No
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (events, replies): (Vec<NewEvent>, Vec<_>) =
             batch.drain(..).map(|r| (r.event, r.reply)).unzip();
-        let subscriptions = store.subscriptions();
+        let routes = Routes {
+            index: store.subscription_index(),
+            all: store.subscriptions(),
+        };
         let clock = store.clock().clone();
         let committed = store
-            .transaction(move |tx| commit_batch(tx, &events, &subscriptions, clock.now_ms()))
+            .transaction(move |tx| commit_batch(tx, &events, &routes, clock.now_ms()))
             .await;
         match committed {
             Ok(outcomes) => {
-                if outcomes.iter().any(|o| o.deliveries > 0 && !o.duplicate) {
+                if outcomes
+                    .iter()
+                    .any(|o| o.as_ref().is_ok_and(|o| o.deliveries > 0 && !o.duplicate))
+                {
                     delivered.notify_one();
                 }
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    let _ = reply.send(Ok(outcome));
+                    let _ = reply.send(outcome);
                 }
             }
             Err(err) => {
@@ -151,49 +161,69 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Request>, delivered: Arc<No
 
 /// Inserts a batch of events and their deliveries (pending, due `now`; a disabled
 /// subscription's are parked with the rest of its queue, see `queue`); an idempotency key seen
-/// before (or earlier in the batch) answers with the earlier event instead.
+/// before in the event's tenant (or earlier in the batch) answers with the earlier event
+/// instead. An event for a tenant that does not exist is refused alone
+/// ([`StoreError::UnknownTenant`]); the rest of the batch commits.
 fn commit_batch(
     tx: &Transaction<'_>,
     events: &[NewEvent],
-    subscriptions: &[Arc<Subscription>],
+    routes: &Routes,
     now: i64,
-) -> Result<Vec<IngestOutcome>, StoreError> {
-    let mut known: HashMap<&str, IngestOutcome> = HashMap::new();
+) -> Result<Vec<Result<IngestOutcome, StoreError>>, StoreError> {
+    let mut known: HashMap<(&str, &str), IngestOutcome> = HashMap::new();
+    let mut tenants: HashMap<&str, bool> = HashMap::new();
     let mut outcomes = Vec::with_capacity(events.len());
     let mut insert_event = tx.prepare_cached(
-        "INSERT INTO events (id, idempotency_key, type, data, created_at) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO events (id, tenant_id, idempotency_key, type, data, created_at) VALUES (?, ?, ?, ?, ?, ?)",
     )?;
     let mut insert_delivery = tx.prepare_cached(
-        "INSERT INTO deliveries (id, event_id, subscription_id, status, attempts, next_attempt_at, created_at, updated_at)
-         VALUES (?, ?, ?, 'pending', 0, ?, ?, ?)",
+        "INSERT INTO deliveries (id, tenant_id, event_id, subscription_id, status, attempts, next_attempt_at, created_at, updated_at)
+         VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
+    )?;
+    let mut tenant_exists = tx.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM tenants WHERE id = ? AND deleted_at IS NULL)",
     )?;
     for event in events {
+        let tenant = event.tenant_id.as_str();
+        let exists = match tenants.get(tenant) {
+            Some(exists) => *exists,
+            None => {
+                let exists: bool = tenant_exists.query_row([tenant], |r| r.get(0))?;
+                tenants.insert(tenant, exists);
+                exists
+            }
+        };
+        if !exists {
+            outcomes.push(Err(StoreError::UnknownTenant(tenant.to_owned())));
+            continue;
+        }
         if let Some(key) = event.idempotency_key.as_deref() {
-            let earlier = match known.get(key) {
+            let earlier = match known.get(&(tenant, key)) {
                 Some(earlier) => Some(earlier.clone()),
-                None => earlier_event(tx, key)?,
+                None => earlier_event(tx, tenant, key)?,
             };
             if let Some(earlier) = earlier {
-                outcomes.push(IngestOutcome {
+                outcomes.push(Ok(IngestOutcome {
                     duplicate: true,
                     ..earlier
-                });
+                }));
                 continue;
             }
         }
         let event_id = new_id("evt");
         insert_event.execute((
             &event_id,
+            tenant,
             &event.idempotency_key,
             &event.event_type,
             &event.data,
             now,
         ))?;
         let mut first_delivery = None;
-        let targets = targets(subscriptions, event);
+        let targets = routes.targets(event);
         for sub in &targets {
             let id = new_id("dlv");
-            insert_delivery.execute((&id, &event_id, &sub.id, now, now, now))?;
+            insert_delivery.execute((&id, tenant, &event_id, &sub.id, now, now, now))?;
             first_delivery.get_or_insert(id);
         }
         let outcome = IngestOutcome {
@@ -203,22 +233,26 @@ fn commit_batch(
             duplicate: false,
         };
         if let Some(key) = event.idempotency_key.as_deref() {
-            known.insert(key, outcome.clone());
+            known.insert((tenant, key), outcome.clone());
         }
-        outcomes.push(outcome);
+        outcomes.push(Ok(outcome));
     }
     Ok(outcomes)
 }
 
-/// The earlier event with this idempotency key, with its delivery count.
-fn earlier_event(tx: &Transaction<'_>, key: &str) -> Result<Option<IngestOutcome>, StoreError> {
+/// The tenant's earlier event with this idempotency key, with its delivery count.
+fn earlier_event(
+    tx: &Transaction<'_>,
+    tenant: &str,
+    key: &str,
+) -> Result<Option<IngestOutcome>, StoreError> {
     let found = tx
         .prepare_cached(
             "SELECT e.id, (SELECT COUNT(*) FROM deliveries d WHERE d.event_id = e.id),
              (SELECT MIN(d.id) FROM deliveries d WHERE d.event_id = e.id)
-             FROM events e WHERE e.idempotency_key = ?",
+             FROM events e WHERE e.tenant_id = ? AND e.idempotency_key = ?",
         )?
-        .query_row([key], |r| {
+        .query_row([tenant, key], |r| {
             Ok(IngestOutcome {
                 event_id: r.get(0)?,
                 deliveries: usize::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
@@ -230,24 +264,36 @@ fn earlier_event(tx: &Transaction<'_>, key: &str) -> Result<Option<IngestOutcome
     Ok(found)
 }
 
-/// Subscriptions an event goes to: those whose patterns match, or the one named. Disabled
-/// ones included: their deliveries wait, parked, until the subscription is enabled (what the
-/// README promises), rather than being silently never created.
-fn targets<'a>(
-    subscriptions: &'a [Arc<Subscription>],
-    event: &NewEvent,
-) -> Vec<&'a Arc<Subscription>> {
-    match &event.only_subscription {
-        Some(id) => subscriptions.iter().filter(|s| &s.id == id).collect(),
-        None => subscriptions
-            .iter()
-            .filter(|s| s.matches(&event.event_type))
-            .collect(),
+/// Subscriptions an event goes to: its tenant's whose patterns match (from the index: only
+/// that tenant's patterns are looked at), or the one named if it is of the event's tenant.
+/// Disabled ones included: their deliveries wait, parked, until the subscription is enabled
+/// (what the README promises), rather than being silently never created.
+struct Routes {
+    /// The subscriptions by tenant and pattern.
+    index: Arc<Index<Subscription>>,
+    /// The subscriptions by id.
+    all: Arc<Vec<Arc<Subscription>>>,
+}
+
+impl Routes {
+    fn targets(&self, event: &NewEvent) -> Vec<Arc<Subscription>> {
+        let tenant = event.tenant_id.as_str();
+        match &event.only_subscription {
+            Some(id) => self
+                .all
+                .binary_search_by(|s| s.id.as_str().cmp(id))
+                .ok()
+                .map(|i| self.all[i].clone())
+                .filter(|s| s.tenant_id.as_str() == tenant)
+                .into_iter()
+                .collect(),
+            None => self.index.matching(tenant, &event.event_type),
+        }
     }
 }
 
 /// The columns [`Event::from_row`] reads.
-pub(super) const EVENT_COLUMNS: &str = "id, idempotency_key, type, data, created_at";
+pub(super) const EVENT_COLUMNS: &str = "id, tenant_id, idempotency_key, type, data, created_at";
 
 impl Store {
     /// An event by id, with its newest `deliveries` deliveries.
@@ -256,15 +302,18 @@ impl Store {
     /// Database errors.
     pub async fn event(
         &self,
+        scope: &Scope,
         id: &str,
         deliveries: i64,
     ) -> Result<Option<(Event, Vec<Delivery>)>, StoreError> {
         let key = id.to_owned();
+        let tenant = scope.filter();
         let event = self
             .read(move |conn| {
-                let mut stmt = conn
-                    .prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ?"))?;
-                Ok(all_rows(&mut stmt, [key], Event::from_row)?.pop())
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE id = ?1 AND (?2 IS NULL OR tenant_id = ?2)"
+                ))?;
+                Ok(all_rows(&mut stmt, (key, tenant), Event::from_row)?.pop())
             })
             .await?;
         let Some(event) = event else {
@@ -272,6 +321,7 @@ impl Store {
         };
         let deliveries = self
             .list_deliveries(
+                scope,
                 &super::DeliveryFilter {
                     event_id: Some(id.to_owned()),
                     ..Default::default()

@@ -14,6 +14,7 @@ mod deliveries;
 mod error;
 mod events;
 mod health;
+mod keys;
 mod lane;
 pub mod matching;
 mod models;
@@ -23,6 +24,7 @@ mod rotation;
 mod secrets;
 mod settings;
 mod subscriptions;
+mod tenants;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -39,11 +41,13 @@ pub use attempts::{FeedAttempt, FeedFilter};
 pub use deliveries::DeliveryFilter;
 pub use error::StoreError;
 pub use events::{IngestOutcome, Ingestor, NewEvent};
+pub use keys::{NewKey, StoredKey, key_id};
 pub use models::{Attempt, Delivery, DeliveryStatus, Event, Subscription, SubscriptionStatus};
 pub use queue::{LeaseBatch, LeaseRef, LeaseRequest, Leased};
 pub use results::{Completion, Recorded, SubscriptionEffect};
 pub use secrets::{KeySource, SecretKey};
 pub use subscriptions::{NewSubscription, SubscriptionUpdate, UpdateOutcome};
+pub use tenants::{Tenant, TenantDeleted};
 
 /// Connections that only read (API lookups and lists), alongside the one writer.
 const READERS: usize = 2;
@@ -55,6 +59,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_plugin_artifacts.sql"),
     include_str!("../../migrations/0003_secrets.sql"),
     include_str!("../../migrations/0004_queue.sql"),
+    include_str!("../../migrations/0005_tenants.sql"),
 ];
 
 /// Handle to the database and the in-memory copy of the subscriptions (read on every ingest
@@ -68,6 +73,9 @@ pub struct Store {
     readers: Arc<[Lane]>,
     next_reader: Arc<AtomicUsize>,
     subscriptions: Arc<RwLock<Arc<Vec<Arc<Subscription>>>>>,
+    /// The same subscriptions by tenant and pattern, for ingest (changed with the list, on
+    /// the writer's thread).
+    index: Arc<RwLock<Arc<matching::Index<Subscription>>>>,
     /// Every time the store writes (event and delivery times, leases, grace periods).
     clock: Clock,
     /// Notified when deliveries may have become due outside ingest (a subscription enabled).
@@ -135,6 +143,7 @@ impl Store {
             readers: readers.into(),
             next_reader: Arc::new(AtomicUsize::new(0)),
             subscriptions: Arc::new(RwLock::new(Arc::new(Vec::new()))),
+            index: Arc::new(RwLock::new(Arc::new(matching::Index::default()))),
             clock,
             waker: Arc::new(Notify::new()),
             sealer,
@@ -252,6 +261,14 @@ impl Store {
             .clone()
     }
 
+    /// The current subscriptions by tenant and pattern, from memory.
+    pub fn subscription_index(&self) -> Arc<matching::Index<Subscription>> {
+        self.index
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// One current subscription, from memory.
     pub fn cached_subscription(&self, id: &str) -> Option<Arc<Subscription>> {
         // Sorted by id (see `reload_subscriptions`): a lookup per delivery stays O(log n).
@@ -301,17 +318,35 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         conn.pragma_update(None, "user_version", applied)?;
     }
     let applied = usize::try_from(applied).unwrap_or(0);
-    for (number, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(
-            None,
-            "user_version",
-            i64::try_from(number + 1).unwrap_or(i64::MAX),
-        )?;
-        tx.commit()?;
-    }
-    Ok(())
+    // Foreign keys off while migrating (a pragma that cannot change inside a transaction):
+    // rebuilding a table that others reference (`0005` rebuilds `events`) must not cascade or
+    // fail on the drop. Every reference is checked before each migration commits.
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    let result = (|| {
+        for (number, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute_batch(sql)?;
+            let broken: i64 =
+                tx.query_row("SELECT COUNT(*) FROM pragma_foreign_key_check", [], |r| {
+                    r.get(0)
+                })?;
+            if broken > 0 {
+                return Err(StoreError::Corrupt(format!(
+                    "migration {} leaves {broken} broken references",
+                    number + 1
+                )));
+            }
+            tx.pragma_update(
+                None,
+                "user_version",
+                i64::try_from(number + 1).unwrap_or(i64::MAX),
+            )?;
+            tx.commit()?;
+        }
+        Ok(())
+    })();
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    result
 }
 
 fn created_by_sqlx(conn: &Connection) -> Result<bool, StoreError> {

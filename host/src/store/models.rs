@@ -6,8 +6,10 @@ use rusqlite::Row;
 use serde::{Deserialize, Serialize};
 
 use super::StoreError;
+use super::matching::{Routable, pattern_matches};
 use super::secrets::Sealer;
 use crate::signing::Scheme;
+use crate::tenant::TenantId;
 
 /// Rotated-out secrets kept at most, newest first: each keeps signing until its grace ends,
 /// so rotating twice (or three times) inside the grace drops none of them early.
@@ -37,6 +39,8 @@ pub enum SubscriptionStatus {
 pub struct Subscription {
     /// `sub_…`
     pub id: String,
+    /// The tenant it belongs to: it receives only that tenant's events.
+    pub tenant_id: TenantId,
     /// Where deliveries go.
     pub url: String,
     /// Event type patterns: `a.b`, `a.*`, `*`.
@@ -64,6 +68,18 @@ pub struct Subscription {
     pub created_at: i64,
     /// Last changed (unix ms).
     pub updated_at: i64,
+}
+
+impl Routable for Subscription {
+    fn route_id(&self) -> &str {
+        &self.id
+    }
+    fn route_tenant(&self) -> &str {
+        self.tenant_id.as_str()
+    }
+    fn route_patterns(&self) -> &[String] {
+        &self.events
+    }
 }
 
 impl Subscription {
@@ -107,6 +123,7 @@ impl Subscription {
         let disabled_at: Option<i64> = row.get("disabled_at")?;
         Ok(Self {
             id,
+            tenant_id: TenantId::from_stored(row.get("tenant_id")?),
             url: row.get("url")?,
             events: serde_json::from_str(&row.get::<_, String>("events")?)
                 .map_err(|e| corrupt("events", e))?,
@@ -131,20 +148,13 @@ impl Subscription {
     }
 }
 
-/// `*` matches everything; `a.*` matches `a.` followed by anything; otherwise exact.
-pub fn pattern_matches(pattern: &str, event_type: &str) -> bool {
-    match pattern.strip_suffix('*') {
-        Some("") => true,
-        Some(prefix) => event_type.len() > prefix.len() && event_type.starts_with(prefix),
-        None => pattern == event_type,
-    }
-}
-
 /// A stored event.
 #[derive(Debug, Clone)]
 pub struct Event {
     /// `evt_…`
     pub id: String,
+    /// The tenant it was published into.
+    pub tenant_id: TenantId,
     /// The producer's idempotency key, if it gave one.
     pub idempotency_key: Option<String>,
     /// e.g. `post.published`.
@@ -159,6 +169,7 @@ impl Event {
     pub(super) fn from_row(row: &Row<'_>) -> Result<Self, StoreError> {
         Ok(Self {
             id: row.get("id")?,
+            tenant_id: TenantId::from_stored(row.get("tenant_id")?),
             idempotency_key: row.get("idempotency_key")?,
             event_type: row.get("type")?,
             data: row.get("data")?,
@@ -218,6 +229,8 @@ impl DeliveryStatus {
 pub struct Delivery {
     /// `dlv_…`
     pub id: String,
+    /// The tenant of its event and subscription.
+    pub tenant_id: TenantId,
     /// The event delivered.
     pub event_id: String,
     /// The subscription delivered to.
@@ -246,6 +259,7 @@ impl Delivery {
         let next: i64 = row.get("next_attempt_at")?;
         Ok(Self {
             id: row.get("id")?,
+            tenant_id: TenantId::from_stored(row.get("tenant_id")?),
             event_id: row.get("event_id")?,
             subscription_id: row.get("subscription_id")?,
             status,
@@ -289,22 +303,5 @@ impl Attempt {
             plugin_version: row.get("plugin_version")?,
             response_body: row.get("response_body")?,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::pattern_matches;
-
-    #[test]
-    fn patterns() {
-        assert!(pattern_matches("*", "anything.at.all"));
-        assert!(pattern_matches("post.*", "post.published"));
-        assert!(pattern_matches("post.*", "post.comment.created"));
-        assert!(!pattern_matches("post.*", "post."));
-        assert!(!pattern_matches("post.*", "posts.published"));
-        assert!(!pattern_matches("post.*", "post"));
-        assert!(pattern_matches("post.published", "post.published"));
-        assert!(!pattern_matches("post.published", "post.published.x"));
     }
 }

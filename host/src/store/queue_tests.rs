@@ -36,6 +36,7 @@ impl Fixture {
     async fn subscription(&self, pattern: &str) -> String {
         self.store
             .create_subscription(NewSubscription {
+                tenant_id: crate::tenant::TenantId::default_tenant(),
                 url: "https://receiver.example/hook".into(),
                 events: vec![pattern.into()],
                 plugin: None,
@@ -54,6 +55,7 @@ impl Fixture {
     async fn events(&self, event_type: &str, n: usize) {
         let sends = (0..n).map(|_| {
             self.ingestor.ingest(NewEvent {
+                tenant_id: crate::tenant::TenantId::default_tenant(),
                 event_type: event_type.into(),
                 data: "{}".into(),
                 idempotency_key: None,
@@ -214,7 +216,10 @@ async fn a_parked_backlog_costs_the_leaser_nothing_and_waits_for_enable() {
         "nothing runnable left"
     );
 
-    f.store.enable_subscription(&parked).await.unwrap();
+    f.store
+        .enable_subscription(&crate::tenant::Scope::Any, &parked)
+        .await
+        .unwrap();
     assert_eq!(
         f.store.earliest_due(&[]).await.unwrap(),
         Some(f.clock.now_ms())
@@ -310,7 +315,12 @@ async fn a_late_result_of_an_expired_lease_is_ignored() {
         0,
         "the old lease cannot give the new one back"
     );
-    let (delivery, attempts) = f.store.delivery(&first.id).await.unwrap().unwrap();
+    let (delivery, attempts) = f
+        .store
+        .delivery(&crate::tenant::Scope::Any, &first.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         delivery.status,
         DeliveryStatus::Delivering,
@@ -327,7 +337,12 @@ async fn a_late_result_of_an_expired_lease_is_ignored() {
             stale: 0
         }
     );
-    let (delivery, attempts) = f.store.delivery(&first.id).await.unwrap().unwrap();
+    let (delivery, attempts) = f
+        .store
+        .delivery(&crate::tenant::Scope::Any, &first.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(delivery.status, DeliveryStatus::Succeeded);
     assert_eq!(attempts.len(), 1);
     assert_eq!(attempts[0].status_code, Some(204));
@@ -364,7 +379,12 @@ async fn deleting_a_subscription_cancels_its_leased_deliveries() {
     let sub = f.subscription("*").await;
     f.events("x.y", 2).await;
     let leased = f.lease(10, &[]).await.leased;
-    assert!(f.store.delete_subscription(&sub).await.unwrap());
+    assert!(
+        f.store
+            .delete_subscription(&crate::tenant::Scope::Any, &sub)
+            .await
+            .unwrap()
+    );
     let late = completion(&leased[0], DeliveryStatus::Pending, f.clock.now_ms());
     assert_eq!(f.store.record(Arc::from([late])).await.unwrap().stale, 1);
     assert_eq!(

@@ -7,6 +7,7 @@ use rusqlite::OptionalExtension;
 use super::models::{MAX_PREVIOUS_SECRETS, StoredSecret};
 use super::subscriptions::json;
 use super::{Store, StoreError, all_rows};
+use crate::tenant::Scope;
 
 impl Store {
     /// Replaces the secret; the old one keeps signing until `grace_ms` from now, and so do
@@ -16,16 +17,23 @@ impl Store {
     /// Database errors.
     pub async fn rotate_secret(
         &self,
+        scope: &Scope,
         id: &str,
         secret: &str,
         grace_ms: i64,
     ) -> Result<bool, StoreError> {
         let id = id.to_owned();
+        let tenant = scope.filter();
         let sealed = self.sealer.seal(&id, secret)?;
         let now = self.clock.now_ms();
         let key = id.clone();
         let changed = self
-            .transaction(move |tx| rotate_in(tx, &id, sealed, grace_ms, now))
+            .transaction(move |tx| {
+                if !super::subscriptions::in_scope(tx, &id, tenant.as_deref())? {
+                    return Ok(false);
+                }
+                rotate_in(tx, &id, sealed, grace_ms, now)
+            })
             .await?;
         self.refresh_subscription(&key).await?;
         Ok(changed)
@@ -121,6 +129,7 @@ mod tests {
 
     fn new_subscription(secret: &str) -> NewSubscription {
         NewSubscription {
+            tenant_id: crate::tenant::TenantId::default_tenant(),
             url: "https://example.com/hook".into(),
             events: vec!["*".into()],
             plugin: None,
@@ -156,12 +165,16 @@ mod tests {
         for n in 1..=5 {
             assert!(
                 store
-                    .rotate_secret(&sub.id, &format!("s{n}"), day)
+                    .rotate_secret(&crate::tenant::Scope::Any, &sub.id, &format!("s{n}"), day)
                     .await
                     .unwrap()
             );
         }
-        let sub = store.subscription(&sub.id).await.unwrap().unwrap();
+        let sub = store
+            .subscription(&crate::tenant::Scope::Any, &sub.id)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(sub.secret, "s5");
         let previous: Vec<&str> = sub
             .previous_secrets
@@ -174,7 +187,12 @@ mod tests {
             ["s5", "s4", "s3", "s2"],
             "every secret inside its grace signs"
         );
-        assert!(!store.rotate_secret("sub_missing", "x", day).await.unwrap());
+        assert!(
+            !store
+                .rotate_secret(&crate::tenant::Scope::Any, "sub_missing", "x", day)
+                .await
+                .unwrap()
+        );
         store.close().await;
     }
 
@@ -188,10 +206,20 @@ mod tests {
             .await
             .unwrap();
         let day = 24 * 3600 * 1000;
-        store.rotate_secret(&sub.id, "s1", day).await.unwrap();
+        store
+            .rotate_secret(&crate::tenant::Scope::Any, &sub.id, "s1", day)
+            .await
+            .unwrap();
         // A grace that ended at once: `s1` is out on the next read.
-        store.rotate_secret(&sub.id, "s2", -1).await.unwrap();
-        let read = store.subscription(&sub.id).await.unwrap().unwrap();
+        store
+            .rotate_secret(&crate::tenant::Scope::Any, &sub.id, "s2", -1)
+            .await
+            .unwrap();
+        let read = store
+            .subscription(&crate::tenant::Scope::Any, &sub.id)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(
             read.previous_secrets
                 .iter()

@@ -4,12 +4,16 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError};
 
+use super::matching::Index;
 use super::{Store, StoreError, Subscription, all_rows, new_id};
 use crate::signing::Scheme;
+use crate::tenant::{Scope, TenantId};
 
 /// A validated subscription to create.
 #[derive(Debug, Clone)]
 pub struct NewSubscription {
+    /// The tenant it belongs to (checked to exist by the store).
+    pub tenant_id: TenantId,
     /// Where deliveries go.
     pub url: String,
     /// Event type patterns.
@@ -64,7 +68,8 @@ pub enum UpdateOutcome {
 
 /// Whether two reads of a subscription agree on everything an update is merged from.
 fn same_config(a: &Subscription, b: &Subscription) -> bool {
-    a.url == b.url
+    a.tenant_id == b.tenant_id
+        && a.url == b.url
         && a.events == b.events
         && a.plugin == b.plugin
         && a.plugin_config == b.plugin_config
@@ -74,23 +79,39 @@ fn same_config(a: &Subscription, b: &Subscription) -> bool {
         && a.secret == b.secret
 }
 
-const COLUMNS: &str = "id, url, events, plugin, plugin_config, description, headers, signature, secret, \
+const COLUMNS: &str = "id, tenant_id, url, events, plugin, plugin_config, description, headers, signature, secret, \
     previous_secrets, status, disabled_reason, disabled_at, created_at, updated_at";
+
+/// Whether subscription `id` exists (not deleted) inside the tenant filter `tenant`.
+pub(super) fn in_scope(
+    conn: &rusqlite::Connection,
+    id: &str,
+    tenant: Option<&str>,
+) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM subscriptions WHERE id = ?1 AND deleted_at IS NULL
+             AND (?2 IS NULL OR tenant_id = ?2))",
+        )?
+        .query_row((id, tenant), |r| r.get(0))?)
+}
 
 pub(super) fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 impl Store {
-    /// Creates a subscription.
+    /// Creates a subscription in its tenant.
     ///
     /// # Errors
-    /// Database errors.
+    /// Database errors; [`StoreError::UnknownTenant`] when the tenant does not exist.
     pub async fn create_subscription(
         &self,
         new: NewSubscription,
     ) -> Result<Arc<Subscription>, StoreError> {
         let id = new_id("sub");
+        let tenant = new.tenant_id.as_str().to_owned();
+        let tenant_id = new.tenant_id.clone();
         let now = self.clock.now_ms();
         let row = (
             id.clone(),
@@ -103,31 +124,49 @@ impl Store {
             json(&new.signature)?,
             self.sealer.seal(&id, &new.secret)?,
             now,
+            tenant,
         );
-        self.write(move |conn| {
-            conn.prepare_cached(
-                "INSERT INTO subscriptions (id, url, events, plugin, plugin_config, description, headers, signature, secret,
-                 created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
-            )?
-            .execute(row)?;
-            Ok(())
-        })
-        .await?;
+        let created = self
+            .write(move |conn| {
+                // In one statement with the tenant's existence: a tenant deleted meanwhile
+                // gets no new subscription.
+                Ok(conn
+                    .prepare_cached(
+                        "INSERT INTO subscriptions (id, url, events, plugin, plugin_config, description, headers, signature, secret,
+                         created_at, updated_at, tenant_id)
+                         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11
+                         WHERE EXISTS (SELECT 1 FROM tenants WHERE id = ?11 AND deleted_at IS NULL)",
+                    )?
+                    .execute(row)?)
+            })
+            .await?;
+        if created == 0 {
+            return Err(StoreError::UnknownTenant(tenant_id.as_str().to_owned()));
+        }
         self.refresh_and_get(&id).await
     }
 
-    /// A subscription by id (not deleted).
+    /// A subscription by id (not deleted), if it is inside `scope`.
     ///
     /// # Errors
     /// Database errors.
-    pub async fn subscription(&self, id: &str) -> Result<Option<Subscription>, StoreError> {
+    pub async fn subscription(
+        &self,
+        scope: &Scope,
+        id: &str,
+    ) -> Result<Option<Subscription>, StoreError> {
         let id = id.to_owned();
+        let tenant = scope.filter();
         let sealer = self.sealer.clone();
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM subscriptions WHERE id = ? AND deleted_at IS NULL"
+                "SELECT {COLUMNS} FROM subscriptions WHERE id = ?1 AND deleted_at IS NULL
+                 AND (?2 IS NULL OR tenant_id = ?2)"
             ))?;
-            Ok(all_rows(&mut stmt, [id], |r| Subscription::from_row(r, &sealer))?.pop())
+            Ok(all_rows(&mut stmt, (id, tenant), |r| {
+                Subscription::from_row(r, &sealer)
+            })?
+            .pop())
         })
         .await
     }
@@ -138,16 +177,21 @@ impl Store {
     /// Database errors.
     pub async fn list_subscriptions(
         &self,
+        scope: &Scope,
         cursor: Option<&str>,
         limit: i64,
     ) -> Result<Vec<Subscription>, StoreError> {
         let cursor = cursor.unwrap_or("").to_owned();
+        let tenant = scope.filter();
         let sealer = self.sealer.clone();
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM subscriptions WHERE deleted_at IS NULL AND id > ? ORDER BY id LIMIT ?"
+                "SELECT {COLUMNS} FROM subscriptions WHERE deleted_at IS NULL AND id > ?1
+                 AND (?3 IS NULL OR tenant_id = ?3) ORDER BY id LIMIT ?2"
             ))?;
-            all_rows(&mut stmt, (cursor, limit), |r| Subscription::from_row(r, &sealer))
+            all_rows(&mut stmt, (cursor, limit, tenant), |r| {
+                Subscription::from_row(r, &sealer)
+            })
         })
         .await
     }
@@ -162,9 +206,13 @@ impl Store {
     /// Database errors.
     pub async fn update_subscription(
         &self,
+        scope: &Scope,
         based_on: &Subscription,
         update: SubscriptionUpdate,
     ) -> Result<UpdateOutcome, StoreError> {
+        if !scope.allows(based_on.tenant_id.as_str()) {
+            return Ok(UpdateOutcome::NotFound);
+        }
         let id = based_on.id.clone();
         let expected = based_on.clone();
         let row = (
@@ -223,16 +271,21 @@ impl Store {
     ///
     /// # Errors
     /// Database errors.
-    pub async fn delete_subscription(&self, id: &str) -> Result<bool, StoreError> {
+    pub async fn delete_subscription(&self, scope: &Scope, id: &str) -> Result<bool, StoreError> {
         let (id, key) = (id.to_owned(), id.to_owned());
+        let tenant = scope.filter();
         let now = self.clock.now_ms();
         let deleted = self
             .transaction(move |tx| {
                 let deleted = tx
                     .prepare_cached(
-                        "UPDATE subscriptions SET deleted_at = ?1, updated_at = ?1 WHERE id = ?2 AND deleted_at IS NULL",
+                        "UPDATE subscriptions SET deleted_at = ?1, updated_at = ?1 WHERE id = ?2 AND deleted_at IS NULL
+                         AND (?3 IS NULL OR tenant_id = ?3)",
                     )?
-                    .execute((now, &id))?;
+                    .execute((now, &id, &tenant))?;
+                if deleted == 0 {
+                    return Ok(0);
+                }
                 // Leased ones too: their attempts may still reach the receiver, but their
                 // results no longer count, and nothing of it is attempted again.
                 tx.prepare_cached(
@@ -255,18 +308,21 @@ impl Store {
     /// Database errors.
     pub async fn enable_subscription(
         &self,
+        scope: &Scope,
         id: &str,
     ) -> Result<Option<Arc<Subscription>>, StoreError> {
         let key = id.to_owned();
+        let tenant = scope.filter();
         let now = self.clock.now_ms();
         let changed = self
             .write(move |conn| {
                 Ok(conn
                     .prepare_cached(
                         "UPDATE subscriptions SET status = 'enabled', disabled_reason = NULL, disabled_at = NULL,
-                         first_failure_at = NULL, updated_at = ? WHERE id = ? AND deleted_at IS NULL",
+                         first_failure_at = NULL, updated_at = ?1 WHERE id = ?2 AND deleted_at IS NULL
+                         AND (?3 IS NULL OR tenant_id = ?3)",
                     )?
-                    .execute((now, key))?)
+                    .execute((now, key, tenant))?)
             })
             .await?;
         if changed == 0 {
@@ -316,6 +372,7 @@ impl Store {
         // Read and swap on the writer's thread, which runs one unit of work at a time: two
         // updates of the copy cannot swap in their versions in the wrong order.
         let cache = self.subscriptions.clone();
+        let index = self.index.clone();
         let sealer = self.sealer.clone();
         self.write(move |conn| {
             let mut stmt = conn.prepare_cached(&format!(
@@ -324,6 +381,7 @@ impl Store {
             let all = all_rows(&mut stmt, [], |r| {
                 Subscription::from_row(r, &sealer).map(Arc::new)
             })?;
+            *index.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(Index::new(&all));
             *cache.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(all);
             Ok(())
         })
@@ -341,6 +399,7 @@ impl Store {
         id: &str,
     ) -> Result<Option<Arc<Subscription>>, StoreError> {
         let (cache, id) = (self.subscriptions.clone(), id.to_owned());
+        let index = self.index.clone();
         let sealer = self.sealer.clone();
         // On the writer's thread, like every other update of the copy (see above).
         self.write(move |conn| {
@@ -353,14 +412,28 @@ impl Store {
             .pop();
             let current = cache.read().unwrap_or_else(PoisonError::into_inner).clone();
             let mut all: Vec<Arc<Subscription>> = current.as_ref().clone();
+            let mut routes = index
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+                .clone();
             match (all.binary_search_by(|s| s.id.as_str().cmp(&id)), &fresh) {
-                (Ok(i), Some(sub)) => all[i] = sub.clone(),
+                (Ok(i), Some(sub)) => {
+                    routes.remove(&all[i]);
+                    routes.insert(sub.clone());
+                    all[i] = sub.clone();
+                }
                 (Ok(i), None) => {
+                    routes.remove(&all[i]);
                     all.remove(i);
                 }
-                (Err(i), Some(sub)) => all.insert(i, sub.clone()),
+                (Err(i), Some(sub)) => {
+                    routes.insert(sub.clone());
+                    all.insert(i, sub.clone());
+                }
                 (Err(_), None) => return Ok(None),
             }
+            *index.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(routes);
             *cache.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(all);
             Ok(fresh)
         })
@@ -419,6 +492,7 @@ mod update_tests {
         let store = Store::open(&dir.path().join("db.sqlite")).await.unwrap();
         let created = store
             .create_subscription(NewSubscription {
+                tenant_id: crate::tenant::TenantId::default_tenant(),
                 url: "http://127.0.0.1:9/".into(),
                 events: vec!["*".into()],
                 plugin: None,
@@ -432,7 +506,11 @@ mod update_tests {
             .unwrap();
         let stale = (*created).clone();
         let first = store
-            .update_subscription(&stale, update_of(&stale, "first"))
+            .update_subscription(
+                &crate::tenant::Scope::Any,
+                &stale,
+                update_of(&stale, "first"),
+            )
             .await
             .unwrap();
         let UpdateOutcome::Updated(now) = first else {
@@ -440,15 +518,28 @@ mod update_tests {
         };
         assert_eq!(now.description.as_deref(), Some("first"));
         let second = store
-            .update_subscription(&stale, update_of(&stale, "second"))
+            .update_subscription(
+                &crate::tenant::Scope::Any,
+                &stale,
+                update_of(&stale, "second"),
+            )
             .await
             .unwrap();
         assert!(matches!(second, UpdateOutcome::Changed), "{second:?}");
-        let stored = store.subscription(&stale.id).await.unwrap().unwrap();
+        let stored = store
+            .subscription(&crate::tenant::Scope::Any, &stale.id)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(stored.description.as_deref(), Some("first"));
-        assert!(store.delete_subscription(&stale.id).await.unwrap());
+        assert!(
+            store
+                .delete_subscription(&crate::tenant::Scope::Any, &stale.id)
+                .await
+                .unwrap()
+        );
         let gone = store
-            .update_subscription(&now, update_of(&now, "third"))
+            .update_subscription(&crate::tenant::Scope::Any, &now, update_of(&now, "third"))
             .await
             .unwrap();
         assert!(matches!(gone, UpdateOutcome::NotFound), "{gone:?}");

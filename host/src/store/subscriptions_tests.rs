@@ -2,6 +2,7 @@ use super::*;
 
 fn new_subscription(url: &str) -> NewSubscription {
     NewSubscription {
+        tenant_id: crate::tenant::TenantId::default_tenant(),
         url: url.into(),
         events: vec!["*".into()],
         plugin: None,
@@ -49,7 +50,10 @@ async fn a_change_updates_only_its_own_cache_entry() {
         secret: None,
         rotation_grace_ms: 0,
     };
-    let outcome = store.update_subscription(&b, update).await.unwrap();
+    let outcome = store
+        .update_subscription(&crate::tenant::Scope::Any, &b, update)
+        .await
+        .unwrap();
     assert!(matches!(outcome, UpdateOutcome::Updated(_)), "{outcome:?}");
     assert_eq!(entry(&b.id).url, "https://b2.example");
     assert!(Arc::ptr_eq(&a0, &entry(&a.id)), "update re-read the others");
@@ -60,7 +64,12 @@ async fn a_change_updates_only_its_own_cache_entry() {
         super::super::SubscriptionStatus::Disabled
     );
     let c0 = entry(&c.id);
-    assert!(store.delete_subscription(&b.id).await.unwrap());
+    assert!(
+        store
+            .delete_subscription(&crate::tenant::Scope::Any, &b.id)
+            .await
+            .unwrap()
+    );
     assert!(store.cached_subscription(&b.id).is_none());
     assert!(Arc::ptr_eq(&c0, &entry(&c.id)), "delete re-read the others");
     let ids: Vec<String> = store.subscriptions().iter().map(|s| s.id.clone()).collect();

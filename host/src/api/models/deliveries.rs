@@ -55,6 +55,8 @@ impl From<DeliveryStatusOut> for DeliveryStatus {
 pub struct DeliveryOut {
     /// Its id.
     pub id: DeliveryId,
+    /// The tenant of its event and subscription.
+    pub tenant_id: crate::tenant::TenantId,
     /// The event delivered.
     pub event_id: EventId,
     /// The subscription delivered to.
@@ -82,6 +84,7 @@ impl From<&Delivery> for DeliveryOut {
     fn from(d: &Delivery) -> Self {
         Self {
             id: d.id.clone().into(),
+            tenant_id: d.tenant_id.clone(),
             event_id: d.event_id.clone().into(),
             subscription_id: d.subscription_id.clone().into(),
             status: d.status.into(),
@@ -218,6 +221,10 @@ pub struct AttemptFeedOut {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AttemptFeedQuery {
+    /// Only this tenant's attempts (a tenant-bound key sees only its own either way).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(value_type = Option<String>, pattern = "^[A-Za-z0-9_.:-]{1,128}$")]
+    pub tenant_id: Option<crate::tenant::TenantId>,
     /// Only attempts recorded after this one (a `next_cursor` of this route), oldest first.
     /// Without it: the latest `limit` attempts.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -47,7 +47,9 @@ error_codes! {
     400 InvalidQuery "invalid_query" "A query parameter is not valid (e.g. `limit` outside 1-250, an unknown `status`).";
     400 InvalidPath "invalid_path" "A path segment does not decode (not UTF-8).";
     400 InvalidName "invalid_name" "A plugin name is not `[a-z0-9][a-z0-9_-]{0,62}`.";
-    401 Unauthorized "unauthorized" "No `Authorization: Bearer <key>`, or not the key.";
+    400 InvalidTenant "invalid_tenant" "A `tenant_id` is not 1 to 128 characters of letters, digits, `_`, `.`, `:` and `-`.";
+    401 Unauthorized "unauthorized" "No `Authorization: Bearer <key>`, not a key, or a key that was revoked or has expired.";
+    403 Forbidden "forbidden" "The key lacks the scope this route needs, or is bound to a tenant and the request names another.";
     404 NotFound "not_found" "No such id, name or route.";
     405 MethodNotAllowed "method_not_allowed" "The route exists, with other methods.";
     408 RequestTimeout "request_timeout" "The request's body did not arrive within `body_timeout`; the connection is closed.";
@@ -55,6 +57,7 @@ error_codes! {
     409 SubscriptionDisabled "subscription_disabled" "The subscription is disabled: enable it first.";
     409 SubscriptionDeleted "subscription_deleted" "The delivery's subscription was deleted.";
     409 AlreadyQueued "already_queued" "The delivery is already pending or being delivered.";
+    409 DefaultTenant "default_tenant" "The `default` tenant cannot be deleted.";
     409 ConcurrentUpdate "concurrent_update" "The subscription kept changing under this PATCH; send it again.";
     413 PayloadTooLarge "payload_too_large" "The body is larger than the limit (`max_event_bytes`, or the component size for plugin uploads).";
     415 UnsupportedMediaType "unsupported_media_type" "Wrong `content-type`: `application/json` (or `application/wasm` for plugin uploads).";
@@ -68,6 +71,10 @@ error_codes! {
     422 UnknownPlugin "unknown_plugin" "The subscription names a plugin that is not loaded.";
     422 InvalidPluginConfig "invalid_plugin_config" "The plugin refused `plugin_config` (its `validate-config`), or there is a config without a plugin.";
     422 InvalidType "invalid_type" "Not an event type: up to 128 characters of dot-separated segments of letters, digits, `_` and `-`.";
+    422 InvalidScopes "invalid_scopes" "`scopes` is empty, names an unknown scope, or gives `admin` to a key bound to a tenant.";
+    422 InvalidMetadata "invalid_metadata" "A tenant's `metadata` is not a JSON object of at most 16 KiB, or its `name` is longer than 200 characters.";
+    422 ReservedType "reserved_type" "Event types starting with `switchyard.` are Switchyard's own operational events; producers may not publish them.";
+    422 InvalidExpiry "invalid_expiry" "`expires_at` is not in the future.";
     422 InvalidId "invalid_id" "The idempotency key (`id`) is not 1 to 255 characters.";
     422 NotAComponent "not_a_component" "The upload is not a WebAssembly component.";
     422 WrongWorld "wrong_world" "The component does not implement the `switchyard:plugin` `transformer` world.";

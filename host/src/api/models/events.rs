@@ -17,6 +17,10 @@ pub struct EventIn {
     #[serde(rename = "type")]
     #[schema(example = "post.published")]
     pub event_type: String,
+    /// The tenant it is published into (default `default`; a tenant-bound key's own tenant,
+    /// which it need not name). It goes only to that tenant's subscriptions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<crate::tenant::TenantId>,
     /// Any JSON. Kept as the exact text received: stored and delivered byte for byte (big
     /// numbers, key order and spacing included).
     #[schema(value_type = serde_json::Value)]
@@ -41,6 +45,8 @@ pub struct EventAccepted {
 pub struct EventOut {
     /// Its id.
     pub id: EventId,
+    /// The tenant it was published into.
+    pub tenant_id: crate::tenant::TenantId,
     /// Its type.
     #[serde(rename = "type")]
     pub event_type: String,

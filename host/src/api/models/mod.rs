@@ -12,6 +12,7 @@ mod errors;
 mod events;
 mod plugins;
 mod subscriptions;
+mod tenants;
 
 pub use common::{
     DeliveryId, EventId, HealthOut, ListQuery, NonNullPatch, Page, Patch, SubscriptionId, Timestamp,
@@ -31,6 +32,12 @@ pub use subscriptions::{
     SubscriptionPatch, SubscriptionQuery, SubscriptionStatusOut, TestEventIn, TestEventOut,
 };
 
+pub use tenants::{KeyCreated, KeyIn, KeyOut, TenantIn, TenantOut, TenantQuery};
+
+/// A page of tenants (`GET /v1/tenants`).
+pub type TenantPage = Page<TenantOut>;
+/// A page of keys (`GET /v1/keys`).
+pub type KeyPage = Page<KeyOut>;
 /// A page of subscriptions (`GET /v1/subscriptions`).
 pub type SubscriptionPage = Page<SubscriptionOut>;
 /// A page of deliveries (`GET /v1/deliveries`).

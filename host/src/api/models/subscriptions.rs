@@ -96,6 +96,10 @@ impl From<&Scheme> for Signature {
     "headers": {"x-team": "blue"}
 }))]
 pub struct SubscriptionIn {
+    /// The tenant it belongs to (default `default`; a tenant-bound key's own tenant, which it
+    /// need not name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<crate::tenant::TenantId>,
     /// Where deliveries are POSTed: `https` (or `http` when private networks are allowed).
     pub url: String,
     /// Event types (`post.published`) or patterns (`post.*`, `*`), 1 to 100.
@@ -125,6 +129,7 @@ impl SubscriptionIn {
     /// A body with just the required fields.
     pub fn new(url: impl Into<String>, events: Vec<String>) -> Self {
         Self {
+            tenant_id: None,
             url: url.into(),
             events,
             plugin: None,
@@ -207,6 +212,8 @@ pub enum SubscriptionStatusOut {
 pub struct SubscriptionOut {
     /// Its id.
     pub id: SubscriptionId,
+    /// The tenant it belongs to: it receives only that tenant's events.
+    pub tenant_id: crate::tenant::TenantId,
     /// Where deliveries go.
     pub url: String,
     /// Event types and patterns.
@@ -264,6 +271,7 @@ impl SubscriptionOut {
             })
             .collect();
         Self {
+            tenant_id: sub.tenant_id.clone(),
             id: sub.id.clone().into(),
             url: sub.url.clone(),
             events: sub.events.clone(),

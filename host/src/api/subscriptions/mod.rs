@@ -8,11 +8,13 @@ use axum::extract::State;
 use axum::http::StatusCode;
 
 use super::extract::{ApiJson, ApiPath, ApiQuery, OptionalJson};
+use super::models::TenantQuery;
 use super::models::{
     ListQuery, Page, RecoverIn, RecoverOut, SecretOut, SubscriptionId, SubscriptionIn,
     SubscriptionOut, SubscriptionPage, SubscriptionPatch, SubscriptionQuery, TestEventIn,
     TestEventOut,
 };
+use super::principal::{Permission, Principal};
 use super::{ApiError, AppState, ErrorCode, page_limit, rows_for};
 use crate::signing::{Scheme, generate_secret};
 use crate::store::{
@@ -44,8 +46,10 @@ fn grace_ms(state: &AppState) -> i64 {
 )]
 pub async fn create(
     State(state): State<AppState>,
+    principal: Principal,
     ApiJson(body): ApiJson<SubscriptionIn>,
 ) -> Result<(StatusCode, Json<SubscriptionOut>), ApiError> {
+    let tenant_id = principal.tenant_for_write(Permission::SubscriptionsWrite, body.tenant_id)?;
     let candidate = Candidate {
         url: body.url,
         events: body.events,
@@ -66,6 +70,7 @@ pub async fn create(
     let sub = state
         .store
         .create_subscription(NewSubscription {
+            tenant_id,
             url: candidate.url,
             events: candidate.events,
             plugin: candidate.plugin,
@@ -87,18 +92,21 @@ pub async fn create(
     path = "/subscriptions",
     operation_id = "v1.subscription.list",
     tag = "subscriptions",
-    params(ListQuery, SubscriptionQuery),
+    params(ListQuery, SubscriptionQuery, TenantQuery),
     responses((status = 200, description = "A page of subscriptions.", body = SubscriptionPage)),
 )]
 pub async fn list(
     State(state): State<AppState>,
+    principal: Principal,
     ApiQuery(page): ApiQuery<ListQuery>,
     ApiQuery(query): ApiQuery<SubscriptionQuery>,
+    ApiQuery(tenant): ApiQuery<TenantQuery>,
 ) -> Result<Json<Page<SubscriptionOut>>, ApiError> {
+    let scope = principal.scope_for_list(Permission::SubscriptionsRead, tenant.tenant_id)?;
     let limit = page_limit(page.limit)?;
     let rows = state
         .store
-        .list_subscriptions(page.cursor.as_deref(), rows_for(limit))
+        .list_subscriptions(&scope, page.cursor.as_deref(), rows_for(limit))
         .await?;
     let values = query.include_header_values.unwrap_or(false);
     Ok(Json(Page::from_rows(
@@ -120,12 +128,14 @@ pub async fn list(
 )]
 pub async fn get_one(
     State(state): State<AppState>,
+    principal: Principal,
     ApiPath(id): ApiPath<SubscriptionId>,
     ApiQuery(query): ApiQuery<SubscriptionQuery>,
 ) -> Result<Json<SubscriptionOut>, ApiError> {
+    let scope = principal.allow(Permission::SubscriptionsRead)?;
     let sub = state
         .store
-        .subscription(id.as_str())
+        .subscription(&scope, id.as_str())
         .await?
         .ok_or_else(|| not_found(&id))?;
     Ok(Json(SubscriptionOut::new(
@@ -148,9 +158,11 @@ pub async fn get_one(
 )]
 pub async fn update(
     State(state): State<AppState>,
+    principal: Principal,
     ApiPath(id): ApiPath<SubscriptionId>,
     ApiJson(patch): ApiJson<SubscriptionPatch>,
 ) -> Result<Json<SubscriptionOut>, ApiError> {
+    let scope = principal.allow(Permission::SubscriptionsWrite)?;
     if patch.secret.is_some() && patch.rotate_secret {
         return Err(ApiError::invalid(
             ErrorCode::InvalidSecret,
@@ -160,7 +172,7 @@ pub async fn update(
     for _ in 0..MAX_MERGES {
         let current = state
             .store
-            .subscription(id.as_str())
+            .subscription(&scope, id.as_str())
             .await?
             .ok_or_else(|| not_found(&id))?;
         let candidate = validate(&state, Candidate::merged(&current, patch.clone())?).await?;
@@ -191,7 +203,11 @@ pub async fn update(
             secret: secret.clone(),
             rotation_grace_ms: grace_ms(&state),
         };
-        match state.store.update_subscription(&current, update).await? {
+        match state
+            .store
+            .update_subscription(&scope, &current, update)
+            .await?
+        {
             UpdateOutcome::Updated(sub) => {
                 let mut out = SubscriptionOut::new(&sub, false);
                 out.secret = secret;
@@ -218,9 +234,11 @@ pub async fn update(
 )]
 pub async fn delete(
     State(state): State<AppState>,
+    principal: Principal,
     ApiPath(id): ApiPath<SubscriptionId>,
 ) -> Result<StatusCode, ApiError> {
-    if state.store.delete_subscription(id.as_str()).await? {
+    let scope = principal.allow(Permission::SubscriptionsWrite)?;
+    if state.store.delete_subscription(&scope, id.as_str()).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(not_found(&id))
@@ -239,12 +257,14 @@ pub async fn delete(
 )]
 pub async fn rotate_secret(
     State(state): State<AppState>,
+    principal: Principal,
     ApiPath(id): ApiPath<SubscriptionId>,
 ) -> Result<Json<SecretOut>, ApiError> {
+    let scope = principal.allow(Permission::SubscriptionsWrite)?;
     let secret = generate_secret();
     if !state
         .store
-        .rotate_secret(id.as_str(), &secret, grace_ms(&state))
+        .rotate_secret(&scope, id.as_str(), &secret, grace_ms(&state))
         .await?
     {
         return Err(not_found(&id));
@@ -265,12 +285,14 @@ pub async fn rotate_secret(
 )]
 pub async fn send_test(
     State(state): State<AppState>,
+    principal: Principal,
     ApiPath(id): ApiPath<SubscriptionId>,
     OptionalJson(body): OptionalJson<TestEventIn>,
 ) -> Result<(StatusCode, Json<TestEventOut>), ApiError> {
+    let scope = principal.allow(Permission::SubscriptionsWrite)?;
     let sub = state
         .store
-        .subscription(id.as_str())
+        .subscription(&scope, id.as_str())
         .await?
         .ok_or_else(|| not_found(&id))?;
     let event_type = body
@@ -284,6 +306,7 @@ pub async fn send_test(
     let outcome = state
         .ingestor
         .ingest(NewEvent {
+            tenant_id: sub.tenant_id.clone(),
             event_type,
             data: data.to_string(),
             idempotency_key: None,
@@ -311,11 +334,13 @@ pub async fn send_test(
 )]
 pub async fn enable(
     State(state): State<AppState>,
+    principal: Principal,
     ApiPath(id): ApiPath<SubscriptionId>,
 ) -> Result<Json<SubscriptionOut>, ApiError> {
+    let scope = principal.allow(Permission::SubscriptionsWrite)?;
     let sub = state
         .store
-        .enable_subscription(id.as_str())
+        .enable_subscription(&scope, id.as_str())
         .await?
         .ok_or_else(|| not_found(&id))?;
     Ok(Json(SubscriptionOut::new(&sub, false)))
@@ -334,12 +359,14 @@ pub async fn enable(
 )]
 pub async fn recover(
     State(state): State<AppState>,
+    principal: Principal,
     ApiPath(id): ApiPath<SubscriptionId>,
     ApiJson(body): ApiJson<RecoverIn>,
 ) -> Result<(StatusCode, Json<RecoverOut>), ApiError> {
+    let scope = principal.allow(Permission::DeliveriesWrite)?;
     let sub = state
         .store
-        .subscription(id.as_str())
+        .subscription(&scope, id.as_str())
         .await?
         .ok_or_else(|| not_found(&id))?;
     if sub.status == SubscriptionStatus::Disabled {
@@ -351,7 +378,7 @@ pub async fn recover(
     let until = body.until.map_or(i64::MAX, |t| t.unix_ms());
     let recovered = state
         .store
-        .recover_failed(id.as_str(), body.since.unix_ms(), until)
+        .recover_failed(&scope, id.as_str(), body.since.unix_ms(), until)
         .await?;
     state.wake.notify_one();
     Ok((

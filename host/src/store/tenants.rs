@@ -1,0 +1,167 @@
+//! Tenants: upsert, read, list, and delete (which deletes the tenant's subscriptions, cancels
+//! their unfinished deliveries and revokes its keys in one transaction; its history stays until
+//! retention removes it).
+
+use rusqlite::OptionalExtension;
+
+use super::{Store, StoreError, all_rows};
+use crate::tenant::TenantId;
+
+/// A tenant as stored.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    /// Its id.
+    pub id: TenantId,
+    /// A display name.
+    pub name: Option<String>,
+    /// The provider's own data about it, a JSON object as text.
+    pub metadata: String,
+    /// Created (unix ms).
+    pub created_at: i64,
+    /// Last changed (unix ms).
+    pub updated_at: i64,
+}
+
+impl Tenant {
+    fn from_row(row: &rusqlite::Row<'_>) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: TenantId::from_stored(row.get("id")?),
+            name: row.get("name")?,
+            metadata: row.get("metadata")?,
+            created_at: row.get("created_at")?,
+            updated_at: row.get("updated_at")?,
+        })
+    }
+}
+
+const COLUMNS: &str = "id, name, metadata, created_at, updated_at";
+
+/// What [`Store::delete_tenant`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TenantDeleted {
+    /// Deleted.
+    Deleted,
+    /// There is no such tenant.
+    NotFound,
+    /// The `default` tenant cannot be deleted.
+    Default,
+}
+
+impl Store {
+    /// Creates the tenant, or changes its name and metadata (a deleted tenant comes back,
+    /// empty). Returns it and whether it was created.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn put_tenant(
+        &self,
+        id: &TenantId,
+        name: Option<String>,
+        metadata: String,
+    ) -> Result<(Tenant, bool), StoreError> {
+        let id = id.as_str().to_owned();
+        let now = self.clock.now_ms();
+        self.transaction(move |tx| {
+            let live: Option<bool> = tx
+                .prepare_cached("SELECT deleted_at IS NULL FROM tenants WHERE id = ?")?
+                .query_row([&id], |r| r.get(0))
+                .optional()?;
+            let created = live != Some(true);
+            tx.prepare_cached(
+                "INSERT INTO tenants (id, name, metadata, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)
+                 ON CONFLICT (id) DO UPDATE SET name = ?2, metadata = ?3, updated_at = ?4,
+                 created_at = CASE WHEN deleted_at IS NULL THEN created_at ELSE ?4 END, deleted_at = NULL",
+            )?
+            .execute((&id, name, metadata, now))?;
+            let mut stmt = tx.prepare_cached(&format!("SELECT {COLUMNS} FROM tenants WHERE id = ?"))?;
+            let tenant = all_rows(&mut stmt, [&id], Tenant::from_row)?
+                .pop()
+                .ok_or_else(|| StoreError::Corrupt(format!("tenant {id} vanished")))?;
+            Ok((tenant, created))
+        })
+        .await
+    }
+
+    /// A tenant (not deleted).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn tenant(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError> {
+        let id = id.as_str().to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM tenants WHERE id = ? AND deleted_at IS NULL"
+            ))?;
+            Ok(all_rows(&mut stmt, [id], Tenant::from_row)?.pop())
+        })
+        .await
+    }
+
+    /// A page of tenants by id, after `cursor`.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn list_tenants(
+        &self,
+        cursor: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Tenant>, StoreError> {
+        let cursor = cursor.unwrap_or("").to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM tenants WHERE deleted_at IS NULL AND id > ? ORDER BY id LIMIT ?"
+            ))?;
+            all_rows(&mut stmt, (cursor, limit), Tenant::from_row)
+        })
+        .await
+    }
+
+    /// Deletes a tenant: its subscriptions are deleted (tombstones, like
+    /// [`Store::delete_subscription`]), their pending and in-flight deliveries cancelled, its
+    /// keys revoked — all in one transaction, so nothing of it is delivered or accepted after.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn delete_tenant(&self, id: &TenantId) -> Result<TenantDeleted, StoreError> {
+        if id.is_default() {
+            return Ok(TenantDeleted::Default);
+        }
+        let id = id.as_str().to_owned();
+        let now = self.clock.now_ms();
+        let deleted = self
+            .transaction(move |tx| {
+                let deleted = tx
+                    .prepare_cached(
+                        "UPDATE tenants SET deleted_at = ?1, updated_at = ?1 WHERE id = ?2 AND deleted_at IS NULL",
+                    )?
+                    .execute((now, &id))?;
+                if deleted == 0 {
+                    return Ok(false);
+                }
+                tx.prepare_cached(
+                    "UPDATE subscriptions SET deleted_at = ?1, updated_at = ?1 WHERE tenant_id = ?2 AND deleted_at IS NULL",
+                )?
+                .execute((now, &id))?;
+                tx.prepare_cached(
+                    "UPDATE deliveries SET status = 'cancelled', lease_until = NULL, updated_at = ?1
+                     WHERE tenant_id = ?2 AND status IN ('pending', 'delivering')",
+                )?
+                .execute((now, &id))?;
+                tx.prepare_cached(
+                    "UPDATE api_keys SET revoked_at = ?1 WHERE tenant_id = ?2 AND revoked_at IS NULL",
+                )?
+                .execute((now, &id))?;
+                Ok(true)
+            })
+            .await?;
+        if !deleted {
+            return Ok(TenantDeleted::NotFound);
+        }
+        self.reload_subscriptions().await?;
+        Ok(TenantDeleted::Deleted)
+    }
+}
+
+#[cfg(test)]
+#[path = "tenants_tests.rs"]
+mod tests;

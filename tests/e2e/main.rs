@@ -22,4 +22,5 @@ mod queue_faults;
 mod secrets;
 mod ssrf;
 mod storage_faults;
+mod tenants;
 mod transform_plugins;

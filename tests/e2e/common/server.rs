@@ -108,10 +108,21 @@ impl TestServer {
         path: &str,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
+        self.call_as(KEY, method, path, body).await
+    }
+
+    /// [`TestServer::call`] with another key.
+    pub async fn call_as(
+        &self,
+        key: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut request = self
             .http
             .request(method, format!("{}{path}", self.base))
-            .bearer_auth(KEY);
+            .bearer_auth(key);
         if let Some(body) = body {
             request = request.json(&body);
         }

@@ -14,6 +14,7 @@ mod delivery;
 mod edge;
 mod fairness;
 mod hot_reload;
+mod operational_events;
 mod parked;
 mod plugin_dev;
 mod plugin_hardening;

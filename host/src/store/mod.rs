@@ -18,6 +18,7 @@ mod keys;
 mod lane;
 pub mod matching;
 mod models;
+pub mod operational;
 mod queue;
 mod results;
 mod rotation;

@@ -59,13 +59,36 @@ impl Store {
             return Ok(Recorded::default());
         }
         let clock = self.clock.clone();
-        self.bookkeeping(move |tx| {
-            let now = clock.now_ms();
-            let (recorded, applied) = record_results(tx, &completions, now)?;
-            record_streaks(tx, &applied, now)?;
-            Ok(recorded)
-        })
-        .await
+        let index = self.subscription_index();
+        let (recorded, emitted) = self
+            .bookkeeping(move |tx| {
+                let now = clock.now_ms();
+                let (recorded, applied) = record_results(tx, &completions, now)?;
+                record_streaks(tx, &applied, now)?;
+                // Each delivery that failed for good, reported into its tenant (with the
+                // result, so exactly once).
+                let mut emitted = false;
+                for c in applied
+                    .iter()
+                    .filter(|c| c.status == DeliveryStatus::Failed)
+                {
+                    let attempts = c.leased.attempts + i64::from(c.attempt.is_some());
+                    emitted |= super::operational::delivery_failed(
+                        tx,
+                        &index,
+                        &c.leased.id,
+                        attempts,
+                        c.last_error.as_deref(),
+                        now,
+                    )?;
+                }
+                Ok((recorded, emitted))
+            })
+            .await?;
+        if emitted {
+            self.waker.notify_one();
+        }
+        Ok(recorded)
     }
 
     /// Makes a delivery a dead letter whose result could not be recorded (the recorder's poison

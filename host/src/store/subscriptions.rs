@@ -4,8 +4,10 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError};
 
+use rusqlite::OptionalExtension;
+
 use super::matching::Index;
-use super::{Store, StoreError, Subscription, all_rows, new_id};
+use super::{Store, StoreError, Subscription, all_rows, new_id, operational};
 use crate::signing::Scheme;
 use crate::tenant::{Scope, TenantId};
 
@@ -314,18 +316,40 @@ impl Store {
         let key = id.to_owned();
         let tenant = scope.filter();
         let now = self.clock.now_ms();
+        let index = self.subscription_index();
         let changed = self
-            .write(move |conn| {
-                Ok(conn
+            .transaction(move |tx| {
+                let before: Option<(String, String)> = tx
                     .prepare_cached(
-                        "UPDATE subscriptions SET status = 'enabled', disabled_reason = NULL, disabled_at = NULL,
-                         first_failure_at = NULL, updated_at = ?1 WHERE id = ?2 AND deleted_at IS NULL
-                         AND (?3 IS NULL OR tenant_id = ?3)",
+                        "SELECT status, tenant_id FROM subscriptions WHERE id = ?1 AND deleted_at IS NULL
+                         AND (?2 IS NULL OR tenant_id = ?2)",
                     )?
-                    .execute((now, key, tenant))?)
+                    .query_row((&key, &tenant), |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                let Some((status, tenant_id)) = before else {
+                    return Ok(false);
+                };
+                tx.prepare_cached(
+                    "UPDATE subscriptions SET status = 'enabled', disabled_reason = NULL, disabled_at = NULL,
+                     first_failure_at = NULL, updated_at = ?1 WHERE id = ?2",
+                )?
+                .execute((now, &key))?;
+                if status == "disabled" {
+                    let data = serde_json::json!({"subscription_id": key});
+                    operational::emit(
+                        tx,
+                        &index,
+                        &tenant_id,
+                        operational::SUBSCRIPTION_ENABLED,
+                        &data,
+                        None,
+                        now,
+                    )?;
+                }
+                Ok(true)
             })
             .await?;
-        if changed == 0 {
+        if !changed {
             return Ok(None);
         }
         // Deleted right after (a concurrent DELETE): not found, not "vanished".
@@ -343,15 +367,43 @@ impl Store {
     pub async fn disable_subscription(&self, id: &str, reason: &str) -> Result<(), StoreError> {
         let (id, key, reason) = (id.to_owned(), id.to_owned(), reason.to_owned());
         let now = self.clock.now_ms();
-        self.write(move |conn| {
-            conn.prepare_cached(
-                "UPDATE subscriptions SET status = 'disabled', disabled_reason = ?1, disabled_at = ?2, updated_at = ?2
-                 WHERE id = ?3 AND status = 'enabled'",
-            )?
-            .execute((reason, now, id))?;
-            Ok(())
-        })
-        .await?;
+        let index = self.subscription_index();
+        let emitted = self
+            .transaction(move |tx| {
+                let changed = tx
+                    .prepare_cached(
+                        "UPDATE subscriptions SET status = 'disabled', disabled_reason = ?1, disabled_at = ?2, updated_at = ?2
+                         WHERE id = ?3 AND status = 'enabled'",
+                    )?
+                    .execute((&reason, now, &id))?;
+                if changed == 0 {
+                    return Ok(false);
+                }
+                // Into the subscription's tenant, in the same transaction: one event per
+                // disable, never without it. Not to the subscription itself (it is disabled).
+                let Some((tenant, last_error)) = operational::subscription_context(tx, &id)? else {
+                    return Ok(false);
+                };
+                let data = serde_json::json!({
+                    "subscription_id": id,
+                    "reason": reason,
+                    "last_error": last_error,
+                    "disabled_at": crate::api::models::Timestamp::from_unix_ms(now),
+                });
+                operational::emit(
+                    tx,
+                    &index,
+                    &tenant,
+                    operational::SUBSCRIPTION_DISABLED,
+                    &data,
+                    Some(&id),
+                    now,
+                )
+            })
+            .await?;
+        if emitted {
+            self.waker.notify_one();
+        }
         self.refresh_subscription(&key).await.map(drop)
     }
 

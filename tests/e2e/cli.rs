@@ -404,3 +404,133 @@ async fn help_has_examples_and_completions_generate() {
         &bash.stdout[..200.min(bash.stdout.len())]
     );
 }
+
+/// `tenants` and `keys`, and `--tenant`: a tenant, a key bound to it, a subscription and an
+/// event made with that key land in the tenant; the key's lists show only its tenant.
+#[tokio::test]
+async fn tenants_keys_and_tenant_flags() {
+    let server = TestServer::start().await;
+    let put = run(
+        &server,
+        &[
+            "tenants",
+            "put",
+            "ws_42",
+            "--name",
+            "Acme",
+            "--metadata",
+            r#"{"plan": "pro"}"#,
+            "--json",
+        ],
+    )
+    .await
+    .ok();
+    assert_eq!(put.json()["metadata"]["plan"], "pro");
+    let bad = run(&server, &["tenants", "put", "a/b"]).await;
+    assert_ne!(bad.code, 0);
+    let listed = run(&server, &["tenants", "list", "--json"])
+        .await
+        .ok()
+        .json();
+    let ids: Vec<&str> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["default", "ws_42"]);
+    let created = run(
+        &server,
+        &[
+            "keys",
+            "create",
+            "--tenant",
+            "ws_42",
+            "--scopes",
+            "subscriptions:read,subscriptions:write,events:write",
+            "--expires-in",
+            "1h",
+            "--json",
+        ],
+    )
+    .await
+    .ok()
+    .json();
+    let key = created["key"].as_str().unwrap().to_owned();
+    assert_eq!(created["tenant_id"], "ws_42");
+    assert!(created["expires_at"].is_string());
+    let human = run(&server, &["keys", "list", "--tenant", "ws_42"])
+        .await
+        .ok();
+    assert!(
+        human.stdout.contains(created["id"].as_str().unwrap()),
+        "{}",
+        human.stdout
+    );
+    assert!(
+        !human.stdout.contains(&key),
+        "the key itself is never listed"
+    );
+
+    // With the tenant's key: no --tenant needed, and it lands there.
+    let as_tenant = |args: &[&str]| {
+        let mut cmd = command(&server, args);
+        cmd.env("SWITCHYARD_API_KEY", &key);
+        cmd
+    };
+    let out = as_tenant(&[
+        "subscriptions",
+        "create",
+        "--url",
+        "http://127.0.0.1:9/hook",
+        "--events",
+        "*",
+        "--json",
+    ])
+    .output()
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sub: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sub["tenant_id"], "ws_42");
+    let out = as_tenant(&["events", "send", "a.b", "--tenant", "default"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success(), "another tenant is refused");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("forbidden"));
+    // The admin key names the tenant.
+    let sent = run(
+        &server,
+        &["events", "send", "a.b", "--tenant", "ws_42", "--json"],
+    )
+    .await
+    .ok()
+    .json();
+    assert_eq!(sent["deliveries"], 1);
+    let none = run(
+        &server,
+        &["subscriptions", "list", "--tenant", "default", "--json"],
+    )
+    .await
+    .ok()
+    .json();
+    assert!(none["data"].as_array().unwrap().is_empty());
+    run(
+        &server,
+        &["keys", "delete", created["id"].as_str().unwrap()],
+    )
+    .await
+    .ok();
+    let out = as_tenant(&["subscriptions", "list"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success(), "a revoked key is refused");
+    run(&server, &["tenants", "delete", "ws_42"]).await.ok();
+    server.stop().await;
+}

@@ -42,6 +42,9 @@ enum Command {
         /// Only in this status: pending, delivering, succeeded, failed, skipped, cancelled
         #[arg(long)]
         status: Option<String>,
+        /// Only this tenant's (a key bound to a tenant sees only its own anyway)
+        #[arg(long, value_name = "TENANT_ID")]
+        tenant: Option<String>,
         #[command(flatten)]
         page: PageArgs,
     },
@@ -85,11 +88,13 @@ pub async fn run(args: Args) -> Result<(), CliError> {
             subscription,
             event,
             status,
+            tenant,
             page,
         } => {
             let path = format!(
                 "/v1/deliveries{}",
                 query(&[
+                    ("tenant_id", tenant),
                     ("subscription_id", subscription),
                     ("event_id", event),
                     ("status", status),

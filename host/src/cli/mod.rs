@@ -14,6 +14,7 @@ mod plugin_dev;
 mod plugins;
 mod serve;
 mod subscriptions;
+mod tenants;
 mod verify;
 
 use std::process::ExitCode;
@@ -52,6 +53,10 @@ enum Command {
     Deliveries(deliveries::Args),
     /// Upload, inspect, delete and dry-run plugins.
     Plugins(plugins::Args),
+    /// The customers this service serves: create, list, show, delete tenants.
+    Tenants(tenants::TenantArgs),
+    /// API keys with scopes, for one tenant or all: create, list, revoke.
+    Keys(tenants::KeyArgs),
     /// Check a received webhook's signature (exit 0 when valid, 1 when not, saying why).
     #[command(after_help = verify::EXAMPLE)]
     Verify(verify::Args),
@@ -74,6 +79,8 @@ pub fn main() -> ExitCode {
         Command::Events(args) => client::block_on(events::run(args)),
         Command::Deliveries(args) => client::block_on(deliveries::run(args)),
         Command::Plugins(args) => client::block_on(plugins::run(args)),
+        Command::Tenants(args) => client::block_on(tenants::run_tenants(args)),
+        Command::Keys(args) => client::block_on(tenants::run_keys(args)),
         Command::Verify(args) => verify::run(&args),
         Command::Completions(args) => completions::run(&args),
     }

@@ -33,8 +33,14 @@ enum Command {
     )]
     Create(CreateArgs),
     /// List subscriptions, oldest first.
-    #[command(after_help = "Example:\n  switchyard subscriptions list --limit 20")]
-    List(PageArgs),
+    #[command(after_help = "Example:\n  switchyard subscriptions list --limit 20 --tenant ws_42")]
+    List {
+        /// Only this tenant's (a key bound to a tenant sees only its own anyway)
+        #[arg(long, value_name = "TENANT_ID")]
+        tenant: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
+    },
     /// Show one subscription.
     #[command(after_help = "Example:\n  switchyard subscriptions get sub_01J...")]
     Get {
@@ -187,10 +193,11 @@ pub async fn run(args: Args) -> Result<(), CliError> {
                 .await?;
             api.show(&sub, |s| show(s, true));
         }
-        Command::List(page) => {
+        Command::List { tenant, page } => {
             let path = format!(
                 "/v1/subscriptions{}",
                 query(&[
+                    ("tenant_id", tenant),
                     ("limit", page.limit.map(|l| l.to_string())),
                     ("cursor", page.cursor)
                 ])

@@ -53,6 +53,9 @@ pub struct Config {
     pub max_in_flight: usize,
     /// Deliveries in flight at once to one subscription (a slow receiver cannot starve others).
     pub max_in_flight_per_subscription: usize,
+    /// Deliveries in flight at once for one tenant, over all its subscriptions (one tenant's
+    /// burst or slow receivers cannot take every slot).
+    pub max_in_flight_per_tenant: usize,
     /// A subscription failing without a single success for this long is disabled.
     pub disable_after_failing_for: Duration,
     /// How long a rotated-out secret keeps signing.
@@ -107,6 +110,7 @@ impl Config {
             delivery_timeout: Duration::from_secs(10),
             max_in_flight: 128,
             max_in_flight_per_subscription: 32,
+            max_in_flight_per_tenant: 64,
             disable_after_failing_for: Duration::from_secs(5 * 24 * 3600),
             rotation_grace: Duration::from_secs(24 * 3600),
             max_event_bytes: 1 << 20,
@@ -225,6 +229,8 @@ pub struct Layer {
     pub max_in_flight: Option<usize>,
     /// `max_in_flight_per_subscription`
     pub max_in_flight_per_subscription: Option<usize>,
+    /// `max_in_flight_per_tenant`
+    pub max_in_flight_per_tenant: Option<usize>,
     /// `disable_after_failing_for`, e.g. `"5d"`
     pub disable_after_failing_for: Option<String>,
     /// `rotation_grace`, e.g. `"24h"`
@@ -296,6 +302,9 @@ impl Layer {
             max_in_flight_per_subscription: over
                 .max_in_flight_per_subscription
                 .or(self.max_in_flight_per_subscription),
+            max_in_flight_per_tenant: over
+                .max_in_flight_per_tenant
+                .or(self.max_in_flight_per_tenant),
             disable_after_failing_for: over
                 .disable_after_failing_for
                 .or(self.disable_after_failing_for),
@@ -414,6 +423,12 @@ impl Layer {
             &mut config.max_in_flight_per_subscription,
             "max_in_flight_per_subscription",
             self.max_in_flight_per_subscription,
+            &mut errors,
+        );
+        set_positive(
+            &mut config.max_in_flight_per_tenant,
+            "max_in_flight_per_tenant",
+            self.max_in_flight_per_tenant,
             &mut errors,
         );
         set_positive(

@@ -157,6 +157,7 @@ pub async fn run(
             retry: RetryPolicy::new(config.retry_schedule.clone()),
             max_in_flight: config.max_in_flight,
             max_in_flight_per_subscription: config.max_in_flight_per_subscription,
+            max_in_flight_per_tenant: config.max_in_flight_per_tenant,
             lease: config.lease,
             delivery_timeout: config.delivery_timeout,
             disable_after_failing_for: config.disable_after_failing_for,

@@ -620,3 +620,62 @@ async fn admin_writes_into_the_named_tenant_and_lists_all_or_one() {
     assert_eq!(ids, ["default"]);
     server.stop().await;
 }
+
+/// Fairness between tenants: tenant A's slow receiver (every request held) gets at most
+/// `max_in_flight_per_tenant` attempts in flight, over all its subscriptions, and tenant B's
+/// event is delivered meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tenant_in_flight_is_capped_and_another_is_not_delayed() {
+    use crate::common::gated::GatedReceiver;
+    const CAP: usize = 6;
+    let server = TestServer::start_with(|c| {
+        c.max_in_flight = 32;
+        c.max_in_flight_per_subscription = 4;
+        c.max_in_flight_per_tenant = CAP;
+        c.delivery_timeout = Duration::from_secs(30);
+        c.retry_schedule = Vec::new();
+    })
+    .await;
+    for t in ["slow", "fast"] {
+        server
+            .expect(Method::PUT, &format!("/v1/tenants/{t}"), None, 201)
+            .await;
+    }
+    let slow = GatedReceiver::start().await;
+    slow.hold();
+    let fast = TestReceiver::start().await;
+    fast.always(Answer::status(200));
+    for i in 0..4 {
+        server
+            .subscribe(
+                json!({"tenant_id": "slow", "url": slow.url(&format!("/s{i}")), "events": ["*"]}),
+            )
+            .await;
+    }
+    server
+        .subscribe(json!({"tenant_id": "fast", "url": fast.url("/f"), "events": ["*"]}))
+        .await;
+    for i in 0..20 {
+        server
+            .send_event(json!({"tenant_id": "slow", "type": "burst.x", "data": {"i": i}}))
+            .await;
+    }
+    slow.wait_arrived(CAP, WAIT).await;
+    // Without the tenant cap its four subscriptions would have 16 in flight.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        slow.arrived(),
+        CAP,
+        "tenant slow exceeded its in-flight cap"
+    );
+    let started = std::time::Instant::now();
+    server
+        .send_event(json!({"tenant_id": "fast", "type": "probe", "data": {}}))
+        .await;
+    fast.wait_for(1, Duration::from_secs(5)).await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(slow.arrived(), CAP, "still capped");
+    slow.release();
+    slow.wait_arrived(80, WAIT).await;
+    server.stop().await;
+}

@@ -80,6 +80,9 @@ pub struct ServeArgs {
     /// Deliveries in flight to one subscription at once [default: 32]
     #[arg(long, env = "SWITCHYARD_MAX_IN_FLIGHT_PER_SUBSCRIPTION")]
     max_in_flight_per_subscription: Option<usize>,
+    /// Deliveries in flight for one tenant at once, over all its subscriptions [default: 64]
+    #[arg(long, env = "SWITCHYARD_MAX_IN_FLIGHT_PER_TENANT")]
+    max_in_flight_per_tenant: Option<usize>,
     /// Disable a subscription that fails without any success for this long [default: 5d]
     #[arg(long, env = "SWITCHYARD_DISABLE_AFTER_FAILING_FOR")]
     disable_after_failing_for: Option<String>,
@@ -146,6 +149,7 @@ impl ServeArgs {
             delivery_timeout: self.delivery_timeout,
             max_in_flight: self.max_in_flight,
             max_in_flight_per_subscription: self.max_in_flight_per_subscription,
+            max_in_flight_per_tenant: self.max_in_flight_per_tenant,
             disable_after_failing_for: self.disable_after_failing_for,
             rotation_grace: self.rotation_grace,
             max_event_bytes: self.max_event_bytes,

@@ -3,7 +3,9 @@
 //! sections only; the leaser and the workers share it behind a mutex.
 //!
 //! A subscription has at most `cap` workers (`max_in_flight_per_subscription`), each running
-//! one attempt at a time and then taking the next job of the same subscription. Workers hold
+//! one attempt at a time and then taking the next job of the same subscription; a tenant has at
+//! most `tenant_cap` workers over all its subscriptions (`max_in_flight_per_tenant`), so one
+//! tenant's backlog or slow receivers leave the other slots to the other tenants. Workers hold
 //! no global slot between attempts: the gates (`gate`) share the plugin and delivery slots at
 //! the moment an attempt needs one.
 
@@ -30,6 +32,11 @@ pub(super) struct Board {
     queued: usize,
     /// Workers per subscription.
     workers: HashMap<String, usize>,
+    /// Workers per tenant, at most `tenant_cap`.
+    tenant_workers: HashMap<String, usize>,
+    tenant_cap: usize,
+    /// The tenant of each subscription holding jobs.
+    tenant_of: HashMap<String, String>,
     /// Leases of the jobs being attempted (released at shutdown if still unfinished).
     running: HashSet<LeaseRef>,
     /// Subscriptions being disabled right now: nothing more of theirs starts.
@@ -39,11 +46,44 @@ pub(super) struct Board {
 }
 
 impl Board {
-    /// A board that calls a subscription full at `full` queued jobs.
-    pub(super) fn new(full: usize) -> Self {
+    /// A board that calls a subscription full at `full` queued jobs and runs at most
+    /// `tenant_cap` attempts of one tenant at once.
+    pub(super) fn new(full: usize, tenant_cap: usize) -> Self {
         Self {
             full: full.max(1),
+            tenant_cap: tenant_cap.max(1),
             ..Self::default()
+        }
+    }
+
+    /// Jobs held per tenant, and the tenants to leave out of the next lease: those holding
+    /// their `share` of the buffer.
+    pub(super) fn tenant_holdings(&self, share: usize) -> (HashMap<String, usize>, Vec<String>) {
+        let (per_subscription, _) = self.holdings(usize::MAX);
+        let mut held: HashMap<String, usize> = HashMap::new();
+        for (sub, n) in per_subscription {
+            if let Some(tenant) = self.tenant_of.get(&sub) {
+                *held.entry(tenant.clone()).or_default() += n;
+            }
+        }
+        let exclude = held
+            .iter()
+            .filter(|(_, n)| **n >= share)
+            .map(|(t, _)| t.clone())
+            .collect();
+        (held, exclude)
+    }
+
+    /// Tenants holding jobs.
+    pub(super) fn tenants_holding(&self) -> usize {
+        let tenants: HashSet<&String> = self.tenant_of.values().collect();
+        tenants.len()
+    }
+
+    /// Forgets `sub`'s tenant once it holds nothing.
+    fn forget_if_idle(&mut self, sub: &str) {
+        if !self.queues.contains_key(sub) && !self.workers.contains_key(sub) {
+            self.tenant_of.remove(sub);
         }
     }
 
@@ -91,6 +131,9 @@ impl Board {
                 self.to_release.push(LeaseRef::from(&job.leased));
                 continue;
             }
+            self.tenant_of
+                .entry(job.leased.subscription_id.clone())
+                .or_insert_with(|| job.leased.tenant_id.clone());
             self.queues
                 .entry(job.leased.subscription_id.clone())
                 .or_default()
@@ -100,16 +143,20 @@ impl Board {
     }
 
     /// Jobs for new workers: for every subscription with queued jobs, as many as it has jobs,
-    /// up to `cap` workers.
+    /// up to `cap` workers, and up to the tenant cap over each tenant's subscriptions.
     pub(super) fn starts(&mut self, cap: usize) -> Vec<Job> {
         let mut starts = Vec::new();
         for (sub, queue) in &mut self.queues {
             let before = queue.len();
             let workers = self.workers.entry(sub.clone()).or_default();
+            let tenant = self.tenant_of.get(sub).cloned().unwrap_or_default();
+            let of_tenant = self.tenant_workers.entry(tenant).or_default();
             while *workers < cap
+                && *of_tenant < self.tenant_cap
                 && let Some(job) = queue.pop_front()
             {
                 *workers += 1;
+                *of_tenant += 1;
                 self.queued -= 1;
                 self.running.insert(LeaseRef::from(&job.leased));
                 starts.push(job);
@@ -118,6 +165,10 @@ impl Board {
         }
         self.queues.retain(|_, q| !q.is_empty());
         self.workers.retain(|_, n| *n > 0);
+        self.tenant_workers.retain(|_, n| *n > 0);
+        let (queues, workers) = (&self.queues, &self.workers);
+        self.tenant_of
+            .retain(|sub, _| queues.contains_key(sub) || workers.contains_key(sub));
         starts
     }
 
@@ -142,7 +193,16 @@ impl Board {
             if *n == 0 {
                 self.workers.remove(sub);
             }
+            if let Some(tenant) = self.tenant_of.get(sub)
+                && let Some(n) = self.tenant_workers.get_mut(tenant)
+            {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.tenant_workers.remove(tenant);
+                }
+            }
         }
+        self.forget_if_idle(sub);
         None
     }
 
@@ -155,6 +215,7 @@ impl Board {
             self.to_release
                 .extend(queue.iter().map(|job| LeaseRef::from(&job.leased)));
         }
+        self.forget_if_idle(sub);
     }
 
     /// Ends [`Board::park`] (the subscription's state is now in the store and its cache).
@@ -206,11 +267,16 @@ mod tests {
     use super::*;
 
     fn job(sub: &str, id: &str) -> Job {
+        job_of("t", sub, id)
+    }
+
+    fn job_of(tenant: &str, sub: &str, id: &str) -> Job {
         Job {
             leased: Leased {
                 id: id.into(),
                 event_id: "evt".into(),
                 subscription_id: sub.into(),
+                tenant_id: tenant.into(),
                 attempts: 0,
                 created_at: 0,
                 lease_token: 1,
@@ -229,7 +295,7 @@ mod tests {
 
     #[test]
     fn a_subscription_gets_up_to_cap_workers_and_they_run_its_queue() {
-        let mut board = Board::new(2);
+        let mut board = Board::new(2, 100);
         board.enqueue((0..5).map(|i| job("a", &format!("a{i}"))));
         board.enqueue([job("b", "b0")]);
         let started = board.starts(2);
@@ -251,7 +317,7 @@ mod tests {
 
     #[test]
     fn parking_gives_the_queue_back_and_starts_nothing_more() {
-        let mut board = Board::new(2);
+        let mut board = Board::new(2, 100);
         board.enqueue((0..4).map(|i| job("a", &format!("a{i}"))));
         let started = board.starts(1);
         board.park("a");
@@ -278,7 +344,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_going_below_full_asks_for_a_refill() {
-        let mut board = Board::new(2);
+        let mut board = Board::new(2, 100);
         board.enqueue((0..4).map(|i| job("a", &format!("a{i}"))));
         let (held, full) = board.holdings(100);
         assert_eq!((held["a"], full), (4, vec!["a".to_owned()]));
@@ -295,7 +361,7 @@ mod tests {
 
     #[test]
     fn a_subscription_holding_its_share_is_left_out() {
-        let mut board = Board::new(10);
+        let mut board = Board::new(10, 100);
         board.enqueue((0..6).map(|i| job("a", &format!("a{i}"))));
         board.enqueue((0..2).map(|i| job("b", &format!("b{i}"))));
         board.starts(2);
@@ -307,7 +373,7 @@ mod tests {
 
     #[test]
     fn drain_returns_every_lease_held() {
-        let mut board = Board::new(2);
+        let mut board = Board::new(2, 100);
         board.enqueue((0..3).map(|i| job("a", &format!("a{i}"))));
         board.starts(1);
         board.release(lease("x"));
@@ -315,5 +381,47 @@ mod tests {
         all.sort();
         assert_eq!(all, ["a0", "a1", "a2", "x"]);
         assert_eq!(board.held(), 0);
+    }
+
+    /// One tenant's many subscriptions cannot take more than the tenant cap of workers; another
+    /// tenant's job starts beside them, and a freed slot of the tenant goes to its waiting jobs.
+    #[test]
+    fn a_tenant_gets_at_most_its_cap_of_workers() {
+        let mut board = Board::new(10, 3);
+        for sub in ["a1", "a2", "a3", "a4"] {
+            board.enqueue((0..2).map(|i| job_of("A", sub, &format!("{sub}-{i}"))));
+        }
+        board.enqueue([job_of("B", "b1", "b1-0")]);
+        let started = board.starts(1);
+        let of = |t: &str| started.iter().filter(|j| j.leased.tenant_id == t).count();
+        assert_eq!(
+            (of("A"), of("B")),
+            (3, 1),
+            "A at its cap of 3, B not delayed"
+        );
+        assert!(board.starts(1).is_empty(), "A stays at its cap");
+        let (held, exclude) = board.tenant_holdings(9);
+        assert_eq!((held["A"], held["B"]), (8, 1));
+        assert!(exclude.is_empty());
+        assert_eq!(board.tenant_holdings(8).1, vec!["A".to_owned()]);
+        assert_eq!(board.tenants_holding(), 2);
+        // A worker of A that ends frees a slot for another of A's subscriptions.
+        let first_a = started.iter().find(|j| j.leased.tenant_id == "A").unwrap();
+        let sub = first_a.leased.subscription_id.clone();
+        let lease = LeaseRef::from(&first_a.leased);
+        let next = board.next_for(&sub, &lease);
+        assert!(next.is_some(), "{sub} has one more queued");
+        assert!(board.starts(1).is_empty(), "still 3 of A running");
+        let next = next.unwrap();
+        assert!(
+            board
+                .next_for(&sub, &LeaseRef::from(&next.leased))
+                .is_none()
+        );
+        assert_eq!(
+            board.starts(1).len(),
+            1,
+            "the freed slot goes to another of A's"
+        );
     }
 }

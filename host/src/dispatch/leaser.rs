@@ -98,7 +98,8 @@ impl Leaser {
     /// Leases a batch into the per-subscription queues.
     async fn lease(&mut self) -> Result<(), StoreError> {
         let cap = self.shared.ctx.max_in_flight_per_subscription;
-        let (limit, share, held, exclude) = {
+        let tenant_cap = self.shared.ctx.max_in_flight_per_tenant;
+        let (limit, share, held, exclude, tenant_share, held_by_tenant, exclude_tenants) = {
             let board = self.shared.board();
             // Each subscription holding jobs gets an equal share of the buffer, with room for
             // one more: many slow subscriptions cannot fill it and keep the others' deliveries
@@ -106,8 +107,23 @@ impl Leaser {
             // rounds queued; alone, a subscription may take whole batches.
             let share = (self.buffer() / (board.subscriptions_holding() + 1)).max(3 * cap);
             let (held, exclude) = board.holdings(share);
+            // The same between tenants: each tenant holding jobs gets an equal share of the
+            // buffer (at least two rounds of its in-flight cap queued), so one tenant's backlog
+            // cannot fill it while another's deliveries wait in the store.
+            let tenant_share = (self.buffer() / (board.tenants_holding() + 1))
+                .max(tenant_cap.min(self.buffer()).saturating_mul(2))
+                .max(1);
+            let (held_by_tenant, exclude_tenants) = board.tenant_holdings(tenant_share);
             let room = self.buffer().saturating_sub(board.held());
-            (room.min(LEASE_BATCH), share, held, exclude)
+            (
+                room.min(LEASE_BATCH),
+                share,
+                held,
+                exclude,
+                tenant_share,
+                held_by_tenant,
+                exclude_tenants,
+            )
         };
         let batch = self
             .shared
@@ -118,6 +134,9 @@ impl Leaser {
                 per_subscription: share,
                 held,
                 exclude: exclude.clone(),
+                per_tenant: tenant_share,
+                held_by_tenant,
+                exclude_tenants,
                 lease: self.shared.ctx.lease,
             })
             .await?;

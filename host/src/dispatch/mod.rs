@@ -4,6 +4,10 @@
 //!
 //! Fair shares, so one slow receiver or one slow plugin delays nobody else:
 //! - per subscription, at most `max_in_flight_per_subscription` attempts at once (`board`);
+//! - per tenant, at most `max_in_flight_per_tenant` attempts at once over all its
+//!   subscriptions (`board`), and each lease batch and the in-memory buffer are shared equally
+//!   between the tenants with due deliveries (`leaser`, `store::queue`): one tenant's backlog
+//!   or slow receivers cannot delay another tenant's deliveries;
 //! - a plugin call takes a plugin slot, and sending takes a delivery slot (`max_in_flight`),
 //!   each from a gate that gives a freed slot to whoever holds the fewest — per plugin, then per
 //!   subscription for plugin slots; per subscription for delivery slots — and keeps a few slots
@@ -56,6 +60,8 @@ pub struct DispatchContext {
     pub max_in_flight: usize,
     /// Attempts in progress per subscription at most.
     pub max_in_flight_per_subscription: usize,
+    /// Deliveries in flight for one tenant at most, over all its subscriptions.
+    pub max_in_flight_per_tenant: usize,
     /// Lease length.
     pub lease: Duration,
     /// Timeout of one delivery request (an attempt must still fit in its lease when it
@@ -107,7 +113,10 @@ impl Shared {
                 reserve: ctx.max_in_flight / 8,
             }),
             // A subscription with two rounds of attempts queued is left out of leases.
-            board: Mutex::new(Board::new(2 * ctx.max_in_flight_per_subscription)),
+            board: Mutex::new(Board::new(
+                2 * ctx.max_in_flight_per_subscription,
+                ctx.max_in_flight_per_tenant,
+            )),
             freed: Notify::new(),
             ctx,
         })

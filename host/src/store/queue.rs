@@ -32,6 +32,8 @@ pub struct Leased {
     pub event_id: String,
     /// Its subscription.
     pub subscription_id: String,
+    /// Its tenant (the dispatcher shares slots between tenants).
+    pub tenant_id: String,
     /// Attempts made before this one.
     pub attempts: i64,
     /// Created (unix ms).
@@ -72,6 +74,12 @@ pub struct LeaseRequest {
     pub held: HashMap<String, usize>,
     /// Subscriptions not to lease for at all (the dispatcher has enough of theirs).
     pub exclude: Vec<String>,
+    /// Deliveries per tenant at most, less what `held_by_tenant` says it already holds.
+    pub per_tenant: usize,
+    /// Deliveries the dispatcher already holds per tenant (absent: none).
+    pub held_by_tenant: HashMap<String, usize>,
+    /// Tenants not to lease for at all (the dispatcher has enough of theirs).
+    pub exclude_tenants: Vec<String>,
     /// How long the leases last.
     pub lease: Duration,
 }
@@ -89,8 +97,10 @@ pub struct LeaseBatch {
 
 impl Store {
     /// Leases due deliveries of runnable subscriptions — at most `request.limit`, shared evenly
-    /// between the due queues (earliest due first), at most `per_subscription` less what is
-    /// already `held` per subscription — and reads their events, all in one transaction.
+    /// first between the tenants with due queues (turns across tenants: one tenant's many due
+    /// queues or deep backlog takes only its share of a batch), then between each tenant's due
+    /// queues (earliest due first); at most `per_tenant` and `per_subscription` less what is
+    /// already held — and reads their events, all in one transaction.
     ///
     /// # Errors
     /// Database errors.
@@ -163,10 +173,12 @@ impl Store {
 }
 
 /// The runnable queues due by `?1`, earliest first, leaving out those in the JSON array `?2`.
-const DUE_QUEUES: &str = "SELECT subscription_id FROM subscription_queues
-     WHERE runnable = 1 AND next_due IS NOT NULL AND next_due <= ?1
-       AND subscription_id NOT IN (SELECT value FROM json_each(?2))
-     ORDER BY next_due LIMIT ?3";
+const DUE_QUEUES: &str = "SELECT q.subscription_id, s.tenant_id FROM subscription_queues q
+     JOIN subscriptions s ON s.id = q.subscription_id
+     WHERE q.runnable = 1 AND q.next_due IS NOT NULL AND q.next_due <= ?1
+       AND q.subscription_id NOT IN (SELECT value FROM json_each(?2))
+       AND s.tenant_id NOT IN (SELECT value FROM json_each(?4))
+     ORDER BY q.next_due LIMIT ?3";
 
 /// Leases up to `?4` due deliveries of subscription `?3`, earliest first.
 const LEASE_QUEUE: &str = "UPDATE deliveries
@@ -174,7 +186,7 @@ const LEASE_QUEUE: &str = "UPDATE deliveries
      WHERE id IN (SELECT id FROM deliveries
                   WHERE subscription_id = ?3 AND status = 'pending' AND next_attempt_at <= ?2
                   ORDER BY next_attempt_at LIMIT ?4)
-     RETURNING id, event_id, subscription_id, attempts, created_at, lease_token";
+     RETURNING id, event_id, subscription_id, attempts, created_at, lease_token, tenant_id";
 
 /// Sets a queue's `next_due` exactly: its earliest pending delivery.
 const SET_NEXT_DUE: &str = "UPDATE subscription_queues SET next_due =
@@ -198,25 +210,45 @@ fn lease_in(
         return Ok(LeaseBatch::default());
     }
     let mut due = tx.prepare_cached(DUE_QUEUES)?;
-    let queues: Vec<String> = all_rows(
+    let queues: Vec<(String, String)> = all_rows(
         &mut due,
         (
             now,
             json_list(&request.exclude),
             i64::try_from(limit).unwrap_or(i64::MAX),
+            json_list(&request.exclude_tenants),
         ),
-        |r| Ok(r.get(0)?),
+        |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     let mut batch = LeaseBatch::default();
-    let share = limit.div_ceil(queues.len().max(1));
+    // Turns across tenants: each tenant with due queues gets an equal share of the batch (and
+    // no more than its room), split between its own due queues.
+    let mut queues_of: HashMap<&str, usize> = HashMap::new();
+    for (_, tenant) in &queues {
+        *queues_of.entry(tenant.as_str()).or_default() += 1;
+    }
+    let tenant_share = limit.div_ceil(queues_of.len().max(1));
+    let mut room_of: HashMap<&str, usize> = queues_of
+        .keys()
+        .map(|t| {
+            let held = request.held_by_tenant.get(*t).copied().unwrap_or(0);
+            (
+                *t,
+                request.per_tenant.saturating_sub(held).min(tenant_share),
+            )
+        })
+        .collect();
     let mut lease = tx.prepare_cached(LEASE_QUEUE)?;
     let mut set_next_due = tx.prepare_cached(SET_NEXT_DUE)?;
-    for queue in &queues {
+    for (queue, tenant) in &queues {
         let held = request.held.get(queue).copied().unwrap_or(0);
+        let tenant_room = room_of.get(tenant.as_str()).copied().unwrap_or(0);
+        let share = tenant_share.div_ceil(queues_of.get(tenant.as_str()).copied().unwrap_or(1));
         let room = request
             .per_subscription
             .saturating_sub(held)
             .min(share)
+            .min(tenant_room)
             .min(limit - batch.leased.len());
         if room == 0 {
             batch.more = true;
@@ -233,11 +265,15 @@ fn lease_in(
                     attempts: r.get(3)?,
                     created_at: r.get(4)?,
                     lease_token: r.get(5)?,
+                    tenant_id: r.get(6)?,
                     lease_until: until,
                 })
             },
         )?;
         batch.more |= taken.len() == room;
+        if let Some(left) = room_of.get_mut(tenant.as_str()) {
+            *left = left.saturating_sub(taken.len());
+        }
         batch.leased.extend(taken);
         set_next_due.execute([queue])?;
     }

@@ -74,6 +74,9 @@ impl Fixture {
                 per_subscription: limit,
                 held: HashMap::new(),
                 exclude: exclude.iter().map(|s| (*s).to_owned()).collect(),
+                per_tenant: limit,
+                held_by_tenant: HashMap::new(),
+                exclude_tenants: Vec::new(),
                 lease: LEASE,
             })
             .await
@@ -182,7 +185,7 @@ async fn a_parked_backlog_costs_the_leaser_nothing_and_waits_for_enable() {
     let steps = |sql: &'static str| {
         f.store.read(move |conn| {
             let mut stmt = conn.prepare(sql)?;
-            let mut rows = stmt.query((i64::MAX, "[]", 1000))?;
+            let mut rows = stmt.query((i64::MAX, "[]", 1000, "[]"))?;
             while rows.next()?.is_some() {}
             drop(rows);
             Ok(stmt.get_status(rusqlite::StatementStatus::VmStep))
@@ -400,4 +403,98 @@ async fn deleting_a_subscription_cancels_its_leased_deliveries() {
         2
     );
     assert_eq!(f.store.earliest_due(&[]).await.unwrap(), None);
+}
+
+/// Leasing takes turns across tenants: a tenant with many due queues and a deep backlog gets
+/// only its share of a batch, the other tenant's due deliveries come in the same batch, and a
+/// tenant past its room (or excluded) gets nothing.
+#[tokio::test]
+async fn leases_take_turns_across_tenants() {
+    use crate::tenant::TenantId;
+    let f = fixture().await;
+    let (a, b) = (TenantId::parse("a").unwrap(), TenantId::parse("b").unwrap());
+    for t in [&a, &b] {
+        f.store.put_tenant(t, None, "{}".into()).await.unwrap();
+    }
+    let subscribe = |tenant: TenantId, pattern: &'static str| {
+        let store = f.store.clone();
+        async move {
+            store
+                .create_subscription(NewSubscription {
+                    tenant_id: tenant,
+                    url: "https://receiver.example/hook".into(),
+                    events: vec![pattern.into()],
+                    plugin: None,
+                    plugin_config: None,
+                    description: None,
+                    headers: Default::default(),
+                    signature: Default::default(),
+                    secret: crate::signing::generate_secret(),
+                })
+                .await
+                .unwrap()
+        }
+    };
+    for _ in 0..5 {
+        subscribe(a.clone(), "*").await;
+    }
+    subscribe(b.clone(), "*").await;
+    let publish = |tenant: &TenantId, n: usize| {
+        let sends = (0..n).map(|_| {
+            f.ingestor.ingest(NewEvent {
+                tenant_id: tenant.clone(),
+                event_type: "x".into(),
+                data: "{}".into(),
+                idempotency_key: None,
+                only_subscription: None,
+            })
+        });
+        futures::future::join_all(sends)
+    };
+    // A's backlog is older (due first): without turns it would fill the whole batch.
+    for o in publish(&a, 40).await {
+        o.unwrap();
+    }
+    f.clock.advance(Duration::from_millis(10));
+    for o in publish(&b, 40).await {
+        o.unwrap();
+    }
+    let request =
+        |per_tenant: usize, held_by_tenant: HashMap<String, usize>, exclude: Vec<String>| {
+            LeaseRequest {
+                limit: 20,
+                per_subscription: 20,
+                held: HashMap::new(),
+                exclude: Vec::new(),
+                per_tenant,
+                held_by_tenant,
+                exclude_tenants: exclude,
+                lease: LEASE,
+            }
+        };
+    let batch = f
+        .store
+        .lease_due(request(20, HashMap::new(), Vec::new()))
+        .await
+        .unwrap();
+    let of = |batch: &LeaseBatch, t: &str| batch.leased.iter().filter(|l| l.tenant_id == t).count();
+    assert_eq!((of(&batch, "a"), of(&batch, "b")), (10, 10), "half each");
+    // A holding its share already: only B's.
+    let held = HashMap::from([("a".to_owned(), 20)]);
+    let batch = f
+        .store
+        .lease_due(request(20, held, Vec::new()))
+        .await
+        .unwrap();
+    assert_eq!((of(&batch, "a"), of(&batch, "b")), (0, 10));
+    let batch = f
+        .store
+        .lease_due(request(20, HashMap::new(), vec!["b".to_owned()]))
+        .await
+        .unwrap();
+    assert_eq!(
+        (of(&batch, "a"), of(&batch, "b")),
+        (20, 0),
+        "b excluded: a may use it all"
+    );
 }

@@ -7,7 +7,11 @@
 //! ```
 //! `SWITCHYARD_BIN` overrides the binary; `LOAD_SCALE=0.1` runs every scenario at a tenth of
 //! its size for a quick look; `LOAD_ONLY=fan-out,drain` runs only the scenarios named
-//! (`ingest`, `e2e`, `slack`, `fan-out`, `drain`, `fairness`), e.g. while profiling one.
+//! (`ingest`, `e2e`, `slack`, `fan-out`, `drain`, `fairness`, `tenant-fairness`,
+//! `tenant-ingest`), e.g. while profiling one.
+
+#[path = "load/tenants.rs"]
+mod tenants;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -66,6 +70,7 @@ async fn run_all() {
     } else {
         Vec::new()
     };
+    let tenant_lines = tenants::run().await;
     if !rows.is_empty() {
         println!();
         println!(
@@ -74,6 +79,12 @@ async fn run_all() {
         println!("|---|---|---|---|---|---|---|");
         for r in rows {
             println!("{r}");
+        }
+    }
+    if !tenant_lines.is_empty() {
+        println!();
+        for line in tenant_lines {
+            println!("{line}");
         }
     }
     if !fair.is_empty() {
@@ -366,12 +377,25 @@ fn event_body(i: usize) -> Value {
     })
 }
 
+/// An event body by sequence number.
+type BodyOf = Arc<dyn Fn(usize) -> Value + Send + Sync>;
+
 /// Sends `count` events (or until `deadline`) from 64 closed-loop workers. Returns
 /// (event id, send start) per accepted event, and per-request latencies.
 async fn closed_loop(
     base: &str,
     count: Option<usize>,
     deadline: Option<Duration>,
+) -> (Vec<(String, Instant)>, Vec<Duration>, Duration) {
+    closed_loop_of(base, count, deadline, Arc::new(event_body)).await
+}
+
+/// [`closed_loop`] with bodies from `body`.
+async fn closed_loop_of(
+    base: &str,
+    count: Option<usize>,
+    deadline: Option<Duration>,
+    body: BodyOf,
 ) -> (Vec<(String, Instant)>, Vec<Duration>, Duration) {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(CONCURRENCY)
@@ -382,6 +406,7 @@ async fn closed_loop(
     let workers: Vec<_> = (0..CONCURRENCY)
         .map(|_| {
             let (http, next, base) = (http.clone(), next.clone(), base.to_owned());
+            let body = body.clone();
             tokio::spawn(async move {
                 let mut sent = Vec::new();
                 let mut latencies = Vec::new();
@@ -396,7 +421,7 @@ async fn closed_loop(
                     let Ok(response) = http
                         .post(format!("{base}/v1/events"))
                         .bearer_auth(KEY)
-                        .json(&event_body(i))
+                        .json(&body(i))
                         .send()
                         .await
                     else {
@@ -433,6 +458,16 @@ async fn open_loop(
     rate: f64,
     duration: Duration,
 ) -> (Vec<(String, Instant)>, Vec<Duration>) {
+    open_loop_of(base, rate, duration, Arc::new(event_body)).await
+}
+
+/// [`open_loop`] with bodies from `body`.
+async fn open_loop_of(
+    base: &str,
+    rate: f64,
+    duration: Duration,
+    body: BodyOf,
+) -> (Vec<(String, Instant)>, Vec<Duration>) {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(OPEN_LOOP_CONNECTIONS)
         .build()
@@ -449,12 +484,13 @@ async fn open_loop(
         tokio::time::sleep_until(scheduled.into()).await;
         let (http, base) = (http.clone(), base.to_owned());
         let connections = connections.clone();
+        let event = body(i);
         tasks.push(tokio::spawn(async move {
             let _connection = connections.acquire().await.ok()?;
             let response = http
                 .post(format!("{base}/v1/events"))
                 .bearer_auth(KEY)
-                .json(&event_body(i))
+                .json(&event)
                 .send()
                 .await
                 .ok()?;

@@ -597,6 +597,26 @@ mod tests {
     }
 
     #[test]
+    fn the_per_tenant_cap_is_set_layered_and_must_be_positive() {
+        assert_eq!(Config::with_data_dir("d").max_in_flight_per_tenant, 64);
+        let file = Layer {
+            max_in_flight_per_tenant: Some(3),
+            ..Layer::default()
+        };
+        let config = file
+            .clone()
+            .overridden_by(Layer::default())
+            .resolve()
+            .unwrap();
+        assert_eq!(config.max_in_flight_per_tenant, 3);
+        let env = Layer {
+            max_in_flight_per_tenant: Some(0),
+            ..Layer::default()
+        };
+        assert!(file.overridden_by(env).resolve().is_err());
+    }
+
+    #[test]
     fn compile_budget_settings_apply() {
         let config = Layer {
             plugin_compile_timeout: Some("5s".into()),

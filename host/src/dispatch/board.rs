@@ -35,6 +35,8 @@ pub(super) struct Board {
     /// Workers per tenant, at most `tenant_cap`.
     tenant_workers: HashMap<String, usize>,
     tenant_cap: usize,
+    /// The per-subscription cap of the last [`Board::starts`].
+    sub_cap: usize,
     /// The tenant of each subscription holding jobs.
     tenant_of: HashMap<String, String>,
     /// Leases of the jobs being attempted (released at shutdown if still unfinished).
@@ -78,6 +80,22 @@ impl Board {
     pub(super) fn tenants_holding(&self) -> usize {
         let tenants: HashSet<&String> = self.tenant_of.values().collect();
         tenants.len()
+    }
+
+    /// Subscriptions holding jobs, per tenant.
+    fn subscriptions_per_tenant(&self) -> HashMap<String, usize> {
+        let mut per: HashMap<String, usize> = HashMap::new();
+        for tenant in self.tenant_of.values() {
+            *per.entry(tenant.clone()).or_default() += 1;
+        }
+        per
+    }
+
+    /// Workers `sub` may have: `cap`, and an equal part of its tenant's cap shared with the
+    /// tenant's other subscriptions holding jobs (at least one), so one busy subscription cannot
+    /// take the whole tenant's slots from its siblings.
+    fn limit_of(&self, tenant_subscriptions: usize, cap: usize) -> usize {
+        (self.tenant_cap / tenant_subscriptions.max(1)).clamp(1, cap.max(1))
     }
 
     /// Forgets `sub`'s tenant once it holds nothing.
@@ -145,13 +163,17 @@ impl Board {
     /// Jobs for new workers: for every subscription with queued jobs, as many as it has jobs,
     /// up to `cap` workers, and up to the tenant cap over each tenant's subscriptions.
     pub(super) fn starts(&mut self, cap: usize) -> Vec<Job> {
+        self.sub_cap = cap;
+        let per_tenant = self.subscriptions_per_tenant();
         let mut starts = Vec::new();
         for (sub, queue) in &mut self.queues {
             let before = queue.len();
             let workers = self.workers.entry(sub.clone()).or_default();
             let tenant = self.tenant_of.get(sub).cloned().unwrap_or_default();
+            let siblings = per_tenant.get(&tenant).copied().unwrap_or(1);
+            let limit = (self.tenant_cap / siblings.max(1)).clamp(1, cap.max(1));
             let of_tenant = self.tenant_workers.entry(tenant).or_default();
-            while *workers < cap
+            while *workers < limit
                 && *of_tenant < self.tenant_cap
                 && let Some(job) = queue.pop_front()
             {
@@ -176,7 +198,15 @@ impl Board {
     /// the worker ends.
     pub(super) fn next_for(&mut self, sub: &str, done: &LeaseRef) -> Option<Job> {
         self.running.remove(done);
-        if !self.parking.contains(sub)
+        // Past its part of the tenant's slots (siblings came since it started), or its tenant
+        // has more subscriptions than slots: the worker ends, and the slot goes round.
+        let tenant = self.tenant_of.get(sub);
+        let siblings = tenant.map_or(1, |t| self.tenant_of.values().filter(|v| *v == t).count());
+        let workers = self.workers.get(sub).copied().unwrap_or(0);
+        let within =
+            workers <= self.limit_of(siblings, self.sub_cap) && siblings <= self.tenant_cap;
+        if within
+            && !self.parking.contains(sub)
             && let Some(queue) = self.queues.get_mut(sub)
             && let Some(job) = queue.pop_front()
         {
@@ -405,23 +435,44 @@ mod tests {
         assert!(exclude.is_empty());
         assert_eq!(board.tenant_holdings(8).1, vec!["A".to_owned()]);
         assert_eq!(board.tenants_holding(), 2);
-        // A worker of A that ends frees a slot for another of A's subscriptions.
+        // More of A's subscriptions than slots: a worker of A yields after each attempt, and
+        // the freed slot goes to one of A's waiting jobs.
         let first_a = started.iter().find(|j| j.leased.tenant_id == "A").unwrap();
         let sub = first_a.leased.subscription_id.clone();
-        let lease = LeaseRef::from(&first_a.leased);
-        let next = board.next_for(&sub, &lease);
-        assert!(next.is_some(), "{sub} has one more queued");
-        assert!(board.starts(1).is_empty(), "still 3 of A running");
-        let next = next.unwrap();
         assert!(
             board
-                .next_for(&sub, &LeaseRef::from(&next.leased))
+                .next_for(&sub, &LeaseRef::from(&first_a.leased))
                 .is_none()
         );
-        assert_eq!(
-            board.starts(1).len(),
-            1,
-            "the freed slot goes to another of A's"
-        );
+        let again = board.starts(1);
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].leased.tenant_id, "A");
+        assert!(board.starts(1).is_empty(), "3 of A running again");
+    }
+
+    /// Inside a tenant the cap is shared: a busy subscription takes its part, not every slot,
+    /// so a sibling that comes later still gets workers.
+    #[test]
+    fn a_tenants_slots_are_shared_between_its_subscriptions() {
+        let mut board = Board::new(100, 4);
+        board.enqueue((0..20).map(|i| job_of("A", "busy", &format!("b{i}"))));
+        let first = board.starts(32);
+        assert_eq!(first.len(), 4, "alone, the busy one may use the tenant's 4");
+        board.enqueue((0..5).map(|i| job_of("A", "late", &format!("l{i}"))));
+        assert!(board.starts(32).is_empty(), "the tenant is at its cap");
+        // The busy one's workers are now past their part (2 of 4): they end after their
+        // attempt instead of taking its next job, and the late one gets the slots.
+        for job in &first[..2] {
+            assert!(
+                board
+                    .next_for("busy", &LeaseRef::from(&job.leased))
+                    .is_none()
+            );
+        }
+        let late = board.starts(32);
+        assert_eq!(late.len(), 2);
+        assert!(late.iter().all(|j| j.leased.subscription_id == "late"));
+        let next = board.next_for("busy", &LeaseRef::from(&first[2].leased));
+        assert!(next.is_some(), "at its part (2): it goes on");
     }
 }

@@ -109,8 +109,10 @@ impl Leaser {
             let (held, exclude) = board.holdings(share);
             // The same between tenants: each tenant holding jobs gets an equal share of the
             // buffer (at least two rounds of its in-flight cap queued), so one tenant's backlog
-            // cannot fill it while another's deliveries wait in the store.
-            let tenant_share = (self.buffer() / (board.tenants_holding() + 1))
+            // cannot fill it while another's deliveries wait in the store. A tenant alone may
+            // fill it (its subscriptions share it as above); a newcomer gets its turn in the
+            // next batches, which take turns across tenants.
+            let tenant_share = (self.buffer() / board.tenants_holding().max(1))
                 .max(tenant_cap.min(self.buffer()).saturating_mul(2))
                 .max(1);
             let (held_by_tenant, exclude_tenants) = board.tenant_holdings(tenant_share);

@@ -91,11 +91,14 @@ impl Board {
         per
     }
 
-    /// Workers `sub` may have: `cap`, and an equal part of its tenant's cap shared with the
+    /// Workers `sub` may have: `cap`, and an equal part (rounded up; the tenant cap still bounds
+    /// the sum) of its tenant's cap shared with the
     /// tenant's other subscriptions holding jobs (at least one), so one busy subscription cannot
     /// take the whole tenant's slots from its siblings.
     fn limit_of(&self, tenant_subscriptions: usize, cap: usize) -> usize {
-        (self.tenant_cap / tenant_subscriptions.max(1)).clamp(1, cap.max(1))
+        self.tenant_cap
+            .div_ceil(tenant_subscriptions.max(1))
+            .clamp(1, cap.max(1))
     }
 
     /// Forgets `sub`'s tenant once it holds nothing.
@@ -171,7 +174,10 @@ impl Board {
             let workers = self.workers.entry(sub.clone()).or_default();
             let tenant = self.tenant_of.get(sub).cloned().unwrap_or_default();
             let siblings = per_tenant.get(&tenant).copied().unwrap_or(1);
-            let limit = (self.tenant_cap / siblings.max(1)).clamp(1, cap.max(1));
+            let limit = self
+                .tenant_cap
+                .div_ceil(siblings.max(1))
+                .clamp(1, cap.max(1));
             let of_tenant = self.tenant_workers.entry(tenant).or_default();
             while *workers < limit
                 && *of_tenant < self.tenant_cap

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use crate::clock::Clock;
 use crate::plugins::{CompileBudget, Limits};
 use crate::server::HttpLimits;
+use crate::store::RetentionPolicy;
 
 /// What a lease must hold beyond the time limits of one attempt: room to record the result
 /// before the lease runs out.
@@ -85,6 +86,9 @@ pub struct Config {
     /// only starts while its lease can still hold it (see [`Config::attempt_time`]); a result
     /// that comes after its lease was taken back is ignored.
     pub lease: Duration,
+    /// How long finished deliveries, their events and idempotency keys are kept
+    /// (`retention_finished`, `retention_failed`, `idempotency_key_ttl`).
+    pub retention: RetentionPolicy,
     /// The wall clock (the system's; a manual one in tests).
     pub clock: Clock,
 }
@@ -118,6 +122,7 @@ impl Config {
             plugins_follow_symlinks: false,
             bundled_plugins: true,
             lease: Duration::from_secs(300),
+            retention: RetentionPolicy::default(),
             clock: Clock::system(),
         }
     }
@@ -159,6 +164,14 @@ impl Config {
                 "retry_schedule: {} is longer than the most one retry may wait ({})",
                 humantime::format_duration(*long),
                 humantime::format_duration(MAX_RETRY_DELAY),
+            ));
+        }
+        if self.retention.idempotency_ttl > self.retention.finished {
+            errors.push(format!(
+                "idempotency_key_ttl: {} is longer than retention_finished ({}), which deletes \
+                 the events that hold the keys; shorten it or keep events longer",
+                humantime::format_duration(self.retention.idempotency_ttl),
+                humantime::format_duration(self.retention.finished),
             ));
         }
         if errors.is_empty() {
@@ -247,6 +260,12 @@ pub struct Layer {
     pub bundled_plugins: Option<bool>,
     /// `lease`, e.g. `"5m"`
     pub lease: Option<String>,
+    /// `retention_finished`, e.g. `"7d"`
+    pub retention_finished: Option<String>,
+    /// `retention_failed`, e.g. `"30d"`
+    pub retention_failed: Option<String>,
+    /// `idempotency_key_ttl`, e.g. `"24h"`
+    pub idempotency_key_ttl: Option<String>,
 }
 
 impl Layer {
@@ -313,6 +332,9 @@ impl Layer {
                 .or(self.plugins_follow_symlinks),
             bundled_plugins: over.bundled_plugins.or(self.bundled_plugins),
             lease: over.lease.or(self.lease),
+            retention_finished: over.retention_finished.or(self.retention_finished),
+            retention_failed: over.retention_failed.or(self.retention_failed),
+            idempotency_key_ttl: over.idempotency_key_ttl.or(self.idempotency_key_ttl),
         }
     }
 
@@ -404,6 +426,26 @@ impl Layer {
             &mut errors,
         );
         set_duration(&mut config.lease, "lease", self.lease, &mut errors);
+        let retention = [
+            (
+                &mut config.retention.finished,
+                "retention_finished",
+                self.retention_finished,
+            ),
+            (
+                &mut config.retention.failed,
+                "retention_failed",
+                self.retention_failed,
+            ),
+            (
+                &mut config.retention.idempotency_ttl,
+                "idempotency_key_ttl",
+                self.idempotency_key_ttl,
+            ),
+        ];
+        for (target, name, value) in retention {
+            set_duration(target, name, value, &mut errors);
+        }
         set_positive(
             &mut config.max_in_flight,
             "max_in_flight",
@@ -632,6 +674,53 @@ mod tests {
                 "{schedule}: {errors:?}"
             );
         }
+    }
+
+    /// Retention settings are read, and a key TTL longer than the events holding the keys
+    /// are kept is refused.
+    #[test]
+    fn retention_settings_are_read_and_the_key_ttl_must_fit() {
+        let config = Layer {
+            retention_finished: Some("2d".into()),
+            retention_failed: Some("10d".into()),
+            idempotency_key_ttl: Some("12h".into()),
+            ..Layer::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(
+            config.retention,
+            RetentionPolicy {
+                finished: Duration::from_secs(2 * 86_400),
+                failed: Duration::from_secs(10 * 86_400),
+                idempotency_ttl: Duration::from_secs(12 * 3600),
+            }
+        );
+        assert_eq!(
+            Layer::default().resolve().unwrap().retention,
+            RetentionPolicy::default()
+        );
+        let errors = Layer {
+            retention_finished: Some("1h".into()),
+            retention_failed: Some("0s".into()),
+            ..Layer::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(
+            errors.iter().any(|e| e.starts_with("retention_failed")),
+            "{errors:?}"
+        );
+        let errors = Layer {
+            retention_finished: Some("1h".into()),
+            ..Layer::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(
+            errors.iter().any(|e| e.starts_with("idempotency_key_ttl")),
+            "{errors:?}"
+        );
     }
 
     /// A delivery timeout the lease cannot hold would let an attempt run past its lease (and

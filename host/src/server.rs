@@ -146,8 +146,10 @@ pub async fn run(
         wake.clone(),
         config.max_pending_events,
         config.max_pending_bytes,
+        config.retention.idempotency_ttl,
     );
     let sweeper = tokio::spawn(sweep_expired_secrets(store.clone()));
+    let retention = tokio::spawn(crate::retention::run(store.clone(), config.retention));
     let dispatcher = Dispatcher::start(
         DispatchContext {
             store: store.clone(),
@@ -184,6 +186,7 @@ pub async fn run(
     )
     .await;
     sweeper.abort();
+    retention.abort();
     tracing::info!("shutting down: finishing deliveries in flight");
     dispatcher.shutdown(Duration::from_secs(5)).await;
     // The router (and with it the last ingestor handle) is gone, so the writer drains and ends.

@@ -18,6 +18,7 @@ mod parked;
 mod plugin_hardening;
 mod plugin_runtime;
 mod queue_faults;
+mod retention;
 mod secrets;
 mod ssrf;
 mod storage_faults;

@@ -70,6 +70,7 @@ const OPERATION_ERRORS: &[(&str, &[ErrorCode])] = {
         ("v1.subscription.recover", &[SubscriptionDisabled]),
         ("v1.event.create", &[InvalidType, InvalidId, RateLimited]),
         ("v1.event.get", &[]),
+        ("v1.event.expunge", &[]),
         ("v1.delivery.list", &[]),
         ("v1.delivery.get", &[]),
         (

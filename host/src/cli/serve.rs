@@ -122,6 +122,17 @@ pub struct ServeArgs {
     /// delivery_timeout + plugin_timeout, plus 5s [default: 5m]
     #[arg(long, env = "SWITCHYARD_LEASE")]
     lease: Option<String>,
+    /// Delete succeeded, skipped and cancelled deliveries (with their attempts, and their
+    /// events once no delivery is left) this long after they finished [default: 7d]
+    #[arg(long, env = "SWITCHYARD_RETENTION_FINISHED")]
+    retention_finished: Option<String>,
+    /// Delete failed deliveries (dead letters) this long after they failed [default: 30d]
+    #[arg(long, env = "SWITCHYARD_RETENTION_FAILED")]
+    retention_failed: Option<String>,
+    /// An idempotency key answers with its first event for this long; after it the same key
+    /// creates a new event; at most retention_finished [default: 24h]
+    #[arg(long, env = "SWITCHYARD_IDEMPOTENCY_KEY_TTL")]
+    idempotency_key_ttl: Option<String>,
 }
 
 impl ServeArgs {
@@ -157,6 +168,9 @@ impl ServeArgs {
             plugins_follow_symlinks: self.plugins_follow_symlinks,
             bundled_plugins: self.bundled_plugins,
             lease: self.lease,
+            retention_finished: self.retention_finished,
+            retention_failed: self.retention_failed,
+            idempotency_key_ttl: self.idempotency_key_ttl,
         }
     }
 }

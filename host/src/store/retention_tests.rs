@@ -339,14 +339,16 @@ async fn expunge_removes_the_content_and_keeps_the_rows() {
 }
 
 /// Intake and retention in balance: after the first cycle the file holds as many pages as it
-/// needs, and further cycles reuse the freed pages (SQLite's freelist) instead of growing it.
+/// needs, and further cycles reuse the freed pages (SQLite's freelist) instead of growing it
+/// (by a page or two of index at most, where the random part of the ids lands; without reuse
+/// each cycle would add its 300-odd pages).
 #[tokio::test]
 async fn deleted_pages_are_reused_and_the_file_stops_growing() {
     let f = fixture().await;
     f.subscription("a.*").await;
     let payload = format!(r#"{{"pad":"{}"}}"#, "x".repeat(3000));
     let mut pages = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..5 {
         let sends = (0..300).map(|_| {
             f.ingestor.ingest(NewEvent {
                 event_type: "a.x".into(),
@@ -371,7 +373,7 @@ async fn deleted_pages_are_reused_and_the_file_stops_growing() {
         "each event takes a page of its own: {pages:?}"
     );
     assert!(
-        pages[3] <= pages[1],
+        pages[4] <= pages[1] + pages[1] / 50,
         "the file grew though as much was deleted as added: {pages:?}"
     );
     assert!(f.count("PRAGMA freelist_count").await > 300);

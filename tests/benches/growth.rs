@@ -95,6 +95,7 @@ async fn run() {
         )
         .await
     };
+    let before = fill::old_plans(&db, &fill.subscriptions[3]);
     let retention = retention_phase(&data, &db, empty.fixed_rate).await;
 
     println!();
@@ -142,6 +143,14 @@ async fn run() {
         println!("| `{name}` p50 / p99 | {e50:.1} / {e99:.1} ms | {f50:.1} / {f99:.1} ms | |");
     }
     println!();
+    println!(
+        "| the same filter in SQL on the filled database | p50 with the new indexes | p50 with the plan before them |"
+    );
+    println!("|---|---|---|");
+    for (name, new, old) in before {
+        println!("| {name} | {new:.2} ms | {old:.2} ms |");
+    }
+    println!();
     println!("{retention}");
 }
 
@@ -165,6 +174,7 @@ async fn measure(
     let s = history_subscription;
     let lists = [
         format!("/v1/deliveries?status=failed&subscription_id={s}&limit=50"),
+        format!("/v1/deliveries?status=cancelled&subscription_id={s}&limit=50"),
         "/v1/deliveries?status=failed&limit=50".to_owned(),
         format!("/v1/deliveries?subscription_id={s}&limit=50"),
         format!("/v1/deliveries?status=pending&subscription_id={s}&limit=50"),

@@ -378,3 +378,41 @@ async fn deleted_pages_are_reused_and_the_file_stops_growing() {
     );
     assert!(f.count("PRAGMA freelist_count").await > 300);
 }
+
+/// The job's loop deletes a backlog larger than a batch in several batches, resting between
+/// them (on paused time here), and stops once a batch is not full.
+#[tokio::test(start_paused = true)]
+async fn the_job_deletes_a_backlog_batch_by_batch() {
+    let f = fixture().await;
+    f.subscription("a.*").await;
+    let n = crate::retention::BATCH * 2 + 100;
+    let sends = (0..n).map(|_| {
+        f.ingestor.ingest(NewEvent {
+            event_type: "a.x".into(),
+            data: "{}".into(),
+            idempotency_key: None,
+            only_subscription: None,
+        })
+    });
+    for outcome in futures::future::join_all(sends).await {
+        outcome.unwrap();
+    }
+    f.store
+        .write(|conn| Ok(conn.execute("UPDATE deliveries SET status = 'succeeded'", [])?))
+        .await
+        .unwrap();
+    f.clock.advance(8 * DAY);
+    let started = tokio::time::Instant::now();
+    let mut cursor = None;
+    let deleted = crate::retention::purge_all(&f.store, RetentionPolicy::default(), &mut cursor)
+        .await
+        .unwrap();
+    assert_eq!(deleted, n);
+    assert!(
+        started.elapsed() >= Duration::from_millis(20),
+        "it rested between its three batches"
+    );
+    assert_eq!(f.count("SELECT COUNT(*) FROM deliveries").await, 0);
+    assert_eq!(f.count("SELECT COUNT(*) FROM events").await, 0);
+    assert!(cursor.is_some());
+}

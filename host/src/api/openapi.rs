@@ -181,6 +181,14 @@ const LINKS: &[(&str, &str, &str, &str, &str, &str)] = &[
     (
         "v1.event.create",
         "202",
+        "ExpungeEvent",
+        "v1.event.expunge",
+        "id",
+        "$response.body#/id",
+    ),
+    (
+        "v1.event.create",
+        "202",
         "ListDeliveries",
         "v1.delivery.list",
         "event_id",

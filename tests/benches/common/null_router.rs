@@ -37,6 +37,7 @@ pub fn serve_if_asked() {
         return;
     };
     let target = std::env::var("NULL_ROUTER_TARGET").ok();
+    switchyard::net::install_crypto_provider();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

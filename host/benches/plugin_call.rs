@@ -1,7 +1,8 @@
 //! Prints what a plugin costs: compiling the bundled Slack component, loading it from the
 //! compiled-artefact cache (a restart), and one Slack transform per event (fresh sandbox per
 //! call): its cost inside the sandbox and as a caller sees it (median and p99), and calls/s
-//! with many callers at once. A benchmark, not a test: it asserts nothing.
+//! with many callers at once; then the example plugin in every language (Rust, JavaScript,
+//! Python: `plugin_call_languages.rs`). A benchmark, not a test: it asserts nothing.
 //!
 //! `cargo bench -p switchyard --bench plugin_call` (release build), or
 //! `cargo bench -p switchyard --bench plugin_call --profile dev` for a quick look.
@@ -9,6 +10,9 @@
 use std::time::{Duration, Instant};
 
 use switchyard::plugins::{BUNDLED, Cache, Limits, MemoryDigests, PluginEvent, Runtime};
+
+#[path = "plugin_call_languages.rs"]
+mod languages;
 
 const CALLS: usize = 20_000;
 /// Callers at once in the throughput run.
@@ -130,4 +134,5 @@ async fn bench() {
         CALLS as f64 / wall.as_secs_f64()
     );
     println!("  transform, {CONCURRENT} callers at once  {concurrent:.0} calls/s");
+    languages::run().await;
 }

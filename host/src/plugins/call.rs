@@ -92,7 +92,7 @@ impl Runtime {
         event: PluginEvent,
         config: &str,
     ) -> CallReport {
-        let limits = self.limits.clone();
+        let limits = plugin.limits.clone();
         if event.payload.len() > limits.input_bytes {
             let err = PluginError::InputTooLarge {
                 size: event.payload.len(),
@@ -153,7 +153,7 @@ impl Runtime {
     where
         F: AsyncFnOnce(&Transformer, &mut Store<State>) -> wasmtime::Result<Result<R, String>>,
     {
-        let limits = &self.limits;
+        let limits = &plugin.limits;
         // Holds room in the pool until the store is dropped at the end of this function; a
         // call waits for it at most its deadline.
         let _admission = match self.gate.admit(plugin.needs, limits.deadline).await {

@@ -18,7 +18,7 @@ use super::executor::Executor;
 use super::gate::{Gate, PoolSize};
 use super::sandbox::State;
 use super::shape::Needs;
-use super::{Limits, PluginError};
+use super::{Limits, PluginError, PluginLimits};
 
 /// How often the epoch advances. A call's deadline is checked on every tick, and a running
 /// plugin yields on every tick, so no plugin holds a plugin thread from the other calls for
@@ -42,7 +42,34 @@ pub struct LoadedPlugin {
     pub loaded_at: OffsetDateTime,
     /// What one instance takes from the pool (reserved by every call).
     pub needs: Needs,
+    /// The deadline and memory it asked for at upload (`None`: the service's defaults).
+    pub own_limits: PluginLimits,
+    /// The limits its calls run under: the service's, with its own deadline and memory.
+    pub limits: Arc<Limits>,
     pub(super) pre: TransformerPre<State>,
+}
+
+impl LoadedPlugin {
+    /// The same compiled version with other limits of its own (nothing is compiled again).
+    ///
+    /// # Errors
+    /// [`PluginError::InvalidLimit`] when they are past the service's maxima.
+    pub(super) fn with_limits(
+        &self,
+        service: &Limits,
+        own: PluginLimits,
+    ) -> Result<Self, PluginError> {
+        Ok(Self {
+            name: self.name.clone(),
+            version: self.version.clone(),
+            size: self.size,
+            loaded_at: OffsetDateTime::now_utc(),
+            needs: self.needs,
+            own_limits: own,
+            limits: Arc::new(service.for_plugin(own)?),
+            pre: self.pre.clone(),
+        })
+    }
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -52,6 +79,7 @@ impl std::fmt::Debug for LoadedPlugin {
             .field("version", &self.version)
             .field("size", &self.size)
             .field("needs", &self.needs)
+            .field("own_limits", &self.own_limits)
             .finish_non_exhaustive()
     }
 }
@@ -133,7 +161,7 @@ impl Runtime {
         self
     }
 
-    /// The limits every call runs under.
+    /// The service's limits: those of every call of a plugin that chose none of its own.
     pub fn limits(&self) -> &Limits {
         &self.limits
     }
@@ -218,9 +246,13 @@ fn pooled_engine(config: &mut Config, limits: &Limits) -> wasmtime::Result<Engin
         .max_tables_per_component(POOL.tables_per_component + POOL_MARGIN)
         // The vmctx of every core instance of one component, together.
         .max_component_instance_size(4 << 20)
-        .max_memory_size(limits.memory_bytes);
-    pool.linear_memory_keep_resident(KEEP_RESIDENT)
-        .table_keep_resident(64 << 10)
+        // Every slot is sized for the largest memory a plugin may be given; each call's
+        // limiter holds it to its own plugin's limit.
+        .max_memory_size(limits.max_memory_bytes);
+    let keep = std::env::var("H6_KEEP_MB").ok().and_then(|v| v.parse::<usize>().ok()).map_or(KEEP_RESIDENT, |mb| mb << 20);
+    let keep_table = std::env::var("H6_TABLE_KB").ok().and_then(|v| v.parse::<usize>().ok()).map_or(64 << 10, |kb| kb << 10);
+    pool.linear_memory_keep_resident(keep)
+        .table_keep_resident(keep_table)
         .pagemap_scan(Enabled::Auto);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(config)

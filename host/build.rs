@@ -17,6 +17,8 @@ fn main() {
             "switchyard-plugin-discord",
             "switchyard-plugin-filter",
             "switchyard-plugin-reshape",
+            "switchyard-plugin-jq",
+            "switchyard-plugin-js",
             "fixture-hostile",
             "fixture-wrong-world",
             "switchyard-example-rust",

@@ -32,6 +32,9 @@ fn build_wasm_plugins(workspace: &Path, packages: &[&str], watch: &[&str]) -> Pa
     for package in packages {
         cmd.args(["-p", package]);
     }
+    if packages.contains(&"switchyard-plugin-js") {
+        c_for_wasm(&mut cmd);
+    }
     let status = cmd.status().unwrap_or_else(|e| panic!("could not run cargo: {e}"));
     if !status.success() {
         panic!(
@@ -40,4 +43,52 @@ fn build_wasm_plugins(workspace: &Path, packages: &[&str], watch: &[&str]) -> Pa
         );
     }
     target_dir.join("wasm32-wasip2").join("plugin")
+}
+
+/// The bundled `js` plugin compiles QuickJS (C) into its component. rquickjs-sys would download
+/// a wasi-sdk; instead it uses Debian's clang 19 (the first to know `wasm32-wasip2`) with the
+/// WASI libc headers, linking against Rust's own wasip2 libc. `WASI_SDK` or `CC_wasm32_wasip2`
+/// set by the caller take precedence.
+fn c_for_wasm(cmd: &mut Command) {
+    for var in ["WASI_SDK", "CC_wasm32_wasip2", "AR_wasm32_wasip2", "CFLAGS_wasm32_wasip2"] {
+        println!("cargo:rerun-if-env-changed={var}");
+    }
+    if std::env::var_os("WASI_SDK").is_some() {
+        return;
+    }
+    const HEADERS: &str = "/usr/include/wasm32-wasi";
+    let cc = std::env::var("CC_wasm32_wasip2").unwrap_or_else(|_| "clang-19".to_owned());
+    let ar = std::env::var("AR_wasm32_wasip2").unwrap_or_else(|_| "llvm-ar-19".to_owned());
+    let runs = |tool: &str| {
+        Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let missing: Vec<&str> = [
+        (!runs(&cc)).then_some(cc.as_str()),
+        (!runs(&ar)).then_some(ar.as_str()),
+        (!Path::new(HEADERS).join("stdlib.h").exists()).then_some(HEADERS),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !missing.is_empty() {
+        panic!(
+            "the bundled js plugin compiles QuickJS (C) for wasm32-wasip2 and needs clang 19 and \
+             the WASI libc headers; missing: {}. Install them with: \
+             apt-get install -y clang-19 llvm-19 wasi-libc (or set WASI_SDK to a wasi-sdk folder)",
+            missing.join(", ")
+        );
+    }
+    cmd.env("RQUICKJS_SYS_NO_WASI_SDK", "1")
+        .env("CC_wasm32_wasip2", cc)
+        .env("AR_wasm32_wasip2", ar);
+    if std::env::var_os("CFLAGS_wasm32_wasip2").is_none() {
+        // No sysroot of its own: only the libc headers; the C objects link with Rust's libc.a.
+        cmd.env(
+            "CFLAGS_wasm32_wasip2",
+            format!("--sysroot=/nonexistent -isystem {HEADERS}"),
+        );
+    }
 }

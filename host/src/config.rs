@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::plugins::{CompileBudget, Limits};
+use crate::server::HttpLimits;
 
 /// The validated configuration the service runs with.
 #[derive(Debug, Clone)]
@@ -19,8 +20,21 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Watched plugin folder (`SWITCHYARD_PLUGINS_DIR`), default `<data dir>/plugins`.
     pub plugins_dir: PathBuf,
-    /// Admin bearer key (`SWITCHYARD_API_KEY`); when unset one is generated at first start.
+    /// Admin bearer key (`SWITCHYARD_API_KEY`, or read from `SWITCHYARD_API_KEY_FILE`); when
+    /// unset one is generated at first start.
     pub api_key: Option<String>,
+    /// Key that encrypts subscription secrets at rest (`SWITCHYARD_SECRET_KEY`, base64 or hex
+    /// of 32 bytes). When unset the key is read from (or generated into) `secret_key_file`.
+    pub secret_key: Option<String>,
+    /// File holding the secrets key when `secret_key` is unset (`SWITCHYARD_SECRET_KEY_FILE`),
+    /// default `<data dir>/secrets.key`, created with mode `0600` when the database has no
+    /// encrypted secrets yet.
+    pub secret_key_file: PathBuf,
+    /// Wrong keys answered per client (IP address; IPv6 per /64) per minute before `/v1`
+    /// answers it `429` without looking at its key.
+    pub max_auth_failures: u32,
+    /// Timeouts and the connection cap of the HTTP server.
+    pub http: HttpLimits,
     /// Lets deliveries reach loopback/private addresses and plain `http://`.
     pub allow_private_networks: bool,
     /// Delays between attempts; attempts = 1 + its length.
@@ -40,6 +54,9 @@ pub struct Config {
     /// Events waiting for their commit at once; past this `POST /v1/events` answers 429, so
     /// an overload costs the producer a retry instead of the service unbounded memory.
     pub max_pending_events: usize,
+    /// Bytes of events waiting for their commit at once (the count bound alone let
+    /// `max_pending_events` × `max_event_bytes` wait); past this `POST /v1/events` answers 429.
+    pub max_pending_bytes: usize,
     /// Limits of every plugin call (a plugin's own deadline and memory, chosen at upload, are
     /// bounded by `plugin_limits.max_deadline` / `max_memory_bytes`).
     pub plugin_limits: Limits,
@@ -71,8 +88,12 @@ impl Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8686)),
             plugins_dir: data_dir.join("plugins"),
+            secret_key_file: data_dir.join("secrets.key"),
             data_dir,
             api_key: None,
+            secret_key: None,
+            max_auth_failures: 10,
+            http: HttpLimits::default(),
             allow_private_networks: false,
             retry_schedule: default_retry_schedule(),
             delivery_timeout: Duration::from_secs(10),
@@ -82,6 +103,7 @@ impl Config {
             rotation_grace: Duration::from_secs(24 * 3600),
             max_event_bytes: 1 << 20,
             max_pending_events: 4096,
+            max_pending_bytes: 64 << 20,
             plugin_limits: Limits::default(),
             plugin_upload_wait: Duration::from_secs(2),
             plugin_compile_budget: CompileBudget::default(),
@@ -119,6 +141,26 @@ pub struct Layer {
     pub plugins_dir: Option<PathBuf>,
     /// `api_key`
     pub api_key: Option<String>,
+    /// `api_key_file`: a file whose content (trimmed) is the admin key
+    pub api_key_file: Option<PathBuf>,
+    /// `secret_key`: base64 or hex of 32 bytes
+    pub secret_key: Option<String>,
+    /// `secret_key_file`
+    pub secret_key_file: Option<PathBuf>,
+    /// `max_auth_failures` (per client per minute)
+    pub max_auth_failures: Option<u32>,
+    /// `header_timeout`, e.g. `"10s"`
+    pub header_timeout: Option<String>,
+    /// `body_timeout`, e.g. `"60s"`
+    pub body_timeout: Option<String>,
+    /// `idle_timeout`, e.g. `"60s"`
+    pub idle_timeout: Option<String>,
+    /// `max_connections`
+    pub max_connections: Option<usize>,
+    /// `shutdown_timeout`, e.g. `"10s"`
+    pub shutdown_timeout: Option<String>,
+    /// `max_pending_bytes`
+    pub max_pending_bytes: Option<usize>,
     /// `allow_private_networks`
     pub allow_private_networks: Option<bool>,
     /// `retry_schedule`, e.g. `"5s,30s,2m"`
@@ -172,11 +214,33 @@ impl Layer {
     /// `self` with every field `over` sets replaced.
     #[must_use]
     pub fn overridden_by(self, over: Layer) -> Layer {
+        // The key and the key file are one setting: a layer that gives either replaces both.
+        let (api_key, api_key_file) = if over.api_key.is_some() || over.api_key_file.is_some() {
+            (over.api_key, over.api_key_file)
+        } else {
+            (self.api_key, self.api_key_file)
+        };
+        let (secret_key, secret_key_file) =
+            if over.secret_key.is_some() || over.secret_key_file.is_some() {
+                (over.secret_key, over.secret_key_file)
+            } else {
+                (self.secret_key, self.secret_key_file)
+            };
         Layer {
             listen: over.listen.or(self.listen),
             data_dir: over.data_dir.or(self.data_dir),
             plugins_dir: over.plugins_dir.or(self.plugins_dir),
-            api_key: over.api_key.or(self.api_key),
+            api_key,
+            api_key_file,
+            secret_key,
+            secret_key_file,
+            max_auth_failures: over.max_auth_failures.or(self.max_auth_failures),
+            header_timeout: over.header_timeout.or(self.header_timeout),
+            body_timeout: over.body_timeout.or(self.body_timeout),
+            idle_timeout: over.idle_timeout.or(self.idle_timeout),
+            max_connections: over.max_connections.or(self.max_connections),
+            shutdown_timeout: over.shutdown_timeout.or(self.shutdown_timeout),
+            max_pending_bytes: over.max_pending_bytes.or(self.max_pending_bytes),
             allow_private_networks: over.allow_private_networks.or(self.allow_private_networks),
             retry_schedule: over.retry_schedule.or(self.retry_schedule),
             delivery_timeout: over.delivery_timeout.or(self.delivery_timeout),
@@ -220,6 +284,7 @@ impl Layer {
             .clone()
             .unwrap_or_else(|| PathBuf::from("./switchyard-data"));
         let mut config = Config::with_data_dir(&data_dir);
+        resolve_http(&mut config.http, &self, &mut errors);
         if let Some(dir) = self.plugins_dir {
             config.plugins_dir = dir;
         }
@@ -232,9 +297,38 @@ impl Layer {
             }
         }
         config.api_key = self.api_key.filter(|k| !k.is_empty());
+        if let Some(path) = self.api_key_file {
+            if config.api_key.is_some() {
+                errors.push("api_key_file: set either api_key or api_key_file, not both".into());
+            }
+            match std::fs::read_to_string(&path) {
+                Ok(text) => config.api_key = Some(text.trim().to_owned()),
+                Err(e) => errors.push(format!("api_key_file: {}: {e}", path.display())),
+            }
+        }
         if config.api_key.as_ref().is_some_and(|k| k.len() < 16) {
             errors.push("api_key: use at least 16 characters".into());
         }
+        if let Some(key) = self.secret_key.clone().filter(|k| !k.is_empty()) {
+            if self.secret_key_file.is_some() {
+                errors.push(
+                    "secret_key_file: set either secret_key or secret_key_file, not both".into(),
+                );
+            }
+            match crate::store::SecretKey::parse(&key) {
+                Ok(_) => config.secret_key = Some(key),
+                Err(e) => errors.push(format!("secret_key: {e}")),
+            }
+        }
+        if let Some(path) = self.secret_key_file.clone() {
+            config.secret_key_file = path;
+        }
+        set_positive_u32(
+            &mut config.max_auth_failures,
+            "max_auth_failures",
+            self.max_auth_failures,
+            &mut errors,
+        );
         config.allow_private_networks = self.allow_private_networks.unwrap_or(false);
         if let Some(text) = self.retry_schedule {
             match parse_schedule(&text) {
@@ -290,6 +384,18 @@ impl Layer {
             self.max_pending_events,
             &mut errors,
         );
+        set_positive(
+            &mut config.max_pending_bytes,
+            "max_pending_bytes",
+            self.max_pending_bytes,
+            &mut errors,
+        );
+        if config.max_pending_bytes < config.max_event_bytes {
+            errors.push(format!(
+                "max_pending_bytes: must be at least max_event_bytes ({}), or no event of the largest size could wait",
+                config.max_event_bytes
+            ));
+        }
         let maxima = PluginMaxima {
             memory_mb: self.plugin_memory_mb,
             max_memory_mb: self.plugin_max_memory_mb,
@@ -415,6 +521,41 @@ fn set_duration(
                 "{name}: {text:?}: {e} (use e.g. 500ms, 10s, 5m, 2h, 3d)"
             )),
         }
+    }
+}
+
+/// The HTTP server's timeouts and connection cap.
+fn resolve_http(http: &mut HttpLimits, layer: &Layer, errors: &mut Vec<String>) {
+    let durations = [
+        (
+            &mut http.header_timeout,
+            "header_timeout",
+            &layer.header_timeout,
+        ),
+        (&mut http.body_timeout, "body_timeout", &layer.body_timeout),
+        (&mut http.idle_timeout, "idle_timeout", &layer.idle_timeout),
+        (
+            &mut http.shutdown_timeout,
+            "shutdown_timeout",
+            &layer.shutdown_timeout,
+        ),
+    ];
+    for (target, name, value) in durations {
+        set_duration(target, name, value.clone(), errors);
+    }
+    set_positive(
+        &mut http.max_connections,
+        "max_connections",
+        layer.max_connections,
+        errors,
+    );
+}
+
+fn set_positive_u32(target: &mut u32, name: &str, value: Option<u32>, errors: &mut Vec<String>) {
+    match value {
+        Some(0) => errors.push(format!("{name}: must be at least 1")),
+        Some(n) => *target = n,
+        None => {}
     }
 }
 
@@ -548,6 +689,79 @@ mod tests {
         assert!(
             errors.iter().any(|e| e.starts_with("max_pending_events")),
             "{errors:#?}"
+        );
+    }
+
+    #[test]
+    fn the_admin_key_can_come_from_a_file_and_a_later_layer_replaces_either() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("key");
+        std::fs::write(&file, "  from-the-file-0123456789\n").unwrap();
+        let layer = Layer {
+            api_key_file: Some(file.clone()),
+            ..Layer::default()
+        };
+        assert_eq!(
+            layer.clone().resolve().unwrap().api_key.as_deref(),
+            Some("from-the-file-0123456789")
+        );
+        let env = Layer {
+            api_key: Some("from-the-environment-0123".into()),
+            ..Layer::default()
+        };
+        let config = layer.clone().overridden_by(env).resolve().unwrap();
+        assert_eq!(config.api_key.as_deref(), Some("from-the-environment-0123"));
+        let both = Layer {
+            api_key: Some("from-the-environment-0123".into()),
+            ..layer
+        };
+        assert!(both.resolve().unwrap_err()[0].contains("not both"));
+        let missing = Layer {
+            api_key_file: Some(dir.path().join("nope")),
+            ..Layer::default()
+        };
+        assert!(missing.resolve().unwrap_err()[0].starts_with("api_key_file"));
+    }
+
+    #[test]
+    fn edge_settings_are_validated() {
+        let layer = Layer {
+            max_event_bytes: Some(2 << 20),
+            max_pending_bytes: Some(1 << 20),
+            secret_key: Some("too-short".into()),
+            header_timeout: Some("0s".into()),
+            max_connections: Some(0),
+            max_auth_failures: Some(0),
+            ..Layer::default()
+        };
+        let errors = layer.resolve().unwrap_err();
+        for name in [
+            "max_pending_bytes",
+            "secret_key",
+            "header_timeout",
+            "max_connections",
+            "max_auth_failures",
+        ] {
+            assert!(
+                errors.iter().any(|e| e.starts_with(name)),
+                "{name}: {errors:#?}"
+            );
+        }
+        let ok = Layer {
+            header_timeout: Some("2s".into()),
+            shutdown_timeout: Some("3s".into()),
+            secret_key: Some(hex::encode([7u8; 32])),
+            ..Layer::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(ok.http.header_timeout, Duration::from_secs(2));
+        assert_eq!(ok.http.shutdown_timeout, Duration::from_secs(3));
+        assert_eq!(ok.http.body_timeout, HttpLimits::default().body_timeout);
+        assert!(ok.secret_key.is_some());
+        assert_eq!(
+            ok.secret_key_file,
+            PathBuf::from("./switchyard-data/secrets.key")
         );
     }
 

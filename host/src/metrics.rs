@@ -182,6 +182,13 @@ impl prometheus_client::collector::Collector for PluginCollector {
             None,
             compiling.metric_type(),
         )?)?;
+        let uploading = ConstGauge::new(i64::try_from(stats.uploading).unwrap_or(i64::MAX));
+        uploading.encode(encoder.encode_descriptor(
+            "plugin_uploads_in_progress",
+            "Plugin uploads holding one of the few upload turns now",
+            None,
+            uploading.metric_type(),
+        )?)?;
         Ok(())
     }
 }

@@ -1,6 +1,10 @@
 //! Wiring: open the store, load plugins, start the watcher, the ingestor and the dispatcher,
-//! serve HTTP until the shutdown future resolves, then stop in order (HTTP first, then
-//! dispatch, which finishes or releases its in-flight work).
+//! serve HTTP until the shutdown future resolves, then stop in order (HTTP first, within its
+//! shutdown timeout, then dispatch, which finishes or releases its in-flight work).
+
+mod conn;
+mod fd_limit;
+mod http;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -9,18 +13,23 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
+pub use http::HttpLimits;
+
 use crate::api::{self, ApiKey, AppState, Services};
 use crate::config::Config;
 use crate::dispatch::{DispatchContext, Dispatcher, RetryPolicy};
 use crate::metrics::Metrics;
 use crate::net::{self, NetConfig};
 use crate::plugins::{self, ArtefactDigests, Cache, Compiler, Registry, Runtime, Watcher};
-use crate::store::{Ingestor, Store, StoreError};
+use crate::store::{Ingestor, KeySource, SecretKey, Store, StoreError};
 
 /// The setting holding the generated admin key's hash.
 const API_KEY_SETTING: &str = "api_key_sha256";
 /// Bytes of a receiver's response body read and kept per attempt.
 const RESPONSE_BYTES: usize = 4096;
+/// How often rotated-out secrets past their grace are removed from the database (reads
+/// already leave them out).
+const SECRET_SWEEP_EVERY: Duration = Duration::from_secs(600);
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -52,12 +61,24 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     let config = Arc::new(config);
+    let open_files = fd_limit::raise_open_files_limit();
+    let max_connections = fd_limit::connection_cap(
+        config.http.max_connections,
+        open_files,
+        config.max_in_flight,
+    );
     // The data folder holds the database and compiled plugins (native code the service
     // loads): nobody else may be able to write it.
     refuse_if_others_can_write(&config.data_dir)?;
     refuse_if_others_can_write(&config.data_dir.join(PLUGIN_CACHE))?;
     create_private_dir(&config.data_dir)?;
-    let store = Store::open(&config.database_path()).await?;
+    let key = match &config.secret_key {
+        Some(text) => KeySource::Given(
+            SecretKey::parse(text).map_err(|e| StartError::Io(format!("secret_key: {e}")))?,
+        ),
+        None => KeySource::File(config.secret_key_file.clone()),
+    };
+    let store = Store::open_with(&config.database_path(), key).await?;
     restrict_to_owner(&config.data_dir, &config.database_path());
     let (api_key, generated) = api_key(&store, &config).await?;
     if let Some(key) = generated {
@@ -97,8 +118,13 @@ pub async fn run(
         Metrics::with_plugin_stats(Box::new(move || plugins.stats()))
     };
     let wake = Arc::new(Notify::new());
-    let (ingestor, ingest_task) =
-        Ingestor::start(store.clone(), wake.clone(), config.max_pending_events);
+    let (ingestor, ingest_task) = Ingestor::start(
+        store.clone(),
+        wake.clone(),
+        config.max_pending_events,
+        config.max_pending_bytes,
+    );
+    let sweeper = tokio::spawn(sweep_expired_secrets(store.clone()));
     let dispatcher = Dispatcher::start(
         DispatchContext {
             store: store.clone(),
@@ -123,16 +149,37 @@ pub async fn run(
         api_key,
         wake,
     });
-    tracing::info!(listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), data_dir = %config.data_dir.display(), "switchyard is serving");
-    let served = axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    tracing::info!(listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), data_dir = %config.data_dir.display(), max_connections, "switchyard is serving");
+    let served = http::serve(
+        listener,
+        api::router(state),
+        config.http,
+        max_connections,
+        shutdown,
+    )
+    .await;
+    sweeper.abort();
     tracing::info!("shutting down: finishing deliveries in flight");
     dispatcher.shutdown(Duration::from_secs(5)).await;
     // The router (and with it the last ingestor handle) is gone, so the writer drains and ends.
     let _ = tokio::time::timeout(Duration::from_secs(5), ingest_task).await;
     store.close().await;
     served.map_err(StartError::Serve)
+}
+
+/// Removes rotated-out secrets past their grace: at start (which also clears those of a
+/// service that was down), then every [`SECRET_SWEEP_EVERY`].
+async fn sweep_expired_secrets(store: Store) {
+    let mut every = tokio::time::interval(SECRET_SWEEP_EVERY);
+    loop {
+        every.tick().await;
+        match store.clear_expired_secrets().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(subscriptions = n, "cleared expired rotated-out secrets"),
+            Err(StoreError::Closed) => return,
+            Err(e) => tracing::warn!(error = %e, "clearing expired secrets failed"),
+        }
+    }
 }
 
 /// The configured key, or the stored hash of the key generated at the first start, or a new

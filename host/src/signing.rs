@@ -26,6 +26,19 @@ pub enum SigningError {
     /// The scheme's header names are not valid or collide with headers the host sets.
     #[error("{0}")]
     BadScheme(String),
+    /// No signature could be made: the current secret does not fit the scheme (e.g. a
+    /// hex-scheme secret left in place when the scheme was changed). Sending the request
+    /// unsigned instead would look like a forgery to the receiver, or be accepted by one
+    /// that does not check.
+    #[error(
+        "cannot sign: the subscription's current secret does not fit its {scheme} scheme ({why}); rotate the secret"
+    )]
+    CannotSign {
+        /// The scheme's name.
+        scheme: &'static str,
+        /// What is wrong with the secret.
+        why: String,
+    },
 }
 
 /// How a subscription's deliveries are signed.
@@ -131,16 +144,44 @@ impl Scheme {
         }
     }
 
+    /// The scheme's name as written in its `scheme` field.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::StandardWebhooks => "standard-webhooks",
+            Self::HmacSha256Hex { .. } => "hmac-sha256-hex",
+        }
+    }
+
     /// The signature headers for one request, `secrets` newest first (several during a
     /// rotation: Standard Webhooks sends one signature per secret, space-separated; the hex
-    /// scheme has room for one, the newest).
+    /// scheme has room for one, the newest). Rotated-out secrets that do not fit the scheme
+    /// (they were made for the one before a scheme change) are left out.
+    ///
+    /// # Errors
+    /// [`SigningError::CannotSign`] when the newest secret does not fit the scheme (or there
+    /// is none): the request must not be sent.
     pub fn sign(
         &self,
         secrets: &[&str],
         msg_id: &str,
         timestamp: i64,
         body: &[u8],
-    ) -> Vec<(String, String)> {
+    ) -> Result<Vec<(String, String)>, SigningError> {
+        let current = secrets.first().ok_or_else(|| SigningError::CannotSign {
+            scheme: self.name(),
+            why: "there is no secret".into(),
+        })?;
+        // What can make a signature: Standard Webhooks needs its `whsec_` base64 key; the
+        // hex scheme takes any text as its HMAC key, but not none.
+        let usable = match self {
+            Self::StandardWebhooks => standard_key(current).map(|_| ()),
+            Self::HmacSha256Hex { .. } if current.is_empty() => Err(SigningError::BadHexSecret),
+            Self::HmacSha256Hex { .. } => Ok(()),
+        };
+        usable.map_err(|e| SigningError::CannotSign {
+            scheme: self.name(),
+            why: e.to_string(),
+        })?;
         let mut headers = vec![
             ("webhook-id".to_owned(), msg_id.to_owned()),
             ("webhook-timestamp".to_owned(), timestamp.to_string()),
@@ -159,9 +200,7 @@ impl Scheme {
                 prefix,
                 timestamp_header,
             } => {
-                let Some(secret) = secrets.first() else {
-                    return headers;
-                };
+                let secret = current;
                 let mut mac = hmac(secret.as_bytes());
                 if let Some(ts_header) = timestamp_header {
                     mac.update(format!("{timestamp}.").as_bytes());
@@ -174,7 +213,7 @@ impl Scheme {
                 ));
             }
         }
-        headers
+        Ok(headers)
     }
 }
 
@@ -243,12 +282,14 @@ mod tests {
     fn standard_webhooks_spec_vector() {
         let secret = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
         let body = br#"{"email":"test@example.com","username":"test_user"}"#;
-        let headers = Scheme::StandardWebhooks.sign(
-            &[secret],
-            "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk",
-            1649367553,
-            body,
-        );
+        let headers = Scheme::StandardWebhooks
+            .sign(
+                &[secret],
+                "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk",
+                1649367553,
+                body,
+            )
+            .unwrap();
         let signature = headers
             .iter()
             .find(|(n, _)| n == "webhook-signature")
@@ -262,7 +303,9 @@ mod tests {
     #[test]
     fn rotation_sends_one_signature_per_secret_newest_first() {
         let (new, old) = (generate_secret(), generate_secret());
-        let headers = Scheme::StandardWebhooks.sign(&[&new, &old], "evt_1", 1, b"{}");
+        let headers = Scheme::StandardWebhooks
+            .sign(&[&new, &old], "evt_1", 1, b"{}")
+            .unwrap();
         let sig = &headers
             .iter()
             .find(|(n, _)| n == "webhook-signature")
@@ -287,12 +330,14 @@ mod tests {
             prefix: "sha256=".into(),
             timestamp_header: None,
         };
-        let headers = scheme.sign(
-            &["It's a Secret to Everybody"],
-            "evt_1",
-            1,
-            b"Hello, World!",
-        );
+        let headers = scheme
+            .sign(
+                &["It's a Secret to Everybody"],
+                "evt_1",
+                1,
+                b"Hello, World!",
+            )
+            .unwrap();
         let sig = &headers
             .iter()
             .find(|(n, _)| n == "x-hub-signature-256")
@@ -312,12 +357,53 @@ mod tests {
             prefix: String::new(),
             timestamp_header: Some("x-timestamp".into()),
         };
-        let headers = scheme.sign(&["0123456789abcdef"], "evt_1", 1700000000, b"{}");
+        let headers = scheme
+            .sign(&["0123456789abcdef"], "evt_1", 1700000000, b"{}")
+            .unwrap();
         let mut mac = hmac(b"0123456789abcdef");
         mac.update(b"1700000000.{}");
         let expected = hex::encode(mac.finalize().into_bytes());
         assert!(headers.contains(&("x-signature".to_owned(), expected)));
         assert!(headers.contains(&("x-timestamp".to_owned(), "1700000000".to_owned())));
+    }
+
+    /// A subscription switched from the hex scheme to Standard Webhooks kept its text secret:
+    /// signing used to skip it and send an empty `webhook-signature`.
+    #[test]
+    fn a_secret_that_cannot_serve_the_scheme_fails_signing_instead_of_sending_unsigned() {
+        let text_secret = "It's a Secret to Everybody";
+        let err = Scheme::StandardWebhooks
+            .sign(&[text_secret], "evt_1", 1, b"{}")
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            SigningError::CannotSign {
+                scheme: "standard-webhooks",
+                ..
+            }
+        ));
+        assert!(err.to_string().contains("rotate"), "{err}");
+        let hex = Scheme::HmacSha256Hex {
+            header: "x-signature".into(),
+            prefix: String::new(),
+            timestamp_header: None,
+        };
+        assert!(hex.sign(&[], "evt_1", 1, b"{}").is_err());
+        assert!(hex.sign(&[""], "evt_1", 1, b"{}").is_err());
+        // After a rotation, a rotated-out secret of the old scheme is only left out.
+        let new = generate_secret();
+        let headers = Scheme::StandardWebhooks
+            .sign(&[&new, text_secret], "evt_1", 1, b"{}")
+            .unwrap();
+        let signature = &headers
+            .iter()
+            .find(|(n, _)| n == "webhook-signature")
+            .unwrap()
+            .1;
+        assert_eq!(
+            signature,
+            &standard_signature(&standard_key(&new).unwrap(), "evt_1", 1, b"{}")
+        );
     }
 
     #[test]

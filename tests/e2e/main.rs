@@ -4,6 +4,7 @@
 
 mod common;
 
+mod admin_key;
 mod api;
 mod bad_input;
 mod bundled_plugins;
@@ -11,9 +12,13 @@ mod cli;
 mod conformance;
 mod crash;
 mod delivery;
+mod edge;
 mod example_plugins;
 mod hot_reload;
 mod plugin_hardening;
 mod plugin_limits;
 mod plugin_runtime;
+mod secrets;
 mod ssrf;
+mod storage_faults;
+mod transform_plugins;

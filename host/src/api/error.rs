@@ -66,6 +66,21 @@ pub enum ApiError {
     /// 429: too much load right now; retry after a second.
     #[error("{0}")]
     RateLimited(String),
+    /// 408: the request body did not arrive within the body timeout.
+    #[error("the request was not received in time")]
+    RequestTimeout,
+    /// 429: this client sent too many wrong API keys; its keys are not checked for a while.
+    #[error("too many failed authentications from this address; retry after {retry_after} s")]
+    AuthLimited {
+        /// Seconds until the next attempt is looked at.
+        retry_after: u64,
+    },
+    /// 503: the disk holding the database is full; nothing was stored.
+    #[error("the disk holding the database is full: nothing was stored; retry later")]
+    StorageFull,
+    /// 503: the database cannot be written; nothing was stored.
+    #[error("the database cannot be written ({0}): nothing was stored; retry later")]
+    StorageUnavailable(String),
     /// 503: shutting down.
     #[error("the service is shutting down")]
     Unavailable,
@@ -120,7 +135,10 @@ impl ApiError {
             Self::TooLarge(_) => ErrorCode::PayloadTooLarge,
             Self::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
             Self::PluginFailed { error, .. } => plugin_code(error),
-            Self::RateLimited(_) => ErrorCode::RateLimited,
+            Self::RateLimited(_) | Self::AuthLimited { .. } => ErrorCode::RateLimited,
+            Self::RequestTimeout => ErrorCode::RequestTimeout,
+            Self::StorageFull => ErrorCode::StorageFull,
+            Self::StorageUnavailable(_) => ErrorCode::StorageUnavailable,
             Self::Unavailable => ErrorCode::Unavailable,
             Self::Internal(_) => ErrorCode::Internal,
         }
@@ -172,10 +190,10 @@ impl IntoResponse for ApiError {
             logs,
         };
         let mut response = (status, axum::Json(body)).into_response();
-        if status == StatusCode::TOO_MANY_REQUESTS || code == ErrorCode::Busy {
+        if let Some(seconds) = self.retry_after() {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         let detail = match self {
             Self::Internal(detail) => Some(detail),
@@ -203,11 +221,37 @@ pub async fn log_server_errors(request: Request, next: Next) -> Response {
     response
 }
 
+impl ApiError {
+    /// The `Retry-After` seconds of an answer the client should repeat later.
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::RateLimited(_)
+            | Self::Invalid {
+                code: ErrorCode::Busy,
+                ..
+            }
+            | Self::PluginFailed {
+                error: PluginError::Busy(_),
+                ..
+            } => Some(1),
+            Self::AuthLimited { retry_after } => Some(*retry_after),
+            // Storage needs the operator (or a cleanup job): not worth a retry every second.
+            Self::StorageFull | Self::StorageUnavailable(_) => Some(STORAGE_RETRY_AFTER),
+            _ => None,
+        }
+    }
+}
+
+/// `Retry-After` of the storage failures.
+const STORAGE_RETRY_AFTER: u64 = 5;
+
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Closed => Self::Unavailable,
             StoreError::Overloaded => Self::RateLimited(err.to_string()),
+            StoreError::Full => Self::StorageFull,
+            StoreError::Unavailable(why) => Self::StorageUnavailable(why),
             other => Self::Internal(other.to_string()),
         }
     }

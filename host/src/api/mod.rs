@@ -108,7 +108,7 @@ pub fn router(state: AppState) -> Router {
     let component_limit = state.plugins.runtime().limits().component_bytes;
     let v1: Router<AppState> = v1_routes(component_limit)
         .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            auth::Guard::new(state.clone()),
             auth::require_key,
         ))
         .into();

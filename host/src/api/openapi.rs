@@ -91,7 +91,7 @@ const OPERATION_ERRORS: &[(&str, &[ErrorCode])] = {
                 Compile,
                 CompileBudgetExceeded,
                 InstanceTooLarge,
-                RateLimited,
+                RequestTimeout,
             ],
         ),
         ("v1.plugin.delete", &[InvalidName, PluginInUse]),
@@ -110,7 +110,7 @@ const OPERATION_ERRORS: &[(&str, &[ErrorCode])] = {
                 Busy,
             ],
         ),
-        ("health.get", &[]),
+        ("health.get", &[StorageFull, StorageUnavailable]),
         ("metrics.get", &[]),
         ("openapi.get", &[]),
     ]
@@ -215,7 +215,14 @@ fn add_links(operation: &mut Operation) {
 fn shape_errors(path: &str, operation: &Operation) -> Vec<ErrorCode> {
     let mut codes = vec![ErrorCode::Internal, ErrorCode::Unavailable];
     if path.starts_with("/v1/") {
-        codes.push(ErrorCode::Unauthorized);
+        // Every /v1 route checks the key (and limits wrong keys per address) and may touch
+        // the database, which can be full or unwritable.
+        codes.extend([
+            ErrorCode::Unauthorized,
+            ErrorCode::RateLimited,
+            ErrorCode::StorageFull,
+            ErrorCode::StorageUnavailable,
+        ]);
     }
     let json_body = operation.request_body.as_ref().is_some_and(
         |body| matches!(body, RefOr::T(b) if b.content.contains_key("application/json")),
@@ -227,6 +234,7 @@ fn shape_errors(path: &str, operation: &Operation) -> Vec<ErrorCode> {
             ErrorCode::PayloadTooLarge,
             ErrorCode::UnsupportedMediaType,
             ErrorCode::InvalidBody,
+            ErrorCode::RequestTimeout,
         ]);
     }
     let parameters = operation.parameters.iter().flatten();

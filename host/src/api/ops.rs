@@ -4,12 +4,17 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 
+use super::models::HealthOut;
 use super::{ApiError, AppState};
 
-/// `GET /healthz`: 200 when the database answers.
-pub async fn healthz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    state.store.queue_depth().await?;
-    Ok(axum::Json(serde_json::json!({ "status": "ok" })))
+/// `GET /healthz`: 200 when the store can keep what it acknowledges — the database file is
+/// the one opened, the disk has room, a small durable write commits (probed at most once a
+/// second) — else 503 `storage_full` or `storage_unavailable` with the reason.
+pub async fn healthz(State(state): State<AppState>) -> Result<axum::Json<HealthOut>, ApiError> {
+    state.store.health().await?;
+    Ok(axum::Json(HealthOut {
+        status: "ok".into(),
+    }))
 }
 
 /// `GET /metrics`: Prometheus text.

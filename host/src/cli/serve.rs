@@ -24,10 +24,46 @@ pub struct ServeArgs {
     /// Watched plugin folder (<name>.wasm) [default: <data dir>/plugins]
     #[arg(long, env = "SWITCHYARD_PLUGINS_DIR")]
     plugins_dir: Option<PathBuf>,
-    /// Admin bearer key. When unset, one is generated at first start, printed once, and
-    /// only its hash is stored.
+    /// Admin bearer key. Prefer the SWITCHYARD_API_KEY variable or --api-key-file: a key on
+    /// the command line is visible to every user of the machine (ps, /proc). When no key is
+    /// set, one is generated at first start, printed once, and only its hash is stored.
     #[arg(long, env = "SWITCHYARD_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
+    /// File whose content (surrounding whitespace trimmed) is the admin bearer key
+    #[arg(long, env = "SWITCHYARD_API_KEY_FILE")]
+    api_key_file: Option<PathBuf>,
+    /// Key encrypting subscription secrets at rest: base64 or hex of 32 bytes (prefer the
+    /// variable or --secret-key-file over the flag) [default: read from, or generated into,
+    /// the key file]
+    #[arg(long, env = "SWITCHYARD_SECRET_KEY", hide_env_values = true)]
+    secret_key: Option<String>,
+    /// File holding the secrets key; generated (mode 0600) when missing on a database without
+    /// encrypted secrets [default: <data dir>/secrets.key]
+    #[arg(long, env = "SWITCHYARD_SECRET_KEY_FILE")]
+    secret_key_file: Option<PathBuf>,
+    /// Wrong API keys answered per client IP (IPv6: per /64) per minute; past this /v1 answers
+    /// 429 without checking the key [default: 10]
+    #[arg(long, env = "SWITCHYARD_MAX_AUTH_FAILURES")]
+    max_auth_failures: Option<u32>,
+    /// Time a client has to send a request's headers, from connecting or from its first
+    /// byte on a kept-alive connection [default: 10s]
+    #[arg(long, env = "SWITCHYARD_HEADER_TIMEOUT")]
+    header_timeout: Option<String>,
+    /// Time a client has to send a request's whole body, from the end of its headers
+    /// [default: 60s]
+    #[arg(long, env = "SWITCHYARD_BODY_TIMEOUT")]
+    body_timeout: Option<String>,
+    /// A kept-alive connection with no request for this long is closed [default: 60s]
+    #[arg(long, env = "SWITCHYARD_IDLE_TIMEOUT")]
+    idle_timeout: Option<String>,
+    /// Client connections open at once (lowered to fit the open-files limit); at the cap the
+    /// longest-idle connection is closed for a new one [default: 1024]
+    #[arg(long, env = "SWITCHYARD_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// On shutdown, requests in flight get this long before their connections are closed
+    /// [default: 10s]
+    #[arg(long, env = "SWITCHYARD_SHUTDOWN_TIMEOUT")]
+    shutdown_timeout: Option<String>,
     /// Let deliveries reach loopback/private addresses and plain http:// (development and
     /// tests only) [default: false]
     #[arg(long, env = "SWITCHYARD_ALLOW_PRIVATE_NETWORKS")]
@@ -57,6 +93,10 @@ pub struct ServeArgs {
     /// Retry-After [default: 4096]
     #[arg(long, env = "SWITCHYARD_MAX_PENDING_EVENTS")]
     max_pending_events: Option<usize>,
+    /// Bytes of events waiting for their commit at once; past this, POST /v1/events answers
+    /// 429 with Retry-After [default: 67108864]
+    #[arg(long, env = "SWITCHYARD_MAX_PENDING_BYTES")]
+    max_pending_bytes: Option<usize>,
     /// Wall-clock limit of one plugin call [default: 100ms]
     #[arg(long, env = "SWITCHYARD_PLUGIN_TIMEOUT")]
     plugin_timeout: Option<String>,
@@ -100,6 +140,16 @@ impl ServeArgs {
             data_dir: self.data_dir,
             plugins_dir: self.plugins_dir,
             api_key: self.api_key,
+            api_key_file: self.api_key_file,
+            secret_key: self.secret_key,
+            secret_key_file: self.secret_key_file,
+            max_auth_failures: self.max_auth_failures,
+            header_timeout: self.header_timeout,
+            body_timeout: self.body_timeout,
+            idle_timeout: self.idle_timeout,
+            max_connections: self.max_connections,
+            shutdown_timeout: self.shutdown_timeout,
+            max_pending_bytes: self.max_pending_bytes,
             allow_private_networks: self.allow_private_networks,
             retry_schedule: self.retry_schedule,
             delivery_timeout: self.delivery_timeout,
@@ -141,6 +191,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .unwrap_or_else(|_| "info,tower_http=warn".into()),
         )
         .init();
+    warn_about_keys_on_the_command_line(std::env::args_os());
     let file = if args.config.exists() {
         Layer::from_toml_file(&args.config).map_err(anyhow::Error::msg)?
     } else {
@@ -167,6 +218,23 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .context("switchyard stopped with an error")
     })
+}
+
+/// Keys given as flags show in `ps` and `/proc/<pid>/cmdline` to every user of the machine.
+fn warn_about_keys_on_the_command_line(args: impl Iterator<Item = std::ffi::OsString>) {
+    for arg in args {
+        let Some(arg) = arg.to_str() else { continue };
+        for (flag, instead) in [
+            ("--api-key", "SWITCHYARD_API_KEY or --api-key-file"),
+            ("--secret-key", "SWITCHYARD_SECRET_KEY or --secret-key-file"),
+        ] {
+            if arg == flag || arg.starts_with(&format!("{flag}=")) {
+                tracing::warn!(
+                    "{flag} was given on the command line, where every user of this machine can read it (ps, /proc); use {instead} instead"
+                );
+            }
+        }
+    }
 }
 
 /// Resolves on ctrl-c or SIGTERM.

@@ -295,10 +295,13 @@ fn headers(sub: &Subscription, event: &Event, out: &Outgoing) -> Result<HeaderMa
     }
     let timestamp = now_ms().div_euclid(1000);
     let secrets = sub.signing_secrets(now_ms());
-    for (name, value) in sub
+    // Never sent unsigned: a secret that cannot sign fails the attempt like any other
+    // preparation error (recorded, retried on the schedule).
+    let signed = sub
         .signature
         .sign(&secrets, &event.id, timestamp, &out.body)
-    {
+        .map_err(|e| e.to_string())?;
+    for (name, value) in signed {
         put(&mut map, &name, &value)?;
     }
     Ok(map)

@@ -24,7 +24,11 @@ const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long an idle pooled connection is kept.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// Framing and identity headers of a delivery request, set only by the host.
+/// Framing and identity headers of a delivery request, set only by the host, and the
+/// hop-by-hop headers (RFC 9110 7.6.1), which describe one connection rather than the
+/// message: set by a subscription or a plugin they could change the request's framing
+/// (`transfer-encoding`, `te`, `trailer`), stall it (`expect: 100-continue`) or ask for
+/// another protocol (`upgrade`).
 const HOST_HEADERS: &[&str] = &[
     "content-type",
     "content-length",
@@ -32,10 +36,15 @@ const HOST_HEADERS: &[&str] = &[
     "connection",
     "host",
     "user-agent",
+    "te",
+    "trailer",
+    "upgrade",
+    "keep-alive",
+    "expect",
 ];
 /// Prefixes of the headers the host writes on every delivery (`webhook-id`, `-timestamp`,
-/// `-signature`, `switchyard-event-type`).
-const HOST_HEADER_PREFIXES: &[&str] = &["webhook-", "switchyard-"];
+/// `-signature`, `switchyard-event-type`), and the hop-by-hop `proxy-*` family.
+const HOST_HEADER_PREFIXES: &[&str] = &["webhook-", "switchyard-", "proxy-"];
 
 /// Whether a delivery header (lower-case name) belongs to the host: a subscription's custom
 /// headers, a plugin's headers and a signing scheme's header names may not use it.
@@ -387,6 +396,32 @@ mod tests {
     use super::*;
     use std::net::SocketAddr;
     use std::sync::Arc;
+
+    /// Hop-by-hop headers (RFC 9110 7.6.1) describe one connection, not the message: a
+    /// subscription, plugin or scheme that sets them could break the framing of the request.
+    #[test]
+    fn hop_by_hop_headers_belong_to_the_host() {
+        for name in [
+            "te",
+            "upgrade",
+            "keep-alive",
+            "trailer",
+            "expect",
+            "connection",
+            "transfer-encoding",
+            "proxy-authorization",
+            "proxy-connection",
+            "host",
+            "content-length",
+            "webhook-signature",
+            "switchyard-event-type",
+        ] {
+            assert!(is_host_header(name), "{name} must be reserved");
+        }
+        for name in ["x-api-key", "authorization", "tenant", "proxy", "expected"] {
+            assert!(!is_host_header(name), "{name} is the user's");
+        }
+    }
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use axum::Router;

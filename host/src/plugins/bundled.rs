@@ -32,6 +32,14 @@ pub const BUNDLED: &[(&str, &[u8])] = &[
             "/reshape.wasm"
         )),
     ),
+    (
+        "jq",
+        include_bytes!(concat!(env!("SWITCHYARD_BUNDLED_PLUGINS_DIR"), "/jq.wasm")),
+    ),
+    (
+        "js",
+        include_bytes!(concat!(env!("SWITCHYARD_BUNDLED_PLUGINS_DIR"), "/js.wasm")),
+    ),
 ];
 
 /// Writes each bundled plugin into `dir` as `<name>.wasm` unless a file of that name exists.

@@ -132,6 +132,10 @@ impl Registry {
             file_reads: self.folder.reads(),
             compiles: self.runtime.compiles(),
             compiling: self.runtime.compiling(),
+            uploading: u64::try_from(
+                UPLOADS_AT_ONCE.saturating_sub(self.uploads.available_permits()),
+            )
+            .unwrap_or(0),
         }
     }
 

@@ -70,6 +70,8 @@ pub struct PluginStats {
     pub compiles: u64,
     /// Compiles running now.
     pub compiling: u64,
+    /// Uploads holding a turn now (reading their body or installing).
+    pub uploading: u64,
 }
 
 /// What the API shows of `entry`; `fallback` are the limits its calls get when no version

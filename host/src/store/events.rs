@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use rusqlite::{OptionalExtension, Transaction};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use super::{
     Delivery, Event, Store, StoreError, Subscription, SubscriptionStatus, all_rows, json_list,
@@ -52,28 +52,48 @@ struct Request {
 #[derive(Clone)]
 pub struct Ingestor {
     tx: mpsc::Sender<Request>,
+    /// One permit per byte of the events waiting for their commit: the count bound alone let
+    /// `max_pending` events of the largest size (4,096 × 1 MiB) wait at once.
+    bytes: Arc<Semaphore>,
+    /// All the semaphore's permits.
+    capacity: u32,
 }
 
 impl Ingestor {
-    /// Starts the writer task, with room for `max_pending` events waiting for their commit.
-    /// `delivered` is notified after each commit that created deliveries, so dispatch starts
-    /// at once rather than on its next timer.
+    /// Starts the writer task, with room for `max_pending` events and `max_pending_bytes`
+    /// bytes of them waiting for their commit. `delivered` is notified after each commit that
+    /// created deliveries, so dispatch starts at once rather than on its next timer.
     pub fn start(
         store: Store,
         delivered: Arc<Notify>,
         max_pending: usize,
+        max_pending_bytes: usize,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(max_pending.max(1));
         let task = tokio::spawn(writer(store, rx, delivered));
-        (Self { tx }, task)
+        // `acquire_many` counts in u32: a budget past 4 GiB is 4 GiB.
+        let capacity = u32::try_from(max_pending_bytes.min(Semaphore::MAX_PERMITS))
+            .unwrap_or(u32::MAX)
+            .max(1);
+        let bytes = Arc::new(Semaphore::new(capacity as usize));
+        (
+            Self {
+                tx,
+                bytes,
+                capacity,
+            },
+            task,
+        )
     }
 
     /// Stores an event and its deliveries; returns once they are committed.
     ///
     /// # Errors
-    /// Database errors, [`StoreError::Overloaded`] when `max_pending` events already wait,
-    /// or [`StoreError::Closed`] while shutting down.
+    /// Database errors, [`StoreError::Overloaded`] when `max_pending` events or
+    /// `max_pending_bytes` bytes already wait, or [`StoreError::Closed`] while shutting down.
     pub async fn ingest(&self, event: NewEvent) -> Result<IngestOutcome, StoreError> {
+        // Held until the commit answers, whether the caller waits for it or not.
+        let _bytes = self.reserve(&event)?;
         let (reply, answer) = oneshot::channel();
         self.tx
             .try_send(Request { event, reply })
@@ -82,6 +102,23 @@ impl Ingestor {
                 mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
             })?;
         answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Room for the event's bytes among those waiting, or [`StoreError::Overloaded`].
+    fn reserve(&self, event: &NewEvent) -> Result<OwnedSemaphorePermit, StoreError> {
+        let size = event.data.len()
+            + event.event_type.len()
+            + event.idempotency_key.as_ref().map_or(0, String::len);
+        // An event larger than the whole budget could never be taken: it counts as the whole
+        // budget (the configuration keeps max_pending_bytes >= max_event_bytes anyway).
+        let permits = u32::try_from(size)
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.capacity);
+        match self.bytes.clone().try_acquire_many_owned(permits) {
+            Ok(permit) => Ok(permit),
+            Err(tokio::sync::TryAcquireError::NoPermits) => Err(StoreError::Overloaded),
+            Err(tokio::sync::TryAcquireError::Closed) => Err(StoreError::Closed),
+        }
     }
 }
 
@@ -104,10 +141,10 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Request>, delivered: Arc<No
                 }
             }
             Err(err) => {
+                let err = store.refine(err);
                 tracing::error!(error = %err, "event batch failed to commit");
-                let message = err.to_string();
                 for reply in replies {
-                    let _ = reply.send(Err(StoreError::Batch(message.clone())));
+                    let _ = reply.send(Err(err.for_each_waiter()));
                 }
             }
         }

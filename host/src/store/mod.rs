@@ -11,13 +11,17 @@
 mod artifacts;
 mod attempts;
 mod deliveries;
+mod error;
 mod events;
+mod health;
 pub mod matching;
 mod models;
+mod rotation;
+mod secrets;
 mod settings;
 mod subscriptions;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
@@ -26,8 +30,10 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 pub use attempts::{FeedAttempt, FeedFilter};
 pub use deliveries::{Completion, DeliveryFilter, Leased, SubscriptionEffect};
+pub use error::StoreError;
 pub use events::{IngestOutcome, Ingestor, NewEvent};
 pub use models::{Attempt, Delivery, DeliveryStatus, Event, Subscription, SubscriptionStatus};
+pub use secrets::{KeySource, SecretKey};
 pub use subscriptions::{NewSubscription, SubscriptionUpdate, UpdateOutcome};
 
 /// Connections that only read (API lookups and lists), alongside the one writer.
@@ -38,37 +44,8 @@ const STATEMENT_CACHE: usize = 64;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_init.sql"),
     include_str!("../../migrations/0002_plugin_artifacts.sql"),
+    include_str!("../../migrations/0003_secrets.sql"),
 ];
-
-/// A store failure that is not the caller's fault.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The database said no.
-    #[error("database error: {0}")]
-    Database(#[from] rusqlite::Error),
-    /// A stored value did not parse (a bug or a hand-edited database).
-    #[error("corrupt row: {0}")]
-    Corrupt(String),
-    /// A shared batch failed to commit (the message of the underlying error).
-    #[error("database error: {0}")]
-    Batch(String),
-    /// Too many events are already waiting for their commit (the producer should retry).
-    #[error("too many events are waiting to be stored; retry shortly")]
-    Overloaded,
-    /// The connection's thread is gone (shutting down).
-    #[error("the store is shutting down")]
-    Closed,
-}
-
-impl From<tokio_rusqlite::Error<StoreError>> for StoreError {
-    fn from(err: tokio_rusqlite::Error<StoreError>) -> Self {
-        match err {
-            tokio_rusqlite::Error::Error(e) => e,
-            tokio_rusqlite::Error::Close((_, e)) => Self::Database(e),
-            _ => Self::Closed,
-        }
-    }
-}
 
 /// Handle to the database and the in-memory copy of the subscriptions (read on every ingest
 /// and every delivery, changed rarely). Cheap to clone.
@@ -81,24 +58,44 @@ pub struct Store {
     readers: Arc<[tokio_rusqlite::Connection]>,
     next_reader: Arc<AtomicUsize>,
     subscriptions: Arc<RwLock<Arc<Vec<Arc<Subscription>>>>>,
+    /// Encrypts and decrypts subscription secrets.
+    sealer: secrets::Sealer,
+    /// The database file as opened, to notice it being deleted or replaced.
+    file: Arc<health::DatabaseFile>,
+    health: Arc<health::Probe>,
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `path` and applies migrations.
+    /// Opens (creating if needed) the database at `path` and applies migrations; the key of
+    /// the subscription secrets is `secrets.key` beside it (generated for a new database).
     ///
     /// # Errors
-    /// When the file cannot be opened or migrated.
+    /// When the file cannot be opened or migrated, or the key is wrong.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let key_file = path
+            .parent()
+            .map_or_else(|| PathBuf::from("secrets.key"), |d| d.join("secrets.key"));
+        Self::open_with(path, KeySource::File(key_file)).await
+    }
+
+    /// [`Store::open`] with the secrets key from `key`. Plain-text secrets (a database from
+    /// before encryption) are encrypted in place, leaving no copy in the file.
+    ///
+    /// # Errors
+    /// When the file cannot be opened or migrated, or the key is missing or wrong.
+    pub async fn open_with(path: &Path, key: KeySource) -> Result<Self, StoreError> {
         let writer = tokio_rusqlite::Connection::open(path).await?;
-        writer
-            .call(|conn| {
+        let sealer = writer
+            .call(move |conn| {
                 conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| {
                     r.get::<_, String>(0)
                 })?;
                 configure(conn)?;
-                migrate(conn)
+                migrate(conn)?;
+                secrets::prepare(conn, &key)
             })
             .await?;
+        let file = Arc::new(health::DatabaseFile::opened(path)?);
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             let reader = tokio_rusqlite::Connection::open_with_flags(
@@ -114,6 +111,9 @@ impl Store {
             readers: readers.into(),
             next_reader: Arc::new(AtomicUsize::new(0)),
             subscriptions: Arc::new(RwLock::new(Arc::new(Vec::new()))),
+            sealer,
+            file,
+            health: Arc::new(health::Probe::default()),
         };
         store.reload_subscriptions().await?;
         Ok(store)
@@ -143,14 +143,26 @@ impl Store {
         F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
         R: Send + 'static,
     {
-        Ok(self
+        let file = self.file.clone();
+        let result = self
             .writer
             .call(move |conn| {
                 // Set on every call, so no unit of work inherits another's setting.
                 conn.pragma_update(None, "synchronous", commit.synchronous())?;
-                work(conn)
+                let result = work(conn)?;
+                // A commit to a database file that was deleted or replaced meanwhile is lost
+                // at the next start: refuse to report it as durable (one `stat`).
+                if matches!(commit, Commit::Durable) {
+                    file.check()?;
+                }
+                Ok(result)
             })
-            .await?)
+            .await
+            .map_err(StoreError::from);
+        if let Err(e) = &result {
+            self.health.saw(e);
+        }
+        result
     }
 
     /// Runs `work` in a write transaction that takes the write lock up front (`BEGIN

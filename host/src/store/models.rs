@@ -3,10 +3,24 @@
 use std::collections::BTreeMap;
 
 use rusqlite::Row;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::StoreError;
+use super::secrets::Sealer;
 use crate::signing::Scheme;
+
+/// Rotated-out secrets kept at most, newest first: each keeps signing until its grace ends,
+/// so rotating twice (or three times) inside the grace drops none of them early.
+pub const MAX_PREVIOUS_SECRETS: usize = 3;
+
+/// One rotated-out secret as stored (sealed) in `subscriptions.previous_secrets`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct StoredSecret {
+    /// The sealed secret.
+    pub secret: String,
+    /// When it stops signing (unix ms).
+    pub expires_at: i64,
+}
 
 /// Whether a subscription receives deliveries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -39,8 +53,9 @@ pub struct Subscription {
     pub signature: Scheme,
     /// Current secret.
     pub secret: String,
-    /// The rotated-out secret and when it stops signing (unix ms).
-    pub previous_secret: Option<(String, i64)>,
+    /// Rotated-out secrets still inside their grace and when each stops signing (unix ms),
+    /// newest first, at most [`MAX_PREVIOUS_SECRETS`].
+    pub previous_secrets: Vec<(String, i64)>,
     /// Enabled or disabled.
     pub status: SubscriptionStatus,
     /// Why and when it was disabled.
@@ -59,26 +74,38 @@ impl Subscription {
 
     /// Secrets that sign a delivery at `now_ms`, newest first.
     pub fn signing_secrets(&self, now_ms: i64) -> Vec<&str> {
-        let mut secrets = vec![self.secret.as_str()];
-        if let Some((previous, until)) = &self.previous_secret
-            && *until > now_ms
-        {
-            secrets.push(previous);
-        }
-        secrets
+        std::iter::once(self.secret.as_str())
+            .chain(
+                self.previous_secrets
+                    .iter()
+                    .filter(|(_, until)| *until > now_ms)
+                    .map(|(secret, _)| secret.as_str()),
+            )
+            .collect()
     }
 
-    pub(super) fn from_row(row: &Row<'_>) -> Result<Self, StoreError> {
+    /// Reads a row, opening its sealed secrets; rotated-out secrets past their grace are
+    /// left out (the periodic sweep then removes them from the row).
+    pub(super) fn from_row(row: &Row<'_>, sealer: &Sealer) -> Result<Self, StoreError> {
         let corrupt = |what: &str, e: serde_json::Error| {
             StoreError::Corrupt(format!("subscription {what}: {e}"))
         };
+        let id: String = row.get("id")?;
         let status: String = row.get("status")?;
-        let previous: Option<String> = row.get("previous_secret")?;
-        let previous_until: Option<i64> = row.get("previous_secret_expires_at")?;
+        let previous: Vec<StoredSecret> =
+            serde_json::from_str(&row.get::<_, String>("previous_secrets")?)
+                .map_err(|e| corrupt("previous_secrets", e))?;
+        let now = super::now_ms();
+        let previous_secrets = previous
+            .into_iter()
+            .filter(|p| p.expires_at > now)
+            .map(|p| Ok((sealer.open(&id, &p.secret)?, p.expires_at)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let secret = sealer.open(&id, &row.get::<_, String>("secret")?)?;
         let reason: Option<String> = row.get("disabled_reason")?;
         let disabled_at: Option<i64> = row.get("disabled_at")?;
         Ok(Self {
-            id: row.get("id")?,
+            id,
             url: row.get("url")?,
             events: serde_json::from_str(&row.get::<_, String>("events")?)
                 .map_err(|e| corrupt("events", e))?,
@@ -89,8 +116,8 @@ impl Subscription {
                 .map_err(|e| corrupt("headers", e))?,
             signature: serde_json::from_str(&row.get::<_, String>("signature")?)
                 .map_err(|e| corrupt("signature", e))?,
-            secret: row.get("secret")?,
-            previous_secret: previous.zip(previous_until),
+            secret,
+            previous_secrets,
             status: if status == "enabled" {
                 SubscriptionStatus::Enabled
             } else {

@@ -1,4 +1,5 @@
-//! Subscriptions: CRUD, rotation, enable/disable, and the in-memory copy kept in step.
+//! Subscriptions: CRUD, enable/disable, and the in-memory copy kept in step (secret
+//! rotation is in `rotation`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError};
@@ -74,9 +75,9 @@ fn same_config(a: &Subscription, b: &Subscription) -> bool {
 }
 
 const COLUMNS: &str = "id, url, events, plugin, plugin_config, description, headers, signature, secret, \
-    previous_secret, previous_secret_expires_at, status, disabled_reason, disabled_at, created_at, updated_at";
+    previous_secrets, status, disabled_reason, disabled_at, created_at, updated_at";
 
-fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+pub(super) fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
@@ -100,7 +101,7 @@ impl Store {
             new.description,
             json(&new.headers)?,
             json(&new.signature)?,
-            new.secret,
+            self.sealer.seal(&id, &new.secret)?,
             now,
         );
         self.write(move |conn| {
@@ -121,11 +122,12 @@ impl Store {
     /// Database errors.
     pub async fn subscription(&self, id: &str) -> Result<Option<Subscription>, StoreError> {
         let id = id.to_owned();
+        let sealer = self.sealer.clone();
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM subscriptions WHERE id = ? AND deleted_at IS NULL"
             ))?;
-            Ok(all_rows(&mut stmt, [id], Subscription::from_row)?.pop())
+            Ok(all_rows(&mut stmt, [id], |r| Subscription::from_row(r, &sealer))?.pop())
         })
         .await
     }
@@ -140,11 +142,12 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<Subscription>, StoreError> {
         let cursor = cursor.unwrap_or("").to_owned();
+        let sealer = self.sealer.clone();
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM subscriptions WHERE deleted_at IS NULL AND id > ? ORDER BY id LIMIT ?"
             ))?;
-            all_rows(&mut stmt, (cursor, limit), Subscription::from_row)
+            all_rows(&mut stmt, (cursor, limit), |r| Subscription::from_row(r, &sealer))
         })
         .await
     }
@@ -173,13 +176,20 @@ impl Store {
             json(&update.headers)?,
             json(&update.signature)?,
         );
-        let (secret, grace) = (update.secret, update.rotation_grace_ms);
+        let secret = update
+            .secret
+            .map(|secret| self.sealer.seal(&id, &secret))
+            .transpose()?;
+        let grace = update.rotation_grace_ms;
+        let sealer = self.sealer.clone();
         let outcome = self
             .transaction(move |tx| {
                 let mut stmt = tx.prepare_cached(&format!(
                     "SELECT {COLUMNS} FROM subscriptions WHERE id = ? AND deleted_at IS NULL"
                 ))?;
-                let Some(stored) = all_rows(&mut stmt, [&id], Subscription::from_row)?.pop() else {
+                let Some(stored) =
+                    all_rows(&mut stmt, [&id], |r| Subscription::from_row(r, &sealer))?.pop()
+                else {
                     return Ok(None);
                 };
                 if !same_config(&stored, &expected) {
@@ -194,16 +204,13 @@ impl Store {
                 .execute((
                     url, events, plugin, plugin_config, description, headers, signature, now, &id,
                 ))?;
-                if let Some(secret) = secret {
-                    tx.prepare_cached(
-                        "UPDATE subscriptions SET previous_secret = secret, previous_secret_expires_at = ?1,
-                         secret = ?2 WHERE id = ?3",
-                    )?
-                    .execute((now.saturating_add(grace), secret, &id))?;
+                if let Some(sealed) = secret {
+                    super::rotation::rotate_in(tx, &id, sealed, grace, now)?;
                 }
                 // The row as written, from this transaction: a DELETE right after the commit
                 // must not turn the answer into "vanished".
-                let written = all_rows(&mut stmt, [&id], Subscription::from_row)?.pop();
+                let written =
+                    all_rows(&mut stmt, [&id], |r| Subscription::from_row(r, &sealer))?.pop();
                 Ok(written.map(|w| UpdateOutcome::Updated(Arc::new(w))))
             })
             .await?;
@@ -235,32 +242,6 @@ impl Store {
             .await?;
         self.reload_subscriptions().await?;
         Ok(deleted > 0)
-    }
-
-    /// Replaces the secret; the old one keeps signing until `grace_ms` from now.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn rotate_secret(
-        &self,
-        id: &str,
-        secret: &str,
-        grace_ms: i64,
-    ) -> Result<bool, StoreError> {
-        let (id, secret) = (id.to_owned(), secret.to_owned());
-        let changed = self
-            .write(move |conn| {
-                let now = now_ms();
-                Ok(conn
-                    .prepare_cached(
-                        "UPDATE subscriptions SET previous_secret = secret, previous_secret_expires_at = ?1, secret = ?2,
-                         updated_at = ?3 WHERE id = ?4 AND deleted_at IS NULL",
-                    )?
-                    .execute((now.saturating_add(grace_ms), secret, now, id))?)
-            })
-            .await?;
-        self.reload_subscriptions().await?;
-        Ok(changed > 0)
     }
 
     /// Re-enables a subscription and forgets its failing streak.
@@ -324,11 +305,14 @@ impl Store {
         // Read and swap on the writer's thread, which runs one unit of work at a time: two
         // reloads after two changes cannot swap in their copies in the wrong order.
         let cache = self.subscriptions.clone();
+        let sealer = self.sealer.clone();
         self.write(move |conn| {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM subscriptions WHERE deleted_at IS NULL ORDER BY id"
             ))?;
-            let all = all_rows(&mut stmt, [], |r| Subscription::from_row(r).map(Arc::new))?;
+            let all = all_rows(&mut stmt, [], |r| {
+                Subscription::from_row(r, &sealer).map(Arc::new)
+            })?;
             *cache.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(all);
             Ok(())
         })

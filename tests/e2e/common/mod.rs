@@ -1,6 +1,7 @@
 //! Helpers shared by the end-to-end tests: a real service on an ephemeral port, a recording
 //! receiver, a client that shows the body when a status is not the expected one, polling.
 
+pub mod binary;
 pub mod examples;
 pub mod plugins;
 pub mod receiver;

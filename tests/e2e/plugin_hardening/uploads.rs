@@ -131,7 +131,22 @@ async fn past_the_bound_an_upload_is_refused_before_its_body_is_read() {
         stream.write_all(b"\0asm\x0d\0\x01\0").await.unwrap();
         held.push(stream);
     }
-    // The next one sends only its headers: it is answered without its body being read.
+    // Only once all eight hold their turn (else a probe could take one itself)…
+    let holding = wait_until(Duration::from_secs(10), || async {
+        let text = server
+            .anonymous(Method::GET, "/metrics")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .any(|l| l.trim() == "switchyard_plugin_uploads_in_progress 8")
+    })
+    .await;
+    assert!(holding, "the eight stalled uploads did not all get a turn");
+    // …the next one, which sends only its headers, is answered without its body being read.
     let answered = wait_until(Duration::from_secs(10), || async {
         let mut probe = TcpStream::connect(&addr).await.unwrap();
         probe.write_all(head("probe").as_bytes()).await.unwrap();

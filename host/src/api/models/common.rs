@@ -332,7 +332,7 @@ impl<T: Serialize> Serialize for NonNullPatch<T> {
 /// `GET /healthz`'s answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct HealthOut {
-    /// `ok` when the database answers.
+    /// `ok` when the store can keep what it acknowledges (else a 503 error).
     #[schema(example = "ok")]
     pub status: String,
 }

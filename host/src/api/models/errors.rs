@@ -50,6 +50,7 @@ error_codes! {
     401 Unauthorized "unauthorized" "No `Authorization: Bearer <key>`, or not the key.";
     404 NotFound "not_found" "No such id, name or route.";
     405 MethodNotAllowed "method_not_allowed" "The route exists, with other methods.";
+    408 RequestTimeout "request_timeout" "The request's body did not arrive within `body_timeout`; the connection is closed.";
     409 PluginInUse "plugin_in_use" "A subscription uses the plugin: change or delete it first.";
     409 SubscriptionDisabled "subscription_disabled" "The subscription is disabled: enable it first.";
     409 SubscriptionDeleted "subscription_deleted" "The delivery's subscription was deleted.";
@@ -81,9 +82,11 @@ error_codes! {
     422 PluginError "plugin_error" "The plugin returned an error (or refused the config).";
     422 OutputTooLarge "output_too_large" "The plugin's output is larger than allowed.";
     422 InvalidHeader "invalid_header" "The plugin set an invalid or reserved header.";
-    429 RateLimited "rate_limited" "Too many events are waiting for their commit: retry after `Retry-After` seconds. Nothing was stored.";
+    429 RateLimited "rate_limited" "Too many events (or bytes of events) are waiting for their commit, too many plugin uploads are in progress, or this address sent too many wrong keys: retry after `Retry-After` seconds. Nothing was stored.";
     500 Internal "internal" "A bug or an infrastructure failure (logged by the service, not described here).";
     503 Unavailable "unavailable" "The service is shutting down.";
+    503 StorageFull "storage_full" "The disk holding the database is full: nothing was stored. Retry after `Retry-After` seconds.";
+    503 StorageUnavailable "storage_unavailable" "The database cannot be written (or its file is not the one opened): nothing was stored. Retry after `Retry-After` seconds.";
     503 Busy "busy" "Every plugin instance was busy for the whole call deadline; the plugin did not run. Retry after `Retry-After` seconds.";
 }
 

@@ -23,7 +23,13 @@ fn main() {
             "fixture-wrong-world",
             "switchyard-example-rust",
         ],
-        &["wit", "plugin-sdk", "plugins", "tests/fixtures", "examples/plugins/rust"],
+        &[
+            "wit",
+            "plugin-sdk",
+            "plugins",
+            "tests/fixtures",
+            "examples/plugins/rust",
+        ],
     );
     println!(
         "cargo:rustc-env=SWITCHYARD_BUNDLED_PLUGINS_DIR={}",

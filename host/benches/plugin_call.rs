@@ -3,7 +3,7 @@
 //! call): its cost inside the sandbox and as a caller sees it (median and p99), and calls/s
 //! with many callers at once; then the same per-call figures for the bundled `jq` and `js`
 //! transform plugins on their README's Slack example, and the example plugin in every
-//! language (Rust, JavaScript, Python: `plugin_call_languages.rs`). A benchmark, not a test:
+//! language (Rust, JavaScript, Python: `plugin_call/languages.rs`). A benchmark, not a test:
 //! it asserts nothing.
 //!
 //! `cargo bench -p switchyard --bench plugin_call` (release build), or
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use switchyard::plugins::{BUNDLED, Cache, Limits, MemoryDigests, PluginEvent, Runtime};
 
-#[path = "plugin_call_languages.rs"]
+#[path = "plugin_call/languages.rs"]
 mod languages;
 
 const CALLS: usize = 20_000;

@@ -10,7 +10,12 @@ use crate::common::plugins::{load, runtime};
 fn cases() -> Vec<Case> {
     let dir = workspace().join("tests/conformance/cases");
     let cases = conformance::load_dir(&dir).unwrap();
-    assert!(cases.len() >= 20, "only {} cases in {}", cases.len(), dir.display());
+    assert!(
+        cases.len() >= 20,
+        "only {} cases in {}",
+        cases.len(),
+        dir.display()
+    );
     cases
 }
 
@@ -28,7 +33,12 @@ async fn every_example_passes_every_case() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
     eprintln!(
         "{} cases passed by {:?}",
         cases.len(),
@@ -58,14 +68,28 @@ async fn the_runner_reports_what_differs() {
     let why = result.failure.expect("a changed body must fail");
     assert!(why.contains("body") && why.contains("Bob"), "{why}");
 
-    let mut skip = cases.iter().find(|c| c.name == "skip-prefix").unwrap().clone();
+    let mut skip = cases
+        .iter()
+        .find(|c| c.name == "skip-prefix")
+        .unwrap()
+        .clone();
     skip.expect = Expect::Skip("another reason".into());
-    let why = conformance::run_case(&rt, &plugin, &skip).await.failure.unwrap();
+    let why = conformance::run_case(&rt, &plugin, &skip)
+        .await
+        .failure
+        .unwrap();
     assert!(why.contains("another reason"), "{why}");
 
-    let mut logs = cases.iter().find(|c| c.name == "deliver-readme").unwrap().clone();
+    let mut logs = cases
+        .iter()
+        .find(|c| c.name == "deliver-readme")
+        .unwrap()
+        .clone();
     logs.logs = Some(Vec::new());
-    let why = conformance::run_case(&rt, &plugin, &logs).await.failure.unwrap();
+    let why = conformance::run_case(&rt, &plugin, &logs)
+        .await
+        .failure
+        .unwrap();
     assert!(why.contains("formatted evt_01J"), "{why}");
 
     let mut refused = cases
@@ -74,15 +98,21 @@ async fn the_runner_reports_what_differs() {
         .unwrap()
         .clone();
     refused.config = serde_json::json!({"title": "fine"});
-    let why = conformance::run_case(&rt, &plugin, &refused).await.failure.unwrap();
+    let why = conformance::run_case(&rt, &plugin, &refused)
+        .await
+        .failure
+        .unwrap();
     assert!(why.contains("accepted the config"), "{why}");
 }
 
 #[test]
 fn a_bad_case_file_is_refused_with_its_path() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("typo.json"), r#"{"expect": {"skip": "x"}, "evnt": {}}"#)
-        .unwrap();
+    std::fs::write(
+        dir.path().join("typo.json"),
+        r#"{"expect": {"skip": "x"}, "evnt": {}}"#,
+    )
+    .unwrap();
     let err = conformance::load_dir(dir.path()).unwrap_err().to_string();
     assert!(err.contains("typo.json") && err.contains("evnt"), "{err}");
 }

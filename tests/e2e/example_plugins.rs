@@ -49,7 +49,11 @@ fn expected_blocks(n: usize) -> Value {
 fn check_body(body: &Value, n: usize, event_id: &str) {
     let blocks = body["blocks"].as_array().unwrap();
     assert_eq!(blocks.len(), 4, "{body:#}");
-    assert_eq!(Value::Array(blocks[..3].to_vec()), expected_blocks(n), "{body:#}");
+    assert_eq!(
+        Value::Array(blocks[..3].to_vec()),
+        expected_blocks(n),
+        "{body:#}"
+    );
     let context = blocks[3]["elements"][0]["text"].as_str().unwrap();
     assert!(
         context.starts_with(&format!("`post.published` · {event_id} · 20")),
@@ -68,8 +72,10 @@ async fn dry_run(server: &TestServer, name: &str, event_type: &str, n: usize) ->
         .typed(
             Method::POST,
             &format!("/v1/plugins/{name}/dry-run"),
-            Some(json!({"event": {"type": event_type, "id": format!("evt_{n}"), "data": data(n)},
-                        "config": config()})),
+            Some(
+                json!({"event": {"type": event_type, "id": format!("evt_{n}"), "data": data(n)},
+                        "config": config()}),
+            ),
             200,
         )
         .await
@@ -97,7 +103,11 @@ async fn through_the_service(which: Example) {
     match dry_run(&server, name, "post.published", 1).await {
         DryRunOut::Deliver(d) => {
             assert_eq!(d.content_type, "application/json");
-            check_body(&serde_json::from_str(d.body.as_deref().unwrap()).unwrap(), 1, "evt_1");
+            check_body(
+                &serde_json::from_str(d.body.as_deref().unwrap()).unwrap(),
+                1,
+                "evt_1",
+            );
             assert_eq!(d.logs.len(), 1, "{:?}", d.logs);
             assert_eq!(d.logs[0].message, "formatted evt_1 as 4 blocks");
             eprintln!("{name}: a dry run's call took {} µs", d.duration_us);
@@ -116,13 +126,18 @@ async fn through_the_service(which: Example) {
         .expect(
             Method::POST,
             "/v1/subscriptions",
-            Some(json!({"url": "http://127.0.0.1:9/x", "events": ["post.*"], "plugin": name,
-                        "plugin_config": {"title": "{{data.title"}})),
+            Some(
+                json!({"url": "http://127.0.0.1:9/x", "events": ["post.*"], "plugin": name,
+                        "plugin_config": {"title": "{{data.title"}}),
+            ),
             422,
         )
         .await;
     let message = refused["error"]["message"].as_str().unwrap();
-    assert!(message.contains("`title` has an unclosed `{{`"), "{message}");
+    assert!(
+        message.contains("`title` has an unclosed `{{`"),
+        "{message}"
+    );
 
     // 32 dry runs at once: every one answered, every body right.
     let runs = join_all((0..CONCURRENT).map(|n| dry_run(&server, name, "post.published", n))).await;
@@ -140,12 +155,15 @@ async fn through_the_service(which: Example) {
     // Delivered: 32 events at once, each delivered on its first attempt.
     let receiver = TestReceiver::start().await;
     server
-        .subscribe(json!({"url": receiver.url("/slack"), "events": ["post.*"], "plugin": name,
-                          "plugin_config": config()}))
+        .subscribe(
+            json!({"url": receiver.url("/slack"), "events": ["post.*"], "plugin": name,
+                          "plugin_config": config()}),
+        )
         .await;
-    let events: Vec<Value> = join_all((0..CONCURRENT).map(|n| {
-        server.send_event(json!({"type": "post.published", "data": data(n)}))
-    }))
+    let events: Vec<Value> = join_all(
+        (0..CONCURRENT)
+            .map(|n| server.send_event(json!({"type": "post.published", "data": data(n)}))),
+    )
     .await;
     let got = receiver.wait_for(CONCURRENT, WAIT).await;
     assert_eq!(got.len(), CONCURRENT);
@@ -196,13 +214,17 @@ async fn the_python_example_through_the_service() {
 /// refuses the component as `wrong_world`); the host links one that refuses every request.
 #[test]
 fn the_default_javascript_build_imports_wasi_http() {
-    let Some(bytes) = example(Example::Js) else { return };
+    let Some(bytes) = example(Example::Js) else {
+        return;
+    };
     let imports = component_imports(&bytes);
     assert!(
         imports.iter().any(|i| i.starts_with("wasi:http/types@")),
         "{imports:?}"
     );
-    let Some(python) = example(Example::Python) else { return };
+    let Some(python) = example(Example::Python) else {
+        return;
+    };
     let imports = component_imports(&python);
     assert!(
         imports.iter().any(|i| i.starts_with("wasi:sockets/tcp@")),

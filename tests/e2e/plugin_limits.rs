@@ -29,7 +29,10 @@ async fn put(server: &TestServer, path: &str, bytes: Vec<u8>) -> (u16, Value) {
         .unwrap();
     let status = response.status().as_u16();
     let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 async fn put_plugin(server: &TestServer, path: &str, bytes: Vec<u8>, want: u16) -> PluginOut {
@@ -39,13 +42,14 @@ async fn put_plugin(server: &TestServer, path: &str, bytes: Vec<u8>, want: u16) 
 }
 
 async fn dry_run(server: &TestServer, name: &str, config: Value) -> (u16, Value) {
-    server
+    let (status, body) = server
         .call(
             Method::POST,
             &format!("/v1/plugins/{name}/dry-run"),
             Some(json!({"event": {"type": "a.b", "data": {}}, "config": config})),
         )
-        .await
+        .await;
+    (status.as_u16(), body)
 }
 
 fn sha(bytes: &[u8]) -> String {
@@ -107,7 +111,10 @@ async fn a_plugins_own_memory_and_deadline_are_honoured_shown_bounded_and_kept()
     let (status, body) = dry_run(&server, "big", hoard.clone()).await;
     assert_eq!(status, 200, "{body:#}");
     let (status, body) = dry_run(&server, "small", hoard.clone()).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("out_of_memory")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (422, Some("out_of_memory"))
+    );
     // Each plugin's deadline is its own.
     let (_, body) = dry_run(&server, "small", json!({"mode": "loop"})).await;
     assert_eq!(body["error"]["message"], "plugin timed out after 100ms");
@@ -123,7 +130,12 @@ async fn a_plugins_own_memory_and_deadline_are_honoured_shown_bounded_and_kept()
         ("memory_mb=lots", "memory_mb"),
         ("colour=red", "colour"),
     ] {
-        let (status, body) = put(&server, &format!("/v1/plugins/big?{query}"), hostile.clone()).await;
+        let (status, body) = put(
+            &server,
+            &format!("/v1/plugins/big?{query}"),
+            hostile.clone(),
+        )
+        .await;
         assert_eq!(status, 400, "{query}: {body:#}");
         assert_eq!(body["error"]["code"], "invalid_query");
         let message = body["error"]["message"].as_str().unwrap();
@@ -155,7 +167,10 @@ async fn wait_for(server: &TestServer, name: &str, done: impl Fn(&PluginOut) -> 
         if done(&info) {
             return info;
         }
-        assert!(tokio::time::Instant::now() < deadline, "{name} never got there: {info:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} never got there: {info:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -168,7 +183,11 @@ async fn a_slow_compile_answers_202_while_the_last_good_version_serves() {
     let second = slow_to_compile(&first, SLOW);
     let answered = std::time::Instant::now();
     let accepted = put_plugin(&server, "/v1/plugins/p?wait=false", second.clone(), 202).await;
-    assert!(answered.elapsed() < Duration::from_secs(2), "{:?}", answered.elapsed());
+    assert!(
+        answered.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        answered.elapsed()
+    );
     assert_eq!(accepted.status, PluginStatusOut::Compiling);
     assert_eq!(accepted.version, v1.version, "the last good version serves");
     assert_eq!(accepted.pending_version, Some(sha(&second)));
@@ -176,7 +195,9 @@ async fn a_slow_compile_answers_202_while_the_last_good_version_serves() {
     let (status, body) = dry_run(&server, "p", json!({})).await;
     assert_eq!(status, 200, "{body:#}");
     let run: DryRunOut = serde_json::from_value(body).unwrap();
-    let DryRunOut::Deliver(run) = run else { panic!("delivers") };
+    let DryRunOut::Deliver(run) = run else {
+        panic!("delivers")
+    };
     assert_eq!(Some(run.plugin_version), v1.version);
     let ready = wait_for(&server, "p", |p| p.status != PluginStatusOut::Compiling).await;
     assert_eq!(ready.status, PluginStatusOut::Ready, "{ready:?}");
@@ -185,7 +206,13 @@ async fn a_slow_compile_answers_202_while_the_last_good_version_serves() {
     // With the default wait of the setting (here zero), an upload answers at once too.
     server.stop().await;
     let server = TestServer::start_with(|c| c.plugin_upload_wait = Duration::ZERO).await;
-    let first_upload = put_plugin(&server, "/v1/plugins/q", slow_to_compile(&first, SLOW + 1), 202).await;
+    let first_upload = put_plugin(
+        &server,
+        "/v1/plugins/q",
+        slow_to_compile(&first, SLOW + 1),
+        202,
+    )
+    .await;
     assert_eq!(first_upload.version, None, "nothing serves yet");
     let ready = wait_for(&server, "q", |p| p.status != PluginStatusOut::Compiling).await;
     assert_eq!(ready.status, PluginStatusOut::Ready, "{ready:?}");
@@ -195,26 +222,57 @@ async fn a_slow_compile_answers_202_while_the_last_good_version_serves() {
 async fn an_upload_that_fails_after_202_shows_the_reason_and_changes_nothing() {
     let server = TestServer::start().await;
     let v1 = put_plugin(&server, "/v1/plugins/p?wait=true", fixture("hostile"), 201).await;
-    let accepted = put_plugin(&server, "/v1/plugins/p?wait=false", fixture("wrong_world"), 202).await;
+    let accepted = put_plugin(
+        &server,
+        "/v1/plugins/p?wait=false",
+        fixture("wrong_world"),
+        202,
+    )
+    .await;
     assert_eq!(accepted.version, v1.version);
     let failed = wait_for(&server, "p", |p| p.status != PluginStatusOut::Compiling).await;
     assert_eq!(failed.status, PluginStatusOut::Error, "{failed:?}");
     assert!(
-        failed.error.as_deref().is_some_and(|e| e.contains("transformer world")),
+        failed
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("transformer world")),
         "{failed:?}"
     );
-    assert_eq!(failed.version, v1.version, "the last good version still serves");
+    assert_eq!(
+        failed.version, v1.version,
+        "the last good version still serves"
+    );
     let (status, _) = dry_run(&server, "p", json!({})).await;
     assert_eq!(status, 200);
     // A refused first upload that was answered 202 shows too.
-    let accepted = put_plugin(&server, "/v1/plugins/new?wait=false", fixture("wrong_world"), 202).await;
+    let accepted = put_plugin(
+        &server,
+        "/v1/plugins/new?wait=false",
+        fixture("wrong_world"),
+        202,
+    )
+    .await;
     assert_eq!(accepted.status, PluginStatusOut::Compiling);
     let failed = wait_for(&server, "new", |p| p.status != PluginStatusOut::Compiling).await;
-    assert_eq!((failed.status, failed.version), (PluginStatusOut::Error, None));
+    assert_eq!(
+        (failed.status, failed.version),
+        (PluginStatusOut::Error, None)
+    );
     // A refused upload that was waited for answers with the refusal and leaves no plugin.
-    let (status, body) = put(&server, "/v1/plugins/other?wait=true", fixture("wrong_world")).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("wrong_world")));
-    server.expect(Method::GET, "/v1/plugins/other", None, 404).await;
+    let (status, body) = put(
+        &server,
+        "/v1/plugins/other?wait=true",
+        fixture("wrong_world"),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (422, Some("wrong_world"))
+    );
+    server
+        .expect(Method::GET, "/v1/plugins/other", None, 404)
+        .await;
 }
 
 #[tokio::test]
@@ -238,13 +296,23 @@ async fn an_upload_answered_202_survives_a_restart() {
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(staged, [format!("p.{}.upload", sha(&bytes))], "staged durably");
+    assert_eq!(
+        staged,
+        [format!("p.{}.upload", sha(&bytes))],
+        "staged durably"
+    );
     let server = TestServer::start_config(config).await;
     let ready = wait_for(&server, "p", |p| p.status == PluginStatusOut::Ready).await;
     assert_eq!(ready.version, Some(sha(&bytes)));
-    assert_eq!(ready.limits.memory_mb, 48, "with the limits it was uploaded with");
+    assert_eq!(
+        ready.limits.memory_mb, 48,
+        "with the limits it was uploaded with"
+    );
     assert!(
-        std::fs::read_dir(dir.path().join("plugin-uploads")).unwrap().next().is_none(),
+        std::fs::read_dir(dir.path().join("plugin-uploads"))
+            .unwrap()
+            .next()
+            .is_none(),
         "nothing left staged"
     );
     server.stop().await;

@@ -440,7 +440,11 @@ mod tests {
         assert_eq!(compare(&json.expect, deliver(r#"{ "a" : 1 }"#)), None);
         assert!(compare(&json.expect, deliver("{}")).is_some());
         let skip = case(r#"{"expect": {"skip": "draft"}}"#).unwrap();
-        assert!(compare(&skip.expect, deliver("{}")).unwrap().contains("expected a skip"));
+        assert!(
+            compare(&skip.expect, deliver("{}"))
+                .unwrap()
+                .contains("expected a skip")
+        );
         let error =
             case(r#"{"expect": {"error": {"kind": "plugin_error", "message_contains": "`x`"}}}"#)
                 .unwrap();

@@ -176,7 +176,10 @@ mod tests {
         let limits = service.for_plugin(own(Some(64), Some(500))).unwrap();
         assert_eq!(limits.memory_bytes, 64 << 20);
         assert_eq!(limits.deadline, Duration::from_millis(500));
-        assert_eq!(service.for_plugin(PluginLimits::default()).unwrap(), service);
+        assert_eq!(
+            service.for_plugin(PluginLimits::default()).unwrap(),
+            service
+        );
         for bad in [
             own(Some(0), None),
             own(Some(257), None),

@@ -249,10 +249,8 @@ fn pooled_engine(config: &mut Config, limits: &Limits) -> wasmtime::Result<Engin
         // Every slot is sized for the largest memory a plugin may be given; each call's
         // limiter holds it to its own plugin's limit.
         .max_memory_size(limits.max_memory_bytes);
-    let keep = std::env::var("H6_KEEP_MB").ok().and_then(|v| v.parse::<usize>().ok()).map_or(KEEP_RESIDENT, |mb| mb << 20);
-    let keep_table = std::env::var("H6_TABLE_KB").ok().and_then(|v| v.parse::<usize>().ok()).map_or(64 << 10, |kb| kb << 10);
-    pool.linear_memory_keep_resident(keep)
-        .table_keep_resident(keep_table)
+    pool.linear_memory_keep_resident(KEEP_RESIDENT)
+        .table_keep_resident(64 << 10)
         .pagemap_scan(Enabled::Auto);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(config)

@@ -65,11 +65,7 @@ impl Staging {
     }
 
     /// Writes the upload durably; returns its path.
-    async fn stage(
-        &self,
-        header: &Header,
-        bytes: &Bytes,
-    ) -> Result<PathBuf, PluginError> {
+    async fn stage(&self, header: &Header, bytes: &Bytes) -> Result<PathBuf, PluginError> {
         let path = self.path(&header.name, &header.version);
         let mut content = serde_json::to_vec(header).map_err(|e| PluginError::Io(e.to_string()))?;
         content.push(b'\n');
@@ -266,9 +262,8 @@ impl Registry {
             };
             this.unmark_pending(&header.name, &header.version);
             // The status as it is now that this version no longer compiles.
-            let result = result.map(|(info, created)| {
-                (this.info(&header.name).unwrap_or(info), created)
-            });
+            let result =
+                result.map(|(info, created)| (this.info(&header.name).unwrap_or(info), created));
             if let Err(Err(err)) = tx.send(result)
                 && err != PluginError::ShuttingDown
             {
@@ -319,6 +314,10 @@ mod tests {
         assert_eq!(read, header("py", "bbb"));
         assert_eq!(&bytes[..], b"\0asm\nnew", "a newline in the bytes is kept");
         let (_, cut) = read_staged(&newer, 3).unwrap();
-        assert_eq!(cut.len(), 4, "reads one byte past the limit, so the size check refuses it");
+        assert_eq!(
+            cut.len(),
+            4,
+            "reads one byte past the limit, so the size check refuses it"
+        );
     }
 }

@@ -40,14 +40,18 @@ struct Message {
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Block {
-    Header { text: Text },
+    Header {
+        text: Text,
+    },
     Section {
         #[serde(skip_serializing_if = "Option::is_none")]
         text: Option<Text>,
         #[serde(skip_serializing_if = "Vec::is_empty")]
         fields: Vec<Text>,
     },
-    Context { elements: Vec<Text> },
+    Context {
+        elements: Vec<Text>,
+    },
 }
 
 #[derive(Clone, Serialize)]
@@ -101,10 +105,13 @@ impl Plugin for Example {
 
     fn transform(event: Event, config: Map<String, Value>) -> Result<Outcome, Error> {
         let config = Config::parse(config)?;
-        let skipped = config.skip_types.iter().find(|p| match p.strip_suffix('*') {
-            Some(prefix) => event.event_type.starts_with(prefix),
-            None => **p == event.event_type,
-        });
+        let skipped = config
+            .skip_types
+            .iter()
+            .find(|p| match p.strip_suffix('*') {
+                Some(prefix) => event.event_type.starts_with(prefix),
+                None => **p == event.event_type,
+            });
         if let Some(pattern) = skipped {
             return Ok(Outcome::skip(format!(
                 "event type `{}` matches skip_types entry `{pattern}`",
@@ -157,7 +164,11 @@ impl Plugin for Example {
         } else {
             parts.join("\n")
         };
-        log::info(&format!("formatted {} as {} blocks", event.id, blocks.len()));
+        log::info(&format!(
+            "formatted {} as {} blocks",
+            event.id,
+            blocks.len()
+        ));
         Outcome::json(&Message {
             text: truncate_mrkdwn(&fallback, 4000),
             blocks,
@@ -189,7 +200,11 @@ fn fields(envelope: &Value, paths: Option<&[String]>) -> Vec<Text> {
         .into_iter()
         .map(|(label, value)| {
             let value = value_text(value);
-            let value = if value.trim().is_empty() { "—" } else { &value };
+            let value = if value.trim().is_empty() {
+                "—"
+            } else {
+                &value
+            };
             mrkdwn(&format!("*{}*\n{}", escape(label), escape(value)), 2000)
         })
         .collect()

@@ -26,8 +26,11 @@ const EXAMPLES: [(&str, usize); 4] = [
     ("python", 2_000),
 ];
 
+/// Runs every example that can be built here.
 pub async fn run() {
-    println!("\nexample plugins (examples/plugins), the same Slack-style transform in each language:");
+    println!(
+        "\nexample plugins (examples/plugins), the same Slack-style transform in each language:"
+    );
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("workspace")
@@ -66,15 +69,12 @@ fn component(root: &std::path::Path, name: &str) -> Result<Vec<u8>, String> {
 }
 
 fn runtime(cache: &std::path::Path, digests: &Arc<MemoryDigests>) -> Runtime {
-    Runtime::new(
-        Limits::default(),
-        Some(Cache::new(cache, digests.clone())),
-    )
-    .expect("runtime")
-    .with_compiler(Compiler::Child {
-        program: env!("CARGO_BIN_EXE_switchyard").into(),
-        budget: CompileBudget::default(),
-    })
+    Runtime::new(Limits::default(), Some(Cache::new(cache, digests.clone())))
+        .expect("runtime")
+        .with_compiler(Compiler::Child {
+            program: env!("CARGO_BIN_EXE_switchyard").into(),
+            budget: CompileBudget::default(),
+        })
 }
 
 fn event() -> PluginEvent {

@@ -65,14 +65,24 @@ install_python() {
 scratch=
 trap '[[ -z $scratch ]] || rm -rf "$scratch"' EXIT
 
+# One build or install per toolchain at a time (tests build the examples from several threads
+# and processes at once): held until the script exits.
+lock() {
+    mkdir -p "$tools"
+    exec 9>"$tools/$1.lock"
+    flock 9
+}
+
 build() {
     local lang=$1 hash out
     case $lang in
         js | js-qjs)
+            lock js
             install_js
             hash=$(digest examples/plugins/js/app.js examples/plugins/js/package-lock.json wit/transformer.wit)
             ;;
         python)
+            lock python
             install_python
             hash=$(digest examples/plugins/python/app.py examples/plugins/python/requirements.txt wit/transformer.wit)
             ;;
@@ -120,8 +130,8 @@ if [[ ${1:-} == --install ]]; then
     [[ ${#langs[@]} -gt 0 ]] || langs=(js python)
     for lang in "${langs[@]}"; do
         case $lang in
-            js | js-qjs) install_js ;;
-            python) install_python ;;
+            js | js-qjs) lock js; install_js ;;
+            python) lock python; install_python ;;
             *) echo "unknown example $lang" >&2; exit 1 ;;
         esac
     done

@@ -16,10 +16,10 @@ pub const MAX_PLUGIN_TEXT: usize = 2 << 10;
 /// plugin, at upload ([`PluginLimits`]), up to `max_deadline` and `max_memory_bytes`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
-    /// Wall-clock budget of one call (epoch interruption). Default 100 ms
-    /// (`plugin_timeout`): a transform is tens of microseconds to a millisecond, so this only
-    /// stops runaway plugins. A call also waits at most this long for room in the instance
-    /// pool before it fails as busy.
+    /// Budget of one call's running time (epoch interruption; time it spends yielded while
+    /// other calls run is not counted). Default 100 ms (`plugin_timeout`): a transform is tens
+    /// of microseconds to a millisecond, so this only stops runaway plugins. A call also waits
+    /// at most this long for room in the instance pool before it fails as busy.
     pub deadline: Duration,
     /// Cap on a plugin instance's linear memory: the sum over all of its memories. Default
     /// 32 MiB (`plugin_memory_mb`). Also caps one WASI random-bytes request (with

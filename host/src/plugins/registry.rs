@@ -431,13 +431,16 @@ impl Registry {
         created
     }
 
-    /// Marks `version` of `name` as compiling (shown as `status: compiling`).
-    pub(super) fn mark_pending(&self, name: &str, version: &str) {
+    /// Marks `version` of `name` as compiling (shown as `status: compiling`); returns the
+    /// plugin as it is now.
+    pub(super) fn mark_pending(&self, name: &str, version: &str) -> PluginInfo {
+        let fallback = self.fallback_limits(name);
         let mut entries = self.write();
         let entry = entries.entry(name.to_owned()).or_default();
         entry.pending.push(version.to_owned());
         // What failed before is not the latest any more.
         entry.error = None;
+        info(name, entry, &fallback)
     }
 
     /// Done compiling `version` of `name`. A name that never loaded and shows nothing is

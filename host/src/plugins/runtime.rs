@@ -23,7 +23,7 @@ use super::{Limits, PluginError, PluginLimits};
 /// How often the epoch advances. A call's deadline is checked on every tick, and a running
 /// plugin yields on every tick, so no plugin holds a plugin thread from the other calls for
 /// longer than this.
-const EPOCH_TICK: Duration = Duration::from_millis(5);
+pub(super) const EPOCH_TICK: Duration = Duration::from_millis(5);
 
 /// Compiles at once (each may use every core in its child process). Compiles of different
 /// plugins run side by side, so a small upload does not wait behind a large one.
@@ -202,7 +202,7 @@ pub(super) fn engine_config(limits: &Limits) -> Config {
 /// Component instances alive at once at most: plugin calls past this wait for a slot (see
 /// `gate.rs`). A call lives for tens of microseconds and does not yield unless it runs for a
 /// whole epoch tick, so a few slots per core are plenty.
-const SLOTS: u32 = 16;
+pub(super) const SLOTS: u32 = 16;
 
 /// The instance pool as calls see it (the gate's permits). A Rust plugin's instance is 3–4
 /// core instances, 1–2 memories and 1–2 tables; a JS one about 4 core instances, a Python one

@@ -35,6 +35,9 @@ pub enum Upload {
     Compiling(PluginInfo),
 }
 
+/// Where the result of an install started off the request arrives.
+type Installing = tokio::sync::oneshot::Receiver<Result<(PluginInfo, bool), PluginError>>;
+
 /// The header line of a staged upload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Header {
@@ -169,9 +172,12 @@ impl Registry {
             Some(staging) => Some(staging.stage(&header, &bytes).await?),
             None => None,
         };
-        let mut done = self.spawn_install(header, bytes, staged, turn);
+        let (mut done, compiling) = self.spawn_install(header, bytes, staged, turn);
         let result = match wait {
             None => done.await,
+            // Not even a result that is known at once (a version that failed before): the
+            // caller asked for `202` as soon as the bytes are stored. The task records it.
+            Some(wait) if wait.is_zero() => return Ok(Upload::Compiling(compiling)),
             Some(wait) => match tokio::time::timeout(wait, &mut done).await {
                 Ok(result) => result,
                 Err(_elapsed) => {
@@ -180,12 +186,7 @@ impl Registry {
                     done.close();
                     match done.try_recv() {
                         Ok(result) => Ok(result),
-                        Err(_) => {
-                            let info = self
-                                .info(name)
-                                .ok_or_else(|| PluginError::NotFound(name.to_owned()))?;
-                            return Ok(Upload::Compiling(info));
-                        }
+                        Err(_) => return Ok(Upload::Compiling(compiling)),
                     }
                 }
             },
@@ -223,21 +224,22 @@ impl Registry {
                 return;
             };
             tracing::info!(plugin = %header.name, version = %header.version, "compiling an upload staged before the restart");
-            drop(self.spawn_install(header, bytes, Some(path), turn));
+            drop(self.spawn_install(header, bytes, Some(path), turn).0);
         }
     }
 
     /// Starts the install of a staged upload; the receiver gets its result (when dropped or
-    /// closed first, the task records a failure on the plugin instead).
+    /// closed first, the task records a failure on the plugin instead). Also returns the
+    /// plugin as it is once the version shows as compiling (before the task can finish).
     fn spawn_install(
         self: &Arc<Self>,
         header: Header,
         bytes: Bytes,
         staged: Option<PathBuf>,
         turn: tokio::sync::OwnedSemaphorePermit,
-    ) -> tokio::sync::oneshot::Receiver<Result<(PluginInfo, bool), PluginError>> {
+    ) -> (Installing, PluginInfo) {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.mark_pending(&header.name, &header.version);
+        let compiling = self.mark_pending(&header.name, &header.version);
         let this = self.clone();
         tokio::spawn(async move {
             let _turn = turn;
@@ -270,7 +272,7 @@ impl Registry {
                 this.record_failure(&header.name, err);
             }
         });
-        rx
+        (rx, compiling)
     }
 }
 

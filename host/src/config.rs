@@ -191,6 +191,8 @@ pub struct Layer {
     pub plugin_max_component_mb: Option<usize>,
     /// `plugin_upload_wait`, e.g. `"2s"`
     pub plugin_upload_wait: Option<String>,
+    /// `plugin_keep_resident_mb`
+    pub plugin_keep_resident_mb: Option<usize>,
     /// `plugin_compile_timeout`, e.g. `"60s"`
     pub plugin_compile_timeout: Option<String>,
     /// `plugin_compile_memory_mb`
@@ -262,6 +264,9 @@ impl Layer {
                 .plugin_max_component_mb
                 .or(self.plugin_max_component_mb),
             plugin_upload_wait: over.plugin_upload_wait.or(self.plugin_upload_wait),
+            plugin_keep_resident_mb: over
+                .plugin_keep_resident_mb
+                .or(self.plugin_keep_resident_mb),
             plugin_compile_timeout: over.plugin_compile_timeout.or(self.plugin_compile_timeout),
             plugin_compile_memory_mb: over
                 .plugin_compile_memory_mb
@@ -401,6 +406,7 @@ impl Layer {
             max_memory_mb: self.plugin_max_memory_mb,
             max_component_mb: self.plugin_max_component_mb,
             max_timeout: self.plugin_max_timeout,
+            keep_resident_mb: self.plugin_keep_resident_mb,
         };
         set_plugin_limits(&mut config, maxima, &mut errors);
         if let Some(text) = &self.plugin_upload_wait {
@@ -442,6 +448,7 @@ struct PluginMaxima {
     max_memory_mb: Option<usize>,
     max_component_mb: Option<usize>,
     max_timeout: Option<String>,
+    keep_resident_mb: Option<usize>,
 }
 
 /// The plugin call limits and their maxima: each default must fit under its maximum.
@@ -474,6 +481,14 @@ fn set_plugin_limits(config: &mut Config, layer: PluginMaxima, errors: &mut Vec<
         1024,
         &mut limits.component_bytes,
     );
+    if let Some(mb) = layer.keep_resident_mb {
+        // Zero is allowed: every page goes back to the kernel after each call.
+        if mb <= 1024 {
+            limits.keep_resident_bytes = mb << 20;
+        } else {
+            errors.push("plugin_keep_resident_mb: must be between 0 and 1024".into());
+        }
+    }
     let max_timeout_set = layer.max_timeout.is_some();
     set_duration(
         &mut limits.max_deadline,
@@ -635,11 +650,13 @@ mod tests {
             plugin_max_memory_mb: Some(512),
             plugin_max_component_mb: Some(100),
             plugin_upload_wait: Some("0s".into()),
+            plugin_keep_resident_mb: Some(0),
             ..Layer::default()
         }
         .resolve()
         .unwrap();
         let limits = &config.plugin_limits;
+        assert_eq!(limits.keep_resident_bytes, 0);
         assert_eq!(limits.deadline, Duration::from_millis(200));
         assert_eq!(limits.max_deadline, Duration::from_secs(2));
         assert_eq!(limits.max_memory_bytes, 512 << 20);
@@ -648,6 +665,7 @@ mod tests {
         let defaults = Layer::default().resolve().unwrap();
         assert_eq!(defaults.plugin_limits.component_bytes, 64 << 20);
         assert_eq!(defaults.plugin_upload_wait, Duration::from_secs(2));
+        assert_eq!(defaults.plugin_limits.keep_resident_bytes, 16 << 20);
         // A default raised past the built-in maximum raises the maximum with it…
         let raised = Layer {
             plugin_memory_mb: Some(1024),
@@ -663,11 +681,12 @@ mod tests {
             plugin_timeout: Some("2s".into()),
             plugin_max_timeout: Some("1s".into()),
             plugin_max_component_mb: Some(0),
+            plugin_keep_resident_mb: Some(4096),
             ..Layer::default()
         }
         .resolve()
         .unwrap_err();
-        assert_eq!(errors.len(), 3, "{errors:#?}");
+        assert_eq!(errors.len(), 4, "{errors:#?}");
         assert!(errors.iter().all(|e| e.contains("plugin_")), "{errors:#?}");
     }
 

@@ -68,8 +68,20 @@ fn component(root: &std::path::Path, name: &str) -> Result<Vec<u8>, String> {
     std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// Keep-resident sizes compared, MiB: 1.5 (the value before it was a setting), the default,
+/// and 64.
+const KEEP_RESIDENT: [usize; 3] = [3 << 19, 16 << 20, 64 << 20];
+
 fn runtime(cache: &std::path::Path, digests: &Arc<MemoryDigests>) -> Runtime {
-    Runtime::new(Limits::default(), Some(Cache::new(cache, digests.clone())))
+    runtime_keeping(cache, digests, Limits::default().keep_resident_bytes)
+}
+
+fn runtime_keeping(cache: &std::path::Path, digests: &Arc<MemoryDigests>, keep: usize) -> Runtime {
+    let limits = Limits {
+        keep_resident_bytes: keep,
+        ..Limits::default()
+    };
+    Runtime::new(limits, Some(Cache::new(cache, digests.clone())))
         .expect("runtime")
         .with_compiler(Compiler::Child {
             program: env!("CARGO_BIN_EXE_switchyard").into(),
@@ -115,21 +127,22 @@ async fn one(name: &str, bytes: Vec<u8>, calls: usize) {
     let cached = started.elapsed();
     drop(restarted);
 
-    for _ in 0..calls / 10 {
-        rt.transform(&plugin, event(), CONFIG)
+    // One window: the same calls under each keep-resident size, each from the cache.
+    let mut by_keep = Vec::new();
+    for keep in KEEP_RESIDENT {
+        let rt = runtime_keeping(cache.path(), &digests, keep);
+        let plugin = rt
+            .load(name, bytes.clone())
             .await
-            .result
-            .expect("warm-up call");
+            .expect("loads from the cache");
+        let (mut inside, _) = sequential(&rt, &plugin, calls).await;
+        by_keep.push(format!(
+            "{:.1} MiB: {:.1} µs",
+            keep as f64 / f64::from(1 << 20),
+            percentile(&mut inside, 0.5)
+        ));
     }
-    let mut inside = Vec::with_capacity(calls);
-    let mut caller = Vec::with_capacity(calls);
-    for _ in 0..calls {
-        let started = Instant::now();
-        let report = rt.transform(&plugin, event(), CONFIG).await;
-        caller.push(started.elapsed());
-        report.result.expect("call");
-        inside.push(report.duration);
-    }
+    let (mut inside, mut caller) = sequential(&rt, &plugin, calls).await;
     let (per_second, failed, mut under_load) = concurrently(&rt, &plugin, calls).await;
     println!(
         "  {name:<7} {:>5.1} MB  compile {:>6.2} s  cached load {:>6.1} ms  call median {:>7.1} µs  p99 {:>7.1} µs  (caller {:>7.1} µs)  {CONCURRENT} callers {:>6.0} calls/s, p99 {:>7.1} µs{}",
@@ -147,6 +160,35 @@ async fn one(name: &str, bytes: Vec<u8>, calls: usize) {
             format!(", {failed} FAILED")
         }
     );
+    println!(
+        "          call median by keep-resident size: {}",
+        by_keep.join(", ")
+    );
+}
+
+/// `calls` sequential calls after a warm-up: each call's time in the sandbox and as the
+/// caller sees it.
+async fn sequential(
+    rt: &Runtime,
+    plugin: &Arc<LoadedPlugin>,
+    calls: usize,
+) -> (Vec<Duration>, Vec<Duration>) {
+    for _ in 0..calls / 10 {
+        rt.transform(plugin, event(), CONFIG)
+            .await
+            .result
+            .expect("warm-up call");
+    }
+    let mut inside = Vec::with_capacity(calls);
+    let mut caller = Vec::with_capacity(calls);
+    for _ in 0..calls {
+        let started = Instant::now();
+        let report = rt.transform(plugin, event(), CONFIG).await;
+        caller.push(started.elapsed());
+        report.result.expect("call");
+        inside.push(report.duration);
+    }
+    (inside, caller)
 }
 
 /// Calls/s with [`CONCURRENT`] callers, how many calls failed, and each call's time in the

@@ -112,6 +112,10 @@ pub struct ServeArgs {
     /// Largest plugin component in MiB (uploads and the plugins folder) [default: 64]
     #[arg(long, env = "SWITCHYARD_PLUGIN_MAX_COMPONENT_MB")]
     plugin_max_component_mb: Option<usize>,
+    /// MiB at the start of each plugin memory kept resident between calls (faster calls of
+    /// big plugins, more resident memory) [default: 16]
+    #[arg(long, env = "SWITCHYARD_PLUGIN_KEEP_RESIDENT_MB")]
+    plugin_keep_resident_mb: Option<usize>,
     /// How long an upload waits for its compile before answering 202 `compiling`
     /// (`?wait=true` waits to the end) [default: 2s]
     #[arg(long, env = "SWITCHYARD_PLUGIN_UPLOAD_WAIT")]
@@ -165,6 +169,7 @@ impl ServeArgs {
             plugin_max_memory_mb: self.plugin_max_memory_mb,
             plugin_max_component_mb: self.plugin_max_component_mb,
             plugin_upload_wait: self.plugin_upload_wait,
+            plugin_keep_resident_mb: self.plugin_keep_resident_mb,
             plugin_compile_timeout: self.plugin_compile_timeout,
             plugin_compile_memory_mb: self.plugin_compile_memory_mb,
             plugins_follow_symlinks: self.plugins_follow_symlinks,

@@ -223,14 +223,6 @@ pub(super) const POOL: PoolSize = PoolSize {
 /// gate hands out.
 const POOL_MARGIN: u32 = SLOTS;
 
-/// Bytes at the start of each pooled linear memory that are reset with `memset` and kept
-/// resident instead of being returned with `madvise`: Rust's 1 MiB shadow stack plus the data
-/// and heap of a typical small plugin. Resetting with `madvise` costs page faults on the next
-/// call and TLB shootdowns across cores; measured here, keeping this much resident halved the
-/// cost of a Slack call in the service (84 -> 38 us). At most one copy per memory slot ever
-/// used stays resident (slots are reused by affinity, so about one per concurrent call).
-const KEEP_RESIDENT: usize = 3 << 19;
-
 /// An engine with the pooling allocator, sized by [`POOL`]. Reusing linear memories and fiber
 /// stacks from the pool avoids an mmap/munmap pair (and the TLB shootdowns that come with it)
 /// per call, which the on-demand allocator pays.
@@ -249,7 +241,7 @@ fn pooled_engine(config: &mut Config, limits: &Limits) -> wasmtime::Result<Engin
         // Every slot is sized for the largest memory a plugin may be given; each call's
         // limiter holds it to its own plugin's limit.
         .max_memory_size(limits.max_memory_bytes);
-    pool.linear_memory_keep_resident(KEEP_RESIDENT)
+    pool.linear_memory_keep_resident(limits.keep_resident_bytes)
         .table_keep_resident(64 << 10)
         .pagemap_scan(Enabled::Auto);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));

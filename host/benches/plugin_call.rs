@@ -29,6 +29,11 @@ fn main() {
 }
 
 async fn bench() {
+    // `PLUGIN_BENCH_ONLY=js,python` runs only those example plugins (e.g. under `perf record`).
+    if std::env::var_os("PLUGIN_BENCH_ONLY").is_some() {
+        languages::run().await;
+        return;
+    }
     let slack = BUNDLED
         .iter()
         .find(|(n, _)| *n == "slack")

@@ -665,7 +665,7 @@ mod tests {
         let defaults = Layer::default().resolve().unwrap();
         assert_eq!(defaults.plugin_limits.component_bytes, 64 << 20);
         assert_eq!(defaults.plugin_upload_wait, Duration::from_secs(2));
-        assert_eq!(defaults.plugin_limits.keep_resident_bytes, 16 << 20);
+        assert_eq!(defaults.plugin_limits.keep_resident_bytes, 2 << 20);
         // A default raised past the built-in maximum raises the maximum with it…
         let raised = Layer {
             plugin_memory_mb: Some(1024),

@@ -113,7 +113,7 @@ pub struct ServeArgs {
     #[arg(long, env = "SWITCHYARD_PLUGIN_MAX_COMPONENT_MB")]
     plugin_max_component_mb: Option<usize>,
     /// MiB at the start of each plugin memory kept resident between calls (faster calls of
-    /// big plugins, more resident memory) [default: 16]
+    /// big plugins, more resident memory) [default: 2]
     #[arg(long, env = "SWITCHYARD_PLUGIN_KEEP_RESIDENT_MB")]
     plugin_keep_resident_mb: Option<usize>,
     /// How long an upload waits for its compile before answering 202 `compiling`

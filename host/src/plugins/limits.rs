@@ -33,12 +33,14 @@ pub struct Limits {
     /// only: memory is committed as a guest touches it).
     pub max_memory_bytes: usize,
     /// Bytes at the start of each pooled linear memory kept resident between calls and reset
-    /// in place (only the pages a call dirtied, and never past that memory's own size)
-    /// instead of being handed back to the kernel (`plugin_keep_resident_mb`). The next call
-    /// then takes no page faults on them: the lever for big guests, whose initial memory is
-    /// 9-12 MiB (JavaScript, Python). A plugin with a small memory costs no more with a large
-    /// value, so it sizes itself per plugin; what it costs is resident memory: up to this much
-    /// per memory slot a big plugin has used. Default 16 MiB.
+    /// in place (only the pages a call dirtied, found with the kernel's pagemap scan, and
+    /// never past that memory's own size) instead of being handed back to the kernel
+    /// (`plugin_keep_resident_mb`). The next call then takes no page faults on them. Default
+    /// 2 MiB: Rust's 1 MiB shadow stack plus a small plugin's data and heap (halved the Slack
+    /// call, 84 -> 38 µs). Larger values barely help big guests here (JavaScript 834 -> 803
+    /// µs, Python 1.50 -> 1.39 ms at 64 MiB: their cost is the guest's own code, see
+    /// `docs/PERFORMANCE.md`) and cost resident memory: up to this much per memory slot ever
+    /// used.
     pub keep_resident_bytes: usize,
     /// Cap on the wasm stack. Default 512 KiB (wasmtime's default; must stay below the 2 MiB
     /// async fiber stack so host code keeps room).
@@ -70,7 +72,7 @@ impl Default for Limits {
             memory_bytes: 32 << 20,
             max_deadline: Duration::from_secs(1),
             max_memory_bytes: 256 << 20,
-            keep_resident_bytes: 16 << 20,
+            keep_resident_bytes: 2 << 20,
             stack_bytes: 512 << 10,
             output_bytes: 1 << 20,
             input_bytes: 1 << 20,

@@ -66,8 +66,12 @@ pub struct Config {
     /// Bytes of events waiting for their commit at once (the count bound alone let
     /// `max_pending_events` × `max_event_bytes` wait); past this `POST /v1/events` answers 429.
     pub max_pending_bytes: usize,
-    /// Limits of every plugin call.
+    /// Limits of every plugin call (a plugin's own deadline and memory, chosen at upload, are
+    /// bounded by `plugin_limits.max_deadline` / `max_memory_bytes`).
     pub plugin_limits: Limits,
+    /// How long `PUT /v1/plugins/{name}` waits for the compile before it answers
+    /// `202 compiling` (`plugin_upload_wait`); `?wait=true` waits to the end.
+    pub plugin_upload_wait: Duration,
     /// Time and memory one plugin compile may use (`plugin_compile_timeout`,
     /// `plugin_compile_memory_mb`).
     pub plugin_compile_budget: CompileBudget,
@@ -117,6 +121,7 @@ impl Config {
             max_pending_events: 4096,
             max_pending_bytes: 64 << 20,
             plugin_limits: Limits::default(),
+            plugin_upload_wait: Duration::from_secs(2),
             plugin_compile_budget: CompileBudget::default(),
             plugin_compiler: None,
             plugins_follow_symlinks: false,
@@ -250,6 +255,16 @@ pub struct Layer {
     pub plugin_timeout: Option<String>,
     /// `plugin_memory_mb`
     pub plugin_memory_mb: Option<usize>,
+    /// `plugin_max_timeout`, e.g. `"1s"`
+    pub plugin_max_timeout: Option<String>,
+    /// `plugin_max_memory_mb`
+    pub plugin_max_memory_mb: Option<usize>,
+    /// `plugin_max_component_mb`
+    pub plugin_max_component_mb: Option<usize>,
+    /// `plugin_upload_wait`, e.g. `"2s"`
+    pub plugin_upload_wait: Option<String>,
+    /// `plugin_keep_resident_mb`
+    pub plugin_keep_resident_mb: Option<usize>,
     /// `plugin_compile_timeout`, e.g. `"60s"`
     pub plugin_compile_timeout: Option<String>,
     /// `plugin_compile_memory_mb`
@@ -323,6 +338,15 @@ impl Layer {
             max_pending_events: over.max_pending_events.or(self.max_pending_events),
             plugin_timeout: over.plugin_timeout.or(self.plugin_timeout),
             plugin_memory_mb: over.plugin_memory_mb.or(self.plugin_memory_mb),
+            plugin_max_timeout: over.plugin_max_timeout.or(self.plugin_max_timeout),
+            plugin_max_memory_mb: over.plugin_max_memory_mb.or(self.plugin_max_memory_mb),
+            plugin_max_component_mb: over
+                .plugin_max_component_mb
+                .or(self.plugin_max_component_mb),
+            plugin_upload_wait: over.plugin_upload_wait.or(self.plugin_upload_wait),
+            plugin_keep_resident_mb: over
+                .plugin_keep_resident_mb
+                .or(self.plugin_keep_resident_mb),
             plugin_compile_timeout: over.plugin_compile_timeout.or(self.plugin_compile_timeout),
             plugin_compile_memory_mb: over
                 .plugin_compile_memory_mb
@@ -482,11 +506,21 @@ impl Layer {
                 config.max_event_bytes
             ));
         }
-        if let Some(mb) = self.plugin_memory_mb {
-            if (1..=4096).contains(&mb) {
-                config.plugin_limits.memory_bytes = mb << 20;
-            } else {
-                errors.push("plugin_memory_mb: must be between 1 and 4096".into());
+        let maxima = PluginMaxima {
+            memory_mb: self.plugin_memory_mb,
+            max_memory_mb: self.plugin_max_memory_mb,
+            max_component_mb: self.plugin_max_component_mb,
+            max_timeout: self.plugin_max_timeout,
+            keep_resident_mb: self.plugin_keep_resident_mb,
+        };
+        set_plugin_limits(&mut config, maxima, &mut errors);
+        if let Some(text) = &self.plugin_upload_wait {
+            // Zero is allowed: every upload then answers `202 compiling` at once.
+            match humantime::parse_duration(text.trim()) {
+                Ok(wait) => config.plugin_upload_wait = wait,
+                Err(e) => errors.push(format!(
+                    "plugin_upload_wait: {text:?}: {e} (use e.g. 0s, 500ms, 2s)"
+                )),
             }
         }
         set_duration(
@@ -515,6 +549,86 @@ impl Layer {
         } else {
             Err(errors)
         }
+    }
+}
+
+/// The plugin settings [`set_plugin_limits`] applies.
+struct PluginMaxima {
+    memory_mb: Option<usize>,
+    max_memory_mb: Option<usize>,
+    max_component_mb: Option<usize>,
+    max_timeout: Option<String>,
+    keep_resident_mb: Option<usize>,
+}
+
+/// The plugin call limits and their maxima: each default must fit under its maximum.
+fn set_plugin_limits(config: &mut Config, layer: PluginMaxima, errors: &mut Vec<String>) {
+    let limits = &mut config.plugin_limits;
+    let mut mib = |name: &str, value: Option<usize>, max: usize, target: &mut usize| {
+        if let Some(mb) = value {
+            if (1..=max).contains(&mb) {
+                *target = mb << 20;
+            } else {
+                errors.push(format!("{name}: must be between 1 and {max}"));
+            }
+        }
+    };
+    mib(
+        "plugin_memory_mb",
+        layer.memory_mb,
+        4096,
+        &mut limits.memory_bytes,
+    );
+    mib(
+        "plugin_max_memory_mb",
+        layer.max_memory_mb,
+        4096,
+        &mut limits.max_memory_bytes,
+    );
+    mib(
+        "plugin_max_component_mb",
+        layer.max_component_mb,
+        1024,
+        &mut limits.component_bytes,
+    );
+    if let Some(mb) = layer.keep_resident_mb {
+        // Zero is allowed: every page goes back to the kernel after each call.
+        if mb <= 1024 {
+            limits.keep_resident_bytes = mb << 20;
+        } else {
+            errors.push("plugin_keep_resident_mb: must be between 0 and 1024".into());
+        }
+    }
+    let max_timeout_set = layer.max_timeout.is_some();
+    set_duration(
+        &mut limits.max_deadline,
+        "plugin_max_timeout",
+        layer.max_timeout,
+        errors,
+    );
+    if limits.max_deadline > Duration::from_secs(3600) {
+        errors.push("plugin_max_timeout: must be at most 1h".into());
+    }
+    // An operator who raises a default past the built-in maximum means to allow it.
+    if layer.max_memory_mb.is_none() {
+        limits.max_memory_bytes = limits.max_memory_bytes.max(limits.memory_bytes);
+    }
+    if !max_timeout_set {
+        limits.max_deadline = limits.max_deadline.max(limits.deadline);
+    }
+    if limits.memory_bytes > limits.max_memory_bytes {
+        errors.push(format!(
+            "plugin_memory_mb: {} is more than plugin_max_memory_mb ({})",
+            limits.memory_bytes >> 20,
+            limits.max_memory_bytes >> 20
+        ));
+    }
+    if limits.deadline > limits.max_deadline {
+        errors.push(format!(
+            "plugin_timeout: {} is more than plugin_max_timeout ({})",
+            humantime::format_duration(limits.deadline),
+            humantime::format_duration(limits.max_deadline)
+        ));
     }
 }
 
@@ -636,6 +750,54 @@ mod tests {
         assert_eq!(config.plugin_compile_budget.timeout, Duration::from_secs(5));
         assert_eq!(config.plugin_compile_budget.memory_bytes, 512 << 20);
         assert!(config.plugins_follow_symlinks);
+    }
+
+    #[test]
+    fn plugin_limits_and_their_maxima() {
+        let config = Layer {
+            plugin_timeout: Some("200ms".into()),
+            plugin_max_timeout: Some("2s".into()),
+            plugin_max_memory_mb: Some(512),
+            plugin_max_component_mb: Some(100),
+            plugin_upload_wait: Some("0s".into()),
+            plugin_keep_resident_mb: Some(0),
+            ..Layer::default()
+        }
+        .resolve()
+        .unwrap();
+        let limits = &config.plugin_limits;
+        assert_eq!(limits.keep_resident_bytes, 0);
+        assert_eq!(limits.deadline, Duration::from_millis(200));
+        assert_eq!(limits.max_deadline, Duration::from_secs(2));
+        assert_eq!(limits.max_memory_bytes, 512 << 20);
+        assert_eq!(limits.component_bytes, 100 << 20);
+        assert_eq!(config.plugin_upload_wait, Duration::ZERO);
+        let defaults = Layer::default().resolve().unwrap();
+        assert_eq!(defaults.plugin_limits.component_bytes, 64 << 20);
+        assert_eq!(defaults.plugin_upload_wait, Duration::from_secs(2));
+        assert_eq!(defaults.plugin_limits.keep_resident_bytes, 2 << 20);
+        // A default raised past the built-in maximum raises the maximum with it…
+        let raised = Layer {
+            plugin_memory_mb: Some(1024),
+            ..Layer::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(raised.plugin_limits.max_memory_bytes, 1024 << 20);
+        // …but not past one the operator set.
+        let errors = Layer {
+            plugin_memory_mb: Some(64),
+            plugin_max_memory_mb: Some(32),
+            plugin_timeout: Some("2s".into()),
+            plugin_max_timeout: Some("1s".into()),
+            plugin_max_component_mb: Some(0),
+            plugin_keep_resident_mb: Some(4096),
+            ..Layer::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert_eq!(errors.len(), 4, "{errors:#?}");
+        assert!(errors.iter().all(|e| e.contains("plugin_")), "{errors:#?}");
     }
 
     #[test]

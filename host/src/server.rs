@@ -114,6 +114,8 @@ pub async fn run(
     let api_key = Arc::new(api_key);
     let plugins = start_plugins(&config, &store).await?;
     let _watcher = Watcher::start(plugins.clone()).await?;
+    // Uploads answered `202` before a stop or a crash compile now (in tasks of their own).
+    plugins.resume_uploads().await;
     // A shutdown kills compiles in progress, so it never waits for one (their uploads answer
     // 503).
     let shutdown = {
@@ -313,11 +315,10 @@ async fn start_plugins(config: &Config, store: &Store) -> Result<Arc<Registry>, 
             budget: config.plugin_compile_budget,
         });
     }
-    Ok(Arc::new(Registry::with_links(
-        runtime,
-        &config.plugins_dir,
-        config.plugins_follow_symlinks,
-    )?))
+    Ok(Arc::new(
+        Registry::with_links(runtime, &config.plugins_dir, config.plugins_follow_symlinks)?
+            .with_state_dir(&config.data_dir)?,
+    ))
 }
 
 /// Artefact digests in the database, where only the service writes.

@@ -10,6 +10,7 @@ mod deliveries;
 mod events;
 mod input;
 mod output;
+mod plugin_dev;
 mod plugins;
 mod serve;
 mod subscriptions;

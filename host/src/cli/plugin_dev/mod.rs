@@ -1,0 +1,20 @@
+//! The plugin author's loop: `switchyard plugins new | build | test | dev | replay` — scaffold
+//! a project, build it with its language's toolchain, run its cases locally, rebuild-push-dry-run
+//! on every save, and replay a stored delivery through the current version.
+
+pub mod cases;
+pub mod dev;
+pub mod replay;
+pub mod scaffold;
+pub mod toolchain;
+
+/// The languages a project can be scaffolded and built in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    /// Rust with the Switchyard SDK (cargo, wasm32-wasip2).
+    Rust,
+    /// JavaScript (componentize-js).
+    Js,
+    /// Python (componentize-py).
+    Python,
+}

@@ -210,8 +210,10 @@ impl Runtime {
 /// `budget` of its own running. On every epoch tick the call yields, so calls on one thread
 /// interleave.
 ///
-/// The first slice (up to the first tick, at most [`super::runtime::EPOCH_TICK`]) is counted
-/// in wall time, so a short call (almost every call) never reads a CPU clock.
+/// The first slice (up to the first tick) is counted in wall time, so a short call (almost
+/// every call) never reads a CPU clock — but at most two ticks of it: a call cannot run longer
+/// than a tick before the first tick reaches it, so more wall time than that is time the
+/// machine gave to others (a thread preempted on a loaded machine), not the call's.
 fn running_time_deadline(
     start: Instant,
     budget: Duration,
@@ -224,7 +226,7 @@ fn running_time_deadline(
     move |_| {
         let resumed = slice.lock().unwrap_or_else(PoisonError::into_inner).take();
         ran += match resumed {
-            None => start.elapsed(),
+            None => start.elapsed().min(FIRST_SLICE_AT_MOST),
             Some(slice) => slice.ran(),
         };
         if ran >= budget {
@@ -240,6 +242,10 @@ fn running_time_deadline(
         ))
     }
 }
+
+/// The most of a call's first slice counted as its running time (see
+/// [`running_time_deadline`]).
+const FIRST_SLICE_AT_MOST: Duration = super::runtime::EPOCH_TICK.saturating_mul(2);
 
 /// Where a call resumed: its thread, that thread's CPU time and the wall clock then.
 struct Slice {

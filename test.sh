@@ -8,6 +8,18 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 rustup target add wasm32-wasip2 >/dev/null 2>&1 || rustup target add wasm32-wasip2
+# The pinned JavaScript and Python toolchains the example-plugin tests build with
+# (componentize-js/-qjs by `npm ci` from examples/plugins/js/package-lock.json, componentize-py
+# in a venv; both under target/plugin-toolchains). Without node/npm or python3 those tests
+# skip with a message, or fail when CI=true.
+examples/plugins/build.sh --install || {
+    code=$?
+    if [[ $code -ne 77 || ${CI:-} == true ]]; then
+        echo "test.sh: installing the example plugins' toolchains failed" >&2
+        exit "$code"
+    fi
+    echo "test.sh: the example plugins' toolchains are not available here; their tests skip" >&2
+}
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0

@@ -21,8 +21,15 @@ fn main() {
             "switchyard-plugin-js",
             "fixture-hostile",
             "fixture-wrong-world",
+            "switchyard-example-rust",
         ],
-        &["wit", "plugin-sdk", "plugins", "tests/fixtures"],
+        &[
+            "wit",
+            "plugin-sdk",
+            "plugins",
+            "tests/fixtures",
+            "examples/plugins/rust",
+        ],
     );
     println!(
         "cargo:rustc-env=SWITCHYARD_BUNDLED_PLUGINS_DIR={}",

@@ -2,8 +2,9 @@
 //! compiled-artefact cache (a restart), and one Slack transform per event (fresh sandbox per
 //! call): its cost inside the sandbox and as a caller sees it (median and p99), and calls/s
 //! with many callers at once; then the same per-call figures for the bundled `jq` and `js`
-//! transform plugins on their README's Slack example. A benchmark, not a test: it asserts
-//! nothing.
+//! transform plugins on their README's Slack example, and the example plugin in every
+//! language (Rust, JavaScript, Python: `plugin_call/languages.rs`). A benchmark, not a test:
+//! it asserts nothing.
 //!
 //! `cargo bench -p switchyard --bench plugin_call` (release build), or
 //! `cargo bench -p switchyard --bench plugin_call --profile dev` for a quick look.
@@ -11,6 +12,9 @@
 use std::time::{Duration, Instant};
 
 use switchyard::plugins::{BUNDLED, Cache, Limits, MemoryDigests, PluginEvent, Runtime};
+
+#[path = "plugin_call/languages.rs"]
+mod languages;
 
 const CALLS: usize = 20_000;
 /// Callers at once in the throughput run.
@@ -25,6 +29,11 @@ fn main() {
 }
 
 async fn bench() {
+    // `PLUGIN_BENCH_ONLY=js,python` runs only those example plugins (e.g. under `perf record`).
+    if std::env::var_os("PLUGIN_BENCH_ONLY").is_some() {
+        languages::run().await;
+        return;
+    }
     let slack = BUNDLED
         .iter()
         .find(|(n, _)| *n == "slack")
@@ -134,6 +143,7 @@ async fn bench() {
     println!("  transform, {CONCURRENT} callers at once  {concurrent:.0} calls/s");
 
     transform_plugins().await;
+    languages::run().await;
 }
 
 // ---- The bundled no-compile transform plugins (`jq`, `js`) -------------------------------

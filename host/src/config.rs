@@ -11,6 +11,7 @@ use serde::Deserialize;
 use crate::clock::Clock;
 use crate::plugins::{CompileBudget, Limits};
 use crate::server::HttpLimits;
+use crate::store::RetentionPolicy;
 
 /// What a lease must hold beyond the time limits of one attempt: room to record the result
 /// before the lease runs out.
@@ -68,8 +69,12 @@ pub struct Config {
     /// Bytes of events waiting for their commit at once (the count bound alone let
     /// `max_pending_events` × `max_event_bytes` wait); past this `POST /v1/events` answers 429.
     pub max_pending_bytes: usize,
-    /// Limits of every plugin call.
+    /// Limits of every plugin call (a plugin's own deadline and memory, chosen at upload, are
+    /// bounded by `plugin_limits.max_deadline` / `max_memory_bytes`).
     pub plugin_limits: Limits,
+    /// How long `PUT /v1/plugins/{name}` waits for the compile before it answers
+    /// `202 compiling` (`plugin_upload_wait`); `?wait=true` waits to the end.
+    pub plugin_upload_wait: Duration,
     /// Time and memory one plugin compile may use (`plugin_compile_timeout`,
     /// `plugin_compile_memory_mb`).
     pub plugin_compile_budget: CompileBudget,
@@ -88,6 +93,9 @@ pub struct Config {
     /// only starts while its lease can still hold it (see [`Config::attempt_time`]); a result
     /// that comes after its lease was taken back is ignored.
     pub lease: Duration,
+    /// How long finished deliveries, their events and idempotency keys are kept
+    /// (`retention_finished`, `retention_failed`, `idempotency_key_ttl`).
+    pub retention: RetentionPolicy,
     /// The wall clock (the system's; a manual one in tests).
     pub clock: Clock,
 }
@@ -117,11 +125,13 @@ impl Config {
             max_pending_events: 4096,
             max_pending_bytes: 64 << 20,
             plugin_limits: Limits::default(),
+            plugin_upload_wait: Duration::from_secs(2),
             plugin_compile_budget: CompileBudget::default(),
             plugin_compiler: None,
             plugins_follow_symlinks: false,
             bundled_plugins: true,
             lease: Duration::from_secs(300),
+            retention: RetentionPolicy::default(),
             clock: Clock::system(),
         }
     }
@@ -163,6 +173,14 @@ impl Config {
                 "retry_schedule: {} is longer than the most one retry may wait ({})",
                 humantime::format_duration(*long),
                 humantime::format_duration(MAX_RETRY_DELAY),
+            ));
+        }
+        if self.retention.idempotency_ttl > self.retention.finished {
+            errors.push(format!(
+                "idempotency_key_ttl: {} is longer than retention_finished ({}), which deletes \
+                 the events that hold the keys; shorten it or keep events longer",
+                humantime::format_duration(self.retention.idempotency_ttl),
+                humantime::format_duration(self.retention.finished),
             ));
         }
         if errors.is_empty() {
@@ -243,6 +261,16 @@ pub struct Layer {
     pub plugin_timeout: Option<String>,
     /// `plugin_memory_mb`
     pub plugin_memory_mb: Option<usize>,
+    /// `plugin_max_timeout`, e.g. `"1s"`
+    pub plugin_max_timeout: Option<String>,
+    /// `plugin_max_memory_mb`
+    pub plugin_max_memory_mb: Option<usize>,
+    /// `plugin_max_component_mb`
+    pub plugin_max_component_mb: Option<usize>,
+    /// `plugin_upload_wait`, e.g. `"2s"`
+    pub plugin_upload_wait: Option<String>,
+    /// `plugin_keep_resident_mb`
+    pub plugin_keep_resident_mb: Option<usize>,
     /// `plugin_compile_timeout`, e.g. `"60s"`
     pub plugin_compile_timeout: Option<String>,
     /// `plugin_compile_memory_mb`
@@ -253,6 +281,12 @@ pub struct Layer {
     pub bundled_plugins: Option<bool>,
     /// `lease`, e.g. `"5m"`
     pub lease: Option<String>,
+    /// `retention_finished`, e.g. `"7d"`
+    pub retention_finished: Option<String>,
+    /// `retention_failed`, e.g. `"30d"`
+    pub retention_failed: Option<String>,
+    /// `idempotency_key_ttl`, e.g. `"24h"`
+    pub idempotency_key_ttl: Option<String>,
 }
 
 impl Layer {
@@ -313,6 +347,15 @@ impl Layer {
             max_pending_events: over.max_pending_events.or(self.max_pending_events),
             plugin_timeout: over.plugin_timeout.or(self.plugin_timeout),
             plugin_memory_mb: over.plugin_memory_mb.or(self.plugin_memory_mb),
+            plugin_max_timeout: over.plugin_max_timeout.or(self.plugin_max_timeout),
+            plugin_max_memory_mb: over.plugin_max_memory_mb.or(self.plugin_max_memory_mb),
+            plugin_max_component_mb: over
+                .plugin_max_component_mb
+                .or(self.plugin_max_component_mb),
+            plugin_upload_wait: over.plugin_upload_wait.or(self.plugin_upload_wait),
+            plugin_keep_resident_mb: over
+                .plugin_keep_resident_mb
+                .or(self.plugin_keep_resident_mb),
             plugin_compile_timeout: over.plugin_compile_timeout.or(self.plugin_compile_timeout),
             plugin_compile_memory_mb: over
                 .plugin_compile_memory_mb
@@ -322,6 +365,9 @@ impl Layer {
                 .or(self.plugins_follow_symlinks),
             bundled_plugins: over.bundled_plugins.or(self.bundled_plugins),
             lease: over.lease.or(self.lease),
+            retention_finished: over.retention_finished.or(self.retention_finished),
+            retention_failed: over.retention_failed.or(self.retention_failed),
+            idempotency_key_ttl: over.idempotency_key_ttl.or(self.idempotency_key_ttl),
         }
     }
 
@@ -413,6 +459,26 @@ impl Layer {
             &mut errors,
         );
         set_duration(&mut config.lease, "lease", self.lease, &mut errors);
+        let retention = [
+            (
+                &mut config.retention.finished,
+                "retention_finished",
+                self.retention_finished,
+            ),
+            (
+                &mut config.retention.failed,
+                "retention_failed",
+                self.retention_failed,
+            ),
+            (
+                &mut config.retention.idempotency_ttl,
+                "idempotency_key_ttl",
+                self.idempotency_key_ttl,
+            ),
+        ];
+        for (target, name, value) in retention {
+            set_duration(target, name, value, &mut errors);
+        }
         set_positive(
             &mut config.max_in_flight,
             "max_in_flight",
@@ -455,11 +521,21 @@ impl Layer {
                 config.max_event_bytes
             ));
         }
-        if let Some(mb) = self.plugin_memory_mb {
-            if (1..=4096).contains(&mb) {
-                config.plugin_limits.memory_bytes = mb << 20;
-            } else {
-                errors.push("plugin_memory_mb: must be between 1 and 4096".into());
+        let maxima = PluginMaxima {
+            memory_mb: self.plugin_memory_mb,
+            max_memory_mb: self.plugin_max_memory_mb,
+            max_component_mb: self.plugin_max_component_mb,
+            max_timeout: self.plugin_max_timeout,
+            keep_resident_mb: self.plugin_keep_resident_mb,
+        };
+        set_plugin_limits(&mut config, maxima, &mut errors);
+        if let Some(text) = &self.plugin_upload_wait {
+            // Zero is allowed: every upload then answers `202 compiling` at once.
+            match humantime::parse_duration(text.trim()) {
+                Ok(wait) => config.plugin_upload_wait = wait,
+                Err(e) => errors.push(format!(
+                    "plugin_upload_wait: {text:?}: {e} (use e.g. 0s, 500ms, 2s)"
+                )),
             }
         }
         set_duration(
@@ -488,6 +564,86 @@ impl Layer {
         } else {
             Err(errors)
         }
+    }
+}
+
+/// The plugin settings [`set_plugin_limits`] applies.
+struct PluginMaxima {
+    memory_mb: Option<usize>,
+    max_memory_mb: Option<usize>,
+    max_component_mb: Option<usize>,
+    max_timeout: Option<String>,
+    keep_resident_mb: Option<usize>,
+}
+
+/// The plugin call limits and their maxima: each default must fit under its maximum.
+fn set_plugin_limits(config: &mut Config, layer: PluginMaxima, errors: &mut Vec<String>) {
+    let limits = &mut config.plugin_limits;
+    let mut mib = |name: &str, value: Option<usize>, max: usize, target: &mut usize| {
+        if let Some(mb) = value {
+            if (1..=max).contains(&mb) {
+                *target = mb << 20;
+            } else {
+                errors.push(format!("{name}: must be between 1 and {max}"));
+            }
+        }
+    };
+    mib(
+        "plugin_memory_mb",
+        layer.memory_mb,
+        4096,
+        &mut limits.memory_bytes,
+    );
+    mib(
+        "plugin_max_memory_mb",
+        layer.max_memory_mb,
+        4096,
+        &mut limits.max_memory_bytes,
+    );
+    mib(
+        "plugin_max_component_mb",
+        layer.max_component_mb,
+        1024,
+        &mut limits.component_bytes,
+    );
+    if let Some(mb) = layer.keep_resident_mb {
+        // Zero is allowed: every page goes back to the kernel after each call.
+        if mb <= 1024 {
+            limits.keep_resident_bytes = mb << 20;
+        } else {
+            errors.push("plugin_keep_resident_mb: must be between 0 and 1024".into());
+        }
+    }
+    let max_timeout_set = layer.max_timeout.is_some();
+    set_duration(
+        &mut limits.max_deadline,
+        "plugin_max_timeout",
+        layer.max_timeout,
+        errors,
+    );
+    if limits.max_deadline > Duration::from_secs(3600) {
+        errors.push("plugin_max_timeout: must be at most 1h".into());
+    }
+    // An operator who raises a default past the built-in maximum means to allow it.
+    if layer.max_memory_mb.is_none() {
+        limits.max_memory_bytes = limits.max_memory_bytes.max(limits.memory_bytes);
+    }
+    if !max_timeout_set {
+        limits.max_deadline = limits.max_deadline.max(limits.deadline);
+    }
+    if limits.memory_bytes > limits.max_memory_bytes {
+        errors.push(format!(
+            "plugin_memory_mb: {} is more than plugin_max_memory_mb ({})",
+            limits.memory_bytes >> 20,
+            limits.max_memory_bytes >> 20
+        ));
+    }
+    if limits.deadline > limits.max_deadline {
+        errors.push(format!(
+            "plugin_timeout: {} is more than plugin_max_timeout ({})",
+            humantime::format_duration(limits.deadline),
+            humantime::format_duration(limits.max_deadline)
+        ));
     }
 }
 
@@ -632,6 +788,54 @@ mod tests {
     }
 
     #[test]
+    fn plugin_limits_and_their_maxima() {
+        let config = Layer {
+            plugin_timeout: Some("200ms".into()),
+            plugin_max_timeout: Some("2s".into()),
+            plugin_max_memory_mb: Some(512),
+            plugin_max_component_mb: Some(100),
+            plugin_upload_wait: Some("0s".into()),
+            plugin_keep_resident_mb: Some(0),
+            ..Layer::default()
+        }
+        .resolve()
+        .unwrap();
+        let limits = &config.plugin_limits;
+        assert_eq!(limits.keep_resident_bytes, 0);
+        assert_eq!(limits.deadline, Duration::from_millis(200));
+        assert_eq!(limits.max_deadline, Duration::from_secs(2));
+        assert_eq!(limits.max_memory_bytes, 512 << 20);
+        assert_eq!(limits.component_bytes, 100 << 20);
+        assert_eq!(config.plugin_upload_wait, Duration::ZERO);
+        let defaults = Layer::default().resolve().unwrap();
+        assert_eq!(defaults.plugin_limits.component_bytes, 64 << 20);
+        assert_eq!(defaults.plugin_upload_wait, Duration::from_secs(2));
+        assert_eq!(defaults.plugin_limits.keep_resident_bytes, 2 << 20);
+        // A default raised past the built-in maximum raises the maximum with it…
+        let raised = Layer {
+            plugin_memory_mb: Some(1024),
+            ..Layer::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(raised.plugin_limits.max_memory_bytes, 1024 << 20);
+        // …but not past one the operator set.
+        let errors = Layer {
+            plugin_memory_mb: Some(64),
+            plugin_max_memory_mb: Some(32),
+            plugin_timeout: Some("2s".into()),
+            plugin_max_timeout: Some("1s".into()),
+            plugin_max_component_mb: Some(0),
+            plugin_keep_resident_mb: Some(4096),
+            ..Layer::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert_eq!(errors.len(), 4, "{errors:#?}");
+        assert!(errors.iter().all(|e| e.contains("plugin_")), "{errors:#?}");
+    }
+
+    #[test]
     fn every_bad_field_is_reported() {
         let layer = Layer {
             listen: Some("nope".into()),
@@ -667,6 +871,53 @@ mod tests {
                 "{schedule}: {errors:?}"
             );
         }
+    }
+
+    /// Retention settings are read, and a key TTL longer than the events holding the keys
+    /// are kept is refused.
+    #[test]
+    fn retention_settings_are_read_and_the_key_ttl_must_fit() {
+        let config = Layer {
+            retention_finished: Some("2d".into()),
+            retention_failed: Some("10d".into()),
+            idempotency_key_ttl: Some("12h".into()),
+            ..Layer::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(
+            config.retention,
+            RetentionPolicy {
+                finished: Duration::from_secs(2 * 86_400),
+                failed: Duration::from_secs(10 * 86_400),
+                idempotency_ttl: Duration::from_secs(12 * 3600),
+            }
+        );
+        assert_eq!(
+            Layer::default().resolve().unwrap().retention,
+            RetentionPolicy::default()
+        );
+        let errors = Layer {
+            retention_finished: Some("1h".into()),
+            retention_failed: Some("0s".into()),
+            ..Layer::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(
+            errors.iter().any(|e| e.starts_with("retention_failed")),
+            "{errors:?}"
+        );
+        let errors = Layer {
+            retention_finished: Some("1h".into()),
+            ..Layer::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(
+            errors.iter().any(|e| e.starts_with("idempotency_key_ttl")),
+            "{errors:?}"
+        );
     }
 
     /// A delivery timeout the lease cannot hold would let an attempt run past its lease (and

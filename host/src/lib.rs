@@ -12,6 +12,7 @@ pub mod dispatch;
 pub mod metrics;
 pub mod net;
 pub mod plugins;
+pub mod retention;
 pub mod server;
 pub mod signing;
 pub mod store;

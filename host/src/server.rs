@@ -114,6 +114,8 @@ pub async fn run(
     let api_key = Arc::new(api_key);
     let plugins = start_plugins(&config, &store).await?;
     let _watcher = Watcher::start(plugins.clone()).await?;
+    // Uploads answered `202` before a stop or a crash compile now (in tasks of their own).
+    plugins.resume_uploads().await;
     // A shutdown kills compiles in progress, so it never waits for one (their uploads answer
     // 503).
     let shutdown = {
@@ -146,8 +148,10 @@ pub async fn run(
         wake.clone(),
         config.max_pending_events,
         config.max_pending_bytes,
+        config.retention.idempotency_ttl,
     );
     let sweeper = tokio::spawn(sweep_expired_secrets(store.clone()));
+    let retention = tokio::spawn(crate::retention::run(store.clone(), config.retention));
     let dispatcher = Dispatcher::start(
         DispatchContext {
             store: store.clone(),
@@ -185,6 +189,7 @@ pub async fn run(
     )
     .await;
     sweeper.abort();
+    retention.abort();
     tracing::info!("shutting down: finishing deliveries in flight");
     dispatcher.shutdown(Duration::from_secs(5)).await;
     // The router (and with it the last ingestor handle) is gone, so the writer drains and ends.
@@ -311,11 +316,10 @@ async fn start_plugins(config: &Config, store: &Store) -> Result<Arc<Registry>, 
             budget: config.plugin_compile_budget,
         });
     }
-    Ok(Arc::new(Registry::with_links(
-        runtime,
-        &config.plugins_dir,
-        config.plugins_follow_symlinks,
-    )?))
+    Ok(Arc::new(
+        Registry::with_links(runtime, &config.plugins_dir, config.plugins_follow_symlinks)?
+            .with_state_dir(&config.data_dir)?,
+    ))
 }
 
 /// Artefact digests in the database, where only the service writes.

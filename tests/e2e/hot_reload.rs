@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use switchyard::plugins::{
-    Decision, Limits, LoadedPlugin, PluginError, PluginInfo, PluginStatus, Registry, Runtime,
-    Watcher,
+    Decision, Limits, LoadedPlugin, PluginError, PluginInfo, PluginLimits, PluginStatus, Registry,
+    Runtime, Watcher,
 };
 
 use crate::common::plugins::{bundled, event, fixture};
@@ -544,7 +544,10 @@ async fn install_writes_the_file_atomically_and_the_echo_is_harmless() {
     let file = folder.path("x.wasm");
     let first = bundled("reshape");
 
-    let (info, created) = registry.install("x", first.clone()).await.unwrap();
+    let (info, created) = registry
+        .install("x", first.clone(), PluginLimits::default())
+        .await
+        .unwrap();
     assert!(created);
     assert_eq!(
         (info.version, info.status, info.error, info.size),
@@ -573,16 +576,19 @@ async fn install_writes_the_file_atomically_and_the_echo_is_harmless() {
 
     // Garbage is refused and changes nothing: not the file, not the version, not the status.
     let err = registry
-        .install("x", b"garbage".to_vec())
+        .install("x", b"garbage".to_vec(), PluginLimits::default())
         .await
         .unwrap_err();
     assert!(matches!(err, PluginError::NotAComponent(_)), "{err:?}");
     let mut truncated = bundled("slack");
     truncated.truncate(truncated.len() / 2);
-    let err = registry.install("x", truncated).await.unwrap_err();
+    let err = registry
+        .install("x", truncated, PluginLimits::default())
+        .await
+        .unwrap_err();
     assert!(matches!(err, PluginError::Compile(_)), "{err:?}");
     let err = registry
-        .install("x", fixture("wrong_world"))
+        .install("x", fixture("wrong_world"), PluginLimits::default())
         .await
         .unwrap_err();
     assert!(matches!(err, PluginError::WrongWorld(_)), "{err:?}");
@@ -600,7 +606,10 @@ async fn install_writes_the_file_atomically_and_the_echo_is_harmless() {
 
     // A second good version replaces the first; again the echo is harmless.
     let second = fixture("hostile");
-    let (info, created) = registry.install("x", second.clone()).await.unwrap();
+    let (info, created) = registry
+        .install("x", second.clone(), PluginLimits::default())
+        .await
+        .unwrap();
     assert!(!created);
     assert_eq!(info.version, Some(version(&second)));
     assert!(std::fs::read(&file).unwrap() == second);
@@ -615,7 +624,10 @@ async fn install_writes_the_file_atomically_and_the_echo_is_harmless() {
 
     // Invalid names never touch the folder.
     for name in ["Bad Name", "../x", ".tmp", ""] {
-        let err = registry.install(name, first.clone()).await.unwrap_err();
+        let err = registry
+            .install(name, first.clone(), PluginLimits::default())
+            .await
+            .unwrap_err();
         assert!(
             matches!(err, PluginError::InvalidName(_)),
             "{name}: {err:?}"

@@ -1,5 +1,5 @@
 //! The plugin author's loop, run as an author runs it: `switchyard plugins new` makes a project,
-//! `build` builds it with the real toolchain, `dev` pushes it (by upload and through the plugins
+//! `build` builds it with the real toolchain, `test` runs its cases locally, `dev` pushes it (by upload and through the plugins
 //! folder) and dry-runs a sample, re-running on every save, and `replay` shows what a stored
 //! delivery's event becomes — checked against what the receiver really got.
 
@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use switchyard::api::models::{DryRunOut, PluginOut};
 
+use crate::common::examples;
 use crate::common::plugins::bundled;
 use crate::common::server::KEY;
 use crate::common::{TestReceiver, TestServer};
@@ -79,6 +80,32 @@ async fn a_new_rust_plugin_builds_runs_in_dev_and_replays_what_was_delivered() {
     let bytes = std::fs::read(&component).unwrap();
     assert!(bytes.starts_with(b"\0asm"), "{}", component.display());
     let version = hex::encode(Sha256::digest(&bytes));
+
+    // Its own cases pass locally, without a server; a case it does not meet fails the run.
+    let passed = ok(command(&server, &["plugins", "test", "--json"])
+        .arg(&project)
+        .arg("--component")
+        .arg(&component));
+    let report: Value = serde_json::from_str(&passed).unwrap();
+    assert_eq!(report["failed"], 0, "{report}");
+    std::fs::write(
+        project.join("cases/wrong.json"),
+        r#"{"event": {"type": "a.b", "data": {"title": "T"}}, "expect": {"skip": "no"}}"#,
+    )
+    .unwrap();
+    let failing = command(&server, &["plugins", "test"])
+        .arg(&project)
+        .arg("--component")
+        .arg(&component)
+        .output()
+        .unwrap();
+    assert_eq!(failing.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&failing.stdout);
+    assert!(
+        stdout.contains("wrong") && stdout.contains("FAILED"),
+        "{stdout}"
+    );
+    std::fs::remove_file(project.join("cases/wrong.json")).unwrap();
 
     // One dev round by upload: the sample event.json of the project, dry-run.
     let out = ok(command(&server, &["plugins", "dev", "--once", "--json"])
@@ -189,4 +216,60 @@ async fn a_jq_program_is_run_again_on_every_save() {
     eprintln!("jq program: save → result in {:?}", saved.elapsed());
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// `plugins new --lang js|python` makes projects that the official toolchains (the pinned
+/// componentize-js and componentize-py the examples use) build as generated, and that pass
+/// their own cases. Without node or python3 this skips with a message, except in CI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_js_and_python_projects_build_with_their_toolchains_and_pass_their_cases() {
+    let server = TestServer::start().await;
+    let root = examples::workspace();
+    for (lang, bin) in [
+        ("js", "target/plugin-toolchains/js/node_modules/.bin"),
+        ("python", "target/plugin-toolchains/python/venv/bin"),
+    ] {
+        let install = std::process::Command::new("bash")
+            .arg(root.join("examples/plugins/build.sh"))
+            .args(["--install", lang])
+            .output()
+            .unwrap();
+        match install.status.code() {
+            Some(0) => {}
+            Some(77) if !examples::in_ci() => {
+                eprintln!(
+                    "SKIPPED: the {lang} toolchain is not available here: {}",
+                    String::from_utf8_lossy(&install.stderr).trim()
+                );
+                continue;
+            }
+            _ => panic!(
+                "installing the {lang} toolchain failed: {}",
+                String::from_utf8_lossy(&install.stderr)
+            ),
+        }
+        let work = tempfile::tempdir().unwrap();
+        let project = work.path().join(format!("hello-{lang}"));
+        ok(
+            command(&server, &["plugins", "new", "hello", "--lang", lang])
+                .arg("--dir")
+                .arg(&project),
+        );
+        let path = format!(
+            "{}:{}",
+            root.join(bin).display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let built = ok(command(&server, &["plugins", "build"])
+            .arg(&project)
+            .env("PATH", &path));
+        let component = PathBuf::from(built.trim());
+        let report: Value =
+            serde_json::from_str(&ok(command(&server, &["plugins", "test", "--json"])
+                .arg(&project)
+                .arg("--component")
+                .arg(&component)))
+            .unwrap();
+        assert_eq!(report["failed"], 0, "{lang}: {report}");
+    }
 }

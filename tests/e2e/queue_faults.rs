@@ -147,7 +147,13 @@ async fn a_subscription_missing_from_the_cache_is_read_again_not_cancelled() {
         .await
         .unwrap();
     let wake = Arc::new(tokio::sync::Notify::new());
-    let (ingestor, _task) = switchyard::store::Ingestor::start(other.clone(), wake, 16, 64 << 20);
+    let (ingestor, _task) = switchyard::store::Ingestor::start(
+        other.clone(),
+        wake,
+        16,
+        64 << 20,
+        std::time::Duration::from_secs(86_400),
+    );
     let outcome = ingestor
         .ingest(switchyard::store::NewEvent {
             tenant_id: switchyard::tenant::TenantId::default_tenant(),

@@ -159,6 +159,7 @@ fn plugin_code(error: &PluginError) -> ErrorCode {
         PluginError::Compile(_) => ErrorCode::Compile,
         PluginError::CompileBudget(_) => ErrorCode::CompileBudgetExceeded,
         PluginError::InstanceTooLarge(_) => ErrorCode::InstanceTooLarge,
+        PluginError::InvalidLimit(_) => ErrorCode::InvalidQuery,
         PluginError::Busy(_) => ErrorCode::Busy,
         PluginError::ShuttingDown => ErrorCode::Unavailable,
         PluginError::TooLarge { .. } => ErrorCode::PayloadTooLarge,
@@ -268,6 +269,9 @@ impl From<PluginError> for ApiError {
                 Self::bad_request(ErrorCode::InvalidName, err.to_string())
             }
             PluginError::NotFound(name) => Self::not_found("plugin", &name),
+            PluginError::InvalidLimit(_) => {
+                Self::bad_request(ErrorCode::InvalidQuery, err.to_string())
+            }
             PluginError::TooLarge { .. } => Self::TooLarge(err.to_string()),
             PluginError::ShuttingDown => Self::Unavailable,
             PluginError::Io(detail) => Self::Internal(detail),
@@ -303,6 +307,7 @@ mod tests {
             PluginError::Guest("x".into()),
             PluginError::OutputTooLarge { size: 2, limit: 1 },
             PluginError::InvalidHeader("x".into()),
+            PluginError::InvalidLimit("x".into()),
         ];
         for error in errors {
             assert_eq!(plugin_code(&error).as_str(), error.kind(), "{error:?}");

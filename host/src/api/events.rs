@@ -99,7 +99,12 @@ pub async fn get_one(
         .ok_or_else(|| ApiError::not_found("event", id.as_str()))?;
     // The data goes out as the exact text stored: parsing it into a `Value` would round big
     // numbers, drop out-of-range ones (the whole `data` became null) and refuse deep nesting.
-    let data = RawValue::from_string(event.data)
+    // An expunged event's data is `null`.
+    let text = match event.expunged_at {
+        Some(_) => "null".to_owned(),
+        None => event.data,
+    };
+    let data = RawValue::from_string(text)
         .map_err(|e| ApiError::Internal(format!("event {id}: stored data is not JSON: {e}")))?;
     let page = Page::from_rows(
         deliveries,
@@ -114,9 +119,37 @@ pub async fn get_one(
         timestamp: Timestamp::from_unix_ms(event.created_at),
         idempotency_key: event.idempotency_key,
         data,
+        expunged_at: event.expunged_at.map(Timestamp::from_unix_ms),
         deliveries: page.data,
         deliveries_next_cursor: page.next_cursor,
     }))
+}
+
+/// Expunges an event's content (e.g. to honour an erasure request): its `data` and the
+/// response bodies stored with its attempts are deleted; the event, its deliveries and the
+/// attempts' other fields stay. Its deliveries not yet attempted fail at their next attempt
+/// (`last_error` says why) instead of being sent; an attempt already in flight may still send
+/// the data, but its response body is not kept. Expunging again answers `204` too.
+#[utoipa::path(
+    delete,
+    path = "/events/{id}/content",
+    operation_id = "v1.event.expunge",
+    tag = "events",
+    params(("id" = EventId, Path, description = "The event's id.")),
+    responses((status = 204, description = "Expunged (or already was).")),
+)]
+pub async fn expunge(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<EventId>,
+) -> Result<StatusCode, ApiError> {
+    // The producer that published the data may erase it: the same scope as publishing.
+    let scope = principal.allow(Permission::EventsWrite)?;
+    if state.store.expunge_event(&scope, id.as_str()).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("event", id.as_str()))
+    }
 }
 
 /// Event types are dot-separated segments of letters, digits, `_` and `-`.

@@ -97,6 +97,7 @@ fn v1_routes(component_limit: usize) -> OpenApiRouter<AppState> {
         .routes(routes!(subscriptions::recover))
         .routes(routes!(events::create))
         .routes(routes!(events::get_one))
+        .routes(routes!(events::expunge))
         .routes(routes!(deliveries::list))
         .routes(routes!(deliveries::get_one))
         .routes(routes!(deliveries::retry))

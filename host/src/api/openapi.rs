@@ -74,6 +74,7 @@ const OPERATION_ERRORS: &[(&str, &[ErrorCode])] = {
             &[InvalidType, ReservedType, InvalidId, RateLimited, NotFound],
         ),
         ("v1.event.get", &[]),
+        ("v1.event.expunge", &[]),
         ("v1.delivery.list", &[]),
         ("v1.delivery.get", &[]),
         (
@@ -188,6 +189,14 @@ const LINKS: &[(&str, &str, &str, &str, &str, &str)] = &[
         "202",
         "GetEvent",
         "v1.event.get",
+        "id",
+        "$response.body#/id",
+    ),
+    (
+        "v1.event.create",
+        "202",
+        "ExpungeEvent",
+        "v1.event.expunge",
         "id",
         "$response.body#/id",
     ),

@@ -7,41 +7,52 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use base64::Engine as _;
 
-use super::extract::{ApiJson, ApiPath, media_type};
+use std::time::Duration;
+
+use super::extract::{ApiJson, ApiPath, ApiQuery, media_type};
 use super::models::{
     DeliverOutcome, DryRunDeliver, DryRunIn, DryRunOut, DryRunSkip, LogLineOut, Page, PluginOut,
-    PluginPage, SkipOutcome, WasmComponent,
+    PluginPage, PluginUploadQuery, SkipOutcome, WasmComponent,
 };
 use super::principal::{Permission, Principal};
 use super::{ApiError, AppState, ErrorCode};
-use crate::plugins::{Decision, PluginError, PluginEvent, valid_name};
+use crate::plugins::{Decision, PluginError, PluginEvent, Upload, valid_name};
 use crate::store::new_id;
 
 fn not_found(name: &str) -> ApiError {
     ApiError::not_found("plugin", name)
 }
 
-/// Uploads a component under `name` (new: `201`, replaced: `200`). It is compiled and checked
-/// against the `transformer` world first: bytes that fail leave the serving version as it is.
+/// Uploads a component under `name` (new: `201`, replaced: `200`), optionally with its own
+/// memory and deadline. What is cheap to check is checked at once (`413`, `422`, `400`); then
+/// the bytes are stored and compiled off the request: when that takes longer than
+/// `plugin_upload_wait` (or with `?wait=false`) the answer is `202` with `status:
+/// "compiling"`, and the plugin becomes `ready` (or `error`, with the reason) when done. The
+/// serving version, if any, keeps serving meanwhile, and bytes that fail change nothing.
 #[utoipa::path(
     put,
     path = "/plugins/{name}",
     operation_id = "v1.plugin.upload",
     tag = "plugins",
-    params(("name" = String, Path, description = "The plugin's name: `[a-z0-9][a-z0-9_-]{0,62}`.", example = "my-slack")),
+    params(
+        ("name" = String, Path, description = "The plugin's name: `[a-z0-9][a-z0-9_-]{0,62}`.", example = "my-slack"),
+        PluginUploadQuery,
+    ),
     request_body(
-        description = "The component's bytes (a `wasm32-wasip2` component of the `switchyard:plugin` `transformer` world).",
+        description = "The component's bytes (a `wasm32-wasip2` component of the `switchyard:plugin` `transformer` world), at most `plugin_max_component_mb`.",
         content((WasmComponent = "application/wasm"), (WasmComponent = "application/octet-stream")),
     ),
     responses(
         (status = 201, description = "A new plugin, loaded.", body = PluginOut),
         (status = 200, description = "The plugin, replaced.", body = PluginOut),
+        (status = 202, description = "Stored and compiling (`status: compiling`); the serving version, if any, serves until it is done.", body = PluginOut),
     ),
 )]
 pub async fn upload(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(name): ApiPath<String>,
+    ApiQuery(query): ApiQuery<PluginUploadQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<PluginOut>), ApiError> {
@@ -57,6 +68,8 @@ pub async fn upload(
             "upload the component with content-type: application/wasm (got {media:?})"
         )));
     }
+    let limits = query.limits();
+    state.plugins.runtime().limits().for_plugin(limits)?;
     // At most a few uploads are in progress at once; past that an upload is answered `429`
     // (with `Retry-After`) before its body is read, so uploads cannot pile up in memory. The
     // body is handed on as it is (no copies).
@@ -68,7 +81,7 @@ pub async fn upload(
     if declared.is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX)) {
         return Err(too_large(limit));
     }
-    let Some(_turn) = state.plugins.upload_turn()? else {
+    let Some(turn) = state.plugins.upload_turn()? else {
         return Err(ApiError::RateLimited(
             "too many plugin uploads are in progress; retry shortly".into(),
         ));
@@ -82,13 +95,26 @@ pub async fn upload(
             "the body is empty: send the component's bytes",
         ));
     }
-    let (info, created) = state.plugins.install(&name, body).await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
+    let wait = match query.wait {
+        Some(true) => None,
+        Some(false) => Some(Duration::ZERO),
+        None => Some(state.config.plugin_upload_wait),
     };
-    Ok((status, Json(PluginOut::from(&info))))
+    match state
+        .plugins
+        .upload(&name, body, limits, wait, turn)
+        .await?
+    {
+        Upload::Done { info, created } => {
+            let status = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            Ok((status, Json(PluginOut::from(&info))))
+        }
+        Upload::Compiling(info) => Ok((StatusCode::ACCEPTED, Json(PluginOut::from(&info)))),
+    }
 }
 
 /// Lists the plugins, by name (one page: `next_cursor` is always `null`).
@@ -247,6 +273,7 @@ fn check_name(name: &str) -> Result<(), ApiError> {
 /// An upload over the size limit, or whose body could not be read whole.
 fn too_large(limit: usize) -> ApiError {
     ApiError::TooLarge(format!(
-        "the body is larger than the {limit} byte limit for a component (or could not be read whole)"
+        "the component is larger than the limit of {limit} bytes ({} MiB, plugin_max_component_mb), or its body could not be read whole",
+        limit >> 20
     ))
 }

@@ -79,6 +79,9 @@ pub enum CliError {
     /// The command's own input is wrong (a file that cannot be read, JSON that does not parse).
     #[error("{0}")]
     Input(String),
+    /// A check the command ran did not pass (e.g. a plugin's test cases).
+    #[error("{0}")]
+    Failed(String),
 }
 
 impl CliError {
@@ -86,7 +89,7 @@ impl CliError {
     /// usage errors), 3 when the server cannot be reached.
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            Self::Server { .. } => ExitCode::from(1),
+            Self::Server { .. } | Self::Failed(_) => ExitCode::from(1),
             Self::Input(_) => ExitCode::from(2),
             Self::Transport(_) => ExitCode::from(3),
         }

@@ -7,7 +7,7 @@ use serde_json::json;
 use switchyard::api::models::{DryRunEvent, DryRunIn, DryRunOut, PluginOut, PluginPage};
 
 use super::client::{Answer, Api, Body, CliError, Connection, PROFILES_HELP, encode};
-use super::plugin_dev::{Lang, dev, replay, scaffold, toolchain};
+use super::plugin_dev::{Lang, cases, dev, replay, scaffold, toolchain};
 use super::{input, output};
 
 /// `switchyard plugins`
@@ -88,6 +88,21 @@ enum Command {
         #[arg(default_value = ".")]
         dir: std::path::PathBuf,
     },
+    /// Run a project's cases (cases/*.json: event + config -> expected body, skip or error)
+    /// locally, in the same sandbox and limits as a delivery; no server needed.
+    #[command(after_help = "Examples:\n  switchyard plugins test my-plugin\n  \
+        switchyard plugins test --component plugin.wasm --cases tests/cases")]
+    Test {
+        /// The project folder (built unless --component is given)
+        #[arg(default_value = ".")]
+        dir: std::path::PathBuf,
+        /// Test this component instead of building the project
+        #[arg(long, value_name = "FILE")]
+        component: Option<std::path::PathBuf>,
+        /// The folder of case files [default: DIR/cases]
+        #[arg(long, value_name = "DIR")]
+        cases: Option<std::path::PathBuf>,
+    },
     /// On every save: rebuild, push to the server and dry-run a sample event, printing body,
     /// headers, logs and timings. A .jq or .js file runs as the program of the bundled jq / js
     /// plugin instead (no build, no upload).
@@ -144,11 +159,16 @@ pub async fn run(args: Args) -> Result<(), CliError> {
     let command = match args.command {
         Command::New { name, lang, dir } => return new(&name, lang, dir, json),
         Command::Build { dir } => return build(&dir, json).await,
+        Command::Test {
+            dir,
+            component,
+            cases: folder,
+        } => return cases::run(&dir, component, folder, json).await,
         other => other,
     };
     let api = Api::connect(&args.conn)?;
     match command {
-        Command::New { .. } | Command::Build { .. } => {}
+        Command::New { .. } | Command::Build { .. } | Command::Test { .. } => {}
         Command::Dev {
             source,
             name,

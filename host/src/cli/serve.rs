@@ -106,6 +106,23 @@ pub struct ServeArgs {
     /// Memory limit of one plugin call in MiB [default: 32]
     #[arg(long, env = "SWITCHYARD_PLUGIN_MEMORY_MB")]
     plugin_memory_mb: Option<usize>,
+    /// The longest deadline a plugin may ask for at upload (`?timeout_ms=`) [default: 1s]
+    #[arg(long, env = "SWITCHYARD_PLUGIN_MAX_TIMEOUT")]
+    plugin_max_timeout: Option<String>,
+    /// The most memory in MiB a plugin may ask for at upload (`?memory_mb=`) [default: 256]
+    #[arg(long, env = "SWITCHYARD_PLUGIN_MAX_MEMORY_MB")]
+    plugin_max_memory_mb: Option<usize>,
+    /// Largest plugin component in MiB (uploads and the plugins folder) [default: 64]
+    #[arg(long, env = "SWITCHYARD_PLUGIN_MAX_COMPONENT_MB")]
+    plugin_max_component_mb: Option<usize>,
+    /// MiB at the start of each plugin memory kept resident between calls (faster calls of
+    /// big plugins, more resident memory) [default: 2]
+    #[arg(long, env = "SWITCHYARD_PLUGIN_KEEP_RESIDENT_MB")]
+    plugin_keep_resident_mb: Option<usize>,
+    /// How long an upload waits for its compile before answering 202 `compiling`
+    /// (`?wait=true` waits to the end) [default: 2s]
+    #[arg(long, env = "SWITCHYARD_PLUGIN_UPLOAD_WAIT")]
+    plugin_upload_wait: Option<String>,
     /// Wall-clock limit of one plugin compile; a component past it is refused (422
     /// compile_budget_exceeded) [default: 60s]
     #[arg(long, env = "SWITCHYARD_PLUGIN_COMPILE_TIMEOUT")]
@@ -125,6 +142,17 @@ pub struct ServeArgs {
     /// delivery_timeout + plugin_timeout, plus 5s [default: 5m]
     #[arg(long, env = "SWITCHYARD_LEASE")]
     lease: Option<String>,
+    /// Delete succeeded, skipped and cancelled deliveries (with their attempts, and their
+    /// events once no delivery is left) this long after they finished [default: 7d]
+    #[arg(long, env = "SWITCHYARD_RETENTION_FINISHED")]
+    retention_finished: Option<String>,
+    /// Delete failed deliveries (dead letters) this long after they failed [default: 30d]
+    #[arg(long, env = "SWITCHYARD_RETENTION_FAILED")]
+    retention_failed: Option<String>,
+    /// An idempotency key answers with its first event for this long; after it the same key
+    /// creates a new event; at most retention_finished [default: 24h]
+    #[arg(long, env = "SWITCHYARD_IDEMPOTENCY_KEY_TTL")]
+    idempotency_key_ttl: Option<String>,
 }
 
 impl ServeArgs {
@@ -156,11 +184,19 @@ impl ServeArgs {
             max_pending_events: self.max_pending_events,
             plugin_timeout: self.plugin_timeout,
             plugin_memory_mb: self.plugin_memory_mb,
+            plugin_max_timeout: self.plugin_max_timeout,
+            plugin_max_memory_mb: self.plugin_max_memory_mb,
+            plugin_max_component_mb: self.plugin_max_component_mb,
+            plugin_upload_wait: self.plugin_upload_wait,
+            plugin_keep_resident_mb: self.plugin_keep_resident_mb,
             plugin_compile_timeout: self.plugin_compile_timeout,
             plugin_compile_memory_mb: self.plugin_compile_memory_mb,
             plugins_follow_symlinks: self.plugins_follow_symlinks,
             bundled_plugins: self.bundled_plugins,
             lease: self.lease,
+            retention_finished: self.retention_finished,
+            retention_failed: self.retention_failed,
+            idempotency_key_ttl: self.idempotency_key_ttl,
         }
     }
 }

@@ -21,6 +21,10 @@ use crate::store::{
     SubscriptionStatus,
 };
 
+/// The error of an attempt at a delivery whose event's content was expunged.
+pub(crate) const EXPUNGED: &str =
+    "the event's content was expunged (DELETE /v1/events/{id}/content): nothing to deliver";
+
 /// What became of a job.
 pub(super) enum Attempted {
     /// A result to record.
@@ -56,6 +60,19 @@ pub(super) async fn run(shared: &Shared, job: Job) -> Attempted {
         ));
     };
     let started = ctx.clock.now_ms();
+    if event.expunged_at.is_some() {
+        // Nothing is left to send: a dead letter at once, not a retry on the schedule (a retry
+        // by hand fails the same way).
+        ctx.metrics.delivery_finished("failed");
+        let attempt = attempt_row(started, "failed", None, None, Some(EXPUNGED.into()), None);
+        return done(finished(
+            ctx,
+            leased,
+            DeliveryStatus::Failed,
+            Some(attempt),
+            Some(EXPUNGED.into()),
+        ));
+    }
     let outgoing = match prepare(shared, &sub, &event, &leased).await {
         Ok(Prepared::Send(outgoing)) => outgoing,
         Ok(Prepared::Skip { reason, version }) => {

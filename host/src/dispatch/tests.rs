@@ -40,7 +40,13 @@ async fn fixture(per_subscription: usize) -> Fixture {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
-    let (ingestor, _) = Ingestor::start(store.clone(), store.waker(), 4096, 64 << 20);
+    let (ingestor, _) = Ingestor::start(
+        store.clone(),
+        store.waker(),
+        4096,
+        64 << 20,
+        Duration::from_secs(86_400),
+    );
     Fixture {
         ctx: DispatchContext {
             store,
@@ -148,6 +154,7 @@ async fn an_attempt_that_would_outlive_its_lease_is_not_started() {
         event_type: "a.b".into(),
         data: "{}".into(),
         created_at: now,
+        expunged_at: None,
     });
     let job = |lease_left: Duration| board::Job {
         leased: crate::store::Leased {

@@ -1,7 +1,7 @@
 //! One plugin call: room in the pool, a fresh `Store` (see `sandbox.rs`), a deadline; then
 //! the outcome checked against the output limits.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -92,7 +92,7 @@ impl Runtime {
         event: PluginEvent,
         config: &str,
     ) -> CallReport {
-        let limits = self.limits.clone();
+        let limits = plugin.limits.clone();
         if event.payload.len() > limits.input_bytes {
             let err = PluginError::InputTooLarge {
                 size: event.payload.len(),
@@ -153,7 +153,7 @@ impl Runtime {
     where
         F: AsyncFnOnce(&Transformer, &mut Store<State>) -> wasmtime::Result<Result<R, String>>,
     {
-        let limits = &self.limits;
+        let limits = &plugin.limits;
         // Holds room in the pool until the store is dropped at the end of this function; a
         // call waits for it at most its deadline.
         let _admission = match self.gate.admit(plugin.needs, limits.deadline).await {
@@ -172,18 +172,13 @@ impl Runtime {
         let start = Instant::now();
         let budget = limits.deadline;
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            if start.elapsed() >= budget {
-                Ok(UpdateDeadline::Interrupt)
-            } else {
-                Ok(UpdateDeadline::YieldCustom(
-                    1,
-                    Box::pin(tokio::task::yield_now()),
-                ))
-            }
-        });
+        store.epoch_deadline_callback(running_time_deadline(start, budget));
         // Belt and braces: a call stuck somewhere epochs cannot reach is dropped (cancelled).
-        let outer = budget + Duration::from_millis(250);
+        // At most `SLOTS` calls run at once, so one that ran for its budget waited at most
+        // that many budgets for a thread.
+        let outer = budget
+            .saturating_mul(super::runtime::SLOTS)
+            .saturating_add(Duration::from_millis(250));
         let outcome = tokio::time::timeout(outer, async {
             let instance = plugin.pre.instantiate_async(&mut store).await?;
             call(&instance, &mut store).await
@@ -205,6 +200,87 @@ impl Runtime {
             duration,
         }
     }
+}
+
+/// The epoch callback that holds a call to `budget` of its own running time: the CPU time of
+/// its thread while it runs, not the time it spends yielded, waiting for a plugin thread while
+/// other calls run, nor the time the machine gives to other processes. With the wall clock
+/// instead, many calls admitted at once on a busy machine (16 JavaScript calls of a few ms
+/// each on 2 cores) time out together, none of them a runaway; a runaway still stops after
+/// `budget` of its own running. On every epoch tick the call yields, so calls on one thread
+/// interleave.
+///
+/// The first slice (up to the first tick) is counted in wall time, so a short call (almost
+/// every call) never reads a CPU clock — but at most two ticks of it: a call cannot run longer
+/// than a tick before the first tick reaches it, so more wall time than that is time the
+/// machine gave to others (a thread preempted on a loaded machine), not the call's.
+fn running_time_deadline(
+    start: Instant,
+    budget: Duration,
+) -> impl FnMut(wasmtime::StoreContextMut<'_, State>) -> wasmtime::Result<UpdateDeadline>
++ Send
++ Sync
++ 'static {
+    let slice: Arc<Mutex<Option<Slice>>> = Arc::new(Mutex::new(None));
+    let mut ran = Duration::ZERO;
+    move |_| {
+        let resumed = slice.lock().unwrap_or_else(PoisonError::into_inner).take();
+        ran += match resumed {
+            None => start.elapsed().min(FIRST_SLICE_AT_MOST),
+            Some(slice) => slice.ran(),
+        };
+        if ran >= budget {
+            return Ok(UpdateDeadline::Interrupt);
+        }
+        let slice = slice.clone();
+        Ok(UpdateDeadline::YieldCustom(
+            1,
+            Box::pin(async move {
+                tokio::task::yield_now().await;
+                *slice.lock().unwrap_or_else(PoisonError::into_inner) = Some(Slice::now());
+            }),
+        ))
+    }
+}
+
+/// The most of a call's first slice counted as its running time (see
+/// [`running_time_deadline`]).
+const FIRST_SLICE_AT_MOST: Duration = super::runtime::EPOCH_TICK.saturating_mul(2);
+
+/// Where a call resumed: its thread, that thread's CPU time and the wall clock then.
+struct Slice {
+    thread: std::thread::ThreadId,
+    cpu: Duration,
+    wall: Instant,
+}
+
+impl Slice {
+    fn now() -> Self {
+        Self {
+            thread: std::thread::current().id(),
+            cpu: thread_cpu(),
+            wall: Instant::now(),
+        }
+    }
+
+    /// The CPU time the call's thread spent since; the wall time instead if the call moved to
+    /// another thread meanwhile (another thread's clock says nothing about this call).
+    fn ran(&self) -> Duration {
+        if std::thread::current().id() == self.thread {
+            thread_cpu().saturating_sub(self.cpu)
+        } else {
+            self.wall.elapsed()
+        }
+    }
+}
+
+/// The calling thread's CPU time.
+fn thread_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
 }
 
 struct RawReport<R> {

@@ -33,8 +33,13 @@ pub enum PluginError {
     /// One instance of the component needs more of the instance pool than a plugin may use.
     #[error("component is too big to instantiate: {0}")]
     InstanceTooLarge(String),
+    /// A plugin's own deadline or memory is outside what the operator allows.
+    #[error("invalid plugin limit: {0}")]
+    InvalidLimit(String),
     /// The file is larger than the configured maximum.
-    #[error("plugin is {size} bytes, more than the limit of {limit} bytes")]
+    #[error(
+        "the component is {size} bytes, more than the limit of {limit} bytes (plugin_max_component_mb)"
+    )]
     TooLarge {
         /// Size of the component.
         size: usize,
@@ -116,6 +121,7 @@ impl PluginError {
             Self::Compile(_) => "compile",
             Self::CompileBudget(_) => "compile_budget_exceeded",
             Self::InstanceTooLarge(_) => "instance_too_large",
+            Self::InvalidLimit(_) => "invalid_query",
             Self::TooLarge { .. } => "too_large",
             Self::InputTooLarge { .. } => "input_too_large",
             Self::Busy(_) => "busy",
@@ -144,6 +150,7 @@ impl PluginError {
             Self::Compile(t) => Self::Compile(bound_text(t)),
             Self::CompileBudget(t) => Self::CompileBudget(bound_text(t)),
             Self::InstanceTooLarge(t) => Self::InstanceTooLarge(bound_text(t)),
+            Self::InvalidLimit(t) => Self::InvalidLimit(bound_text(t)),
             Self::OutOfMemory { limit, stderr } => Self::OutOfMemory {
                 limit,
                 stderr: bound_text(stderr),

@@ -13,7 +13,8 @@ use wasmtime::component::Component;
 
 use super::bindings::TransformerPre;
 use super::runtime::{LoadedPlugin, POOL, Runtime};
-use super::{PluginError, compile, shape};
+use super::shape::Needs;
+use super::{PluginError, PluginLimits, compile, shape};
 
 impl Runtime {
     /// Validates, compiles (or takes from the cache) and checks a component against the
@@ -28,21 +29,52 @@ impl Runtime {
         name: &str,
         bytes: impl Into<Bytes>,
     ) -> Result<Arc<LoadedPlugin>, PluginError> {
-        let bytes = bytes.into();
-        let version = version_of(bytes.clone()).await?;
-        self.load_version(name, bytes, version).await
+        self.load_with(name, bytes, PluginLimits::default()).await
     }
 
-    /// [`Runtime::load`] of bytes whose version (sha256, hex) the caller computed already.
+    /// [`Runtime::load`], with the plugin's own deadline and memory.
+    ///
+    /// # Errors
+    /// As [`Runtime::load`]; [`PluginError::InvalidLimit`] when `own` is past the maxima.
+    pub async fn load_with(
+        &self,
+        name: &str,
+        bytes: impl Into<Bytes>,
+        own: PluginLimits,
+    ) -> Result<Arc<LoadedPlugin>, PluginError> {
+        let bytes = bytes.into();
+        let version = version_of(bytes.clone()).await?;
+        self.load_version(name, bytes, version, own).await
+    }
+
+    /// [`Runtime::load_with`] of bytes whose version (sha256, hex) the caller computed already.
     pub(super) async fn load_version(
         &self,
         name: &str,
         bytes: Bytes,
         version: String,
+        own: PluginLimits,
     ) -> Result<Arc<LoadedPlugin>, PluginError> {
-        self.load_inner(name, bytes, version)
+        self.load_inner(name, bytes, version, own)
             .await
             .map_err(PluginError::bounded)
+    }
+
+    /// What can be checked before anything is compiled: the size, that the bytes are a
+    /// component, what one instance needs of the pool, the plugin's own limits. Cheap: an
+    /// upload that fails here is answered at once.
+    ///
+    /// # Errors
+    /// The first check that fails.
+    pub async fn precheck(&self, bytes: &Bytes, own: PluginLimits) -> Result<Needs, PluginError> {
+        check_component_bytes(bytes, self.limits.component_bytes)?;
+        self.limits.for_plugin(own)?;
+        let read = bytes.clone();
+        let needs = tokio::task::spawn_blocking(move || shape::needs(&read))
+            .await
+            .map_err(|e| PluginError::Compile(format!("reading the component failed: {e}")))??;
+        POOL.check(needs)?;
+        Ok(needs)
     }
 
     async fn load_inner(
@@ -50,13 +82,10 @@ impl Runtime {
         name: &str,
         bytes: Bytes,
         version: String,
+        own: PluginLimits,
     ) -> Result<Arc<LoadedPlugin>, PluginError> {
-        check_component_bytes(&bytes, self.limits.component_bytes)?;
-        let read = bytes.clone();
-        let needs = tokio::task::spawn_blocking(move || shape::needs(&read))
-            .await
-            .map_err(|e| PluginError::Compile(format!("reading the component failed: {e}")))??;
-        POOL.check(needs)?;
+        let needs = self.precheck(&bytes, own).await?;
+        let limits = Arc::new(self.limits.for_plugin(own)?);
         let engine_key = self.engine_key.clone();
         let cached = match &self.cache {
             Some(cache) => {
@@ -92,6 +121,8 @@ impl Runtime {
             size: bytes.len(),
             loaded_at: OffsetDateTime::now_utc(),
             needs,
+            own_limits: own,
+            limits,
             pre,
         }))
     }

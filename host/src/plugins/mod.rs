@@ -22,22 +22,28 @@
 //! - the plugins folder read only as regular files, size-checked first, and only when they
 //!   changed (`folder.rs`);
 //! - every piece of plugin-supplied text bounded by [`MAX_PLUGIN_TEXT`].
+//!
+//! [`conformance`] runs data-driven cases (event, config → expected outcome) through the same
+//! sandbox, for the test suite and for `switchyard plugins test`.
 
 mod bundled;
 mod cache;
 mod call;
 mod compile;
+pub mod conformance;
 mod error;
 mod executor;
 mod folder;
 mod gate;
 mod limits;
 mod load;
+mod own_limits;
 mod registry;
 mod runtime;
 mod sandbox;
 mod shape;
 mod status;
+mod uploads;
 mod watcher;
 
 pub use bundled::{BUNDLED, seed_bundled};
@@ -45,10 +51,11 @@ pub use cache::{ArtefactDigests, Cache, MemoryDigests};
 pub use call::{CallReport, Decision, LogLine, PluginEvent, PluginRequest};
 pub use compile::{COMPILE_SUBCOMMAND, Compiler, compile_child_main};
 pub use error::PluginError;
-pub use limits::{CompileBudget, Limits, MAX_PLUGIN_TEXT, MAX_RANDOM_BYTES};
+pub use limits::{CompileBudget, Limits, MAX_PLUGIN_TEXT, MAX_RANDOM_BYTES, PluginLimits};
 pub use registry::{PluginInfo, PluginStats, PluginStatus, Registry, valid_name};
 pub use runtime::{LoadedPlugin, Runtime};
 pub use shape::Needs;
+pub use uploads::Upload;
 pub use watcher::Watcher;
 
 /// Host bindings generated from `wit/transformer.wit`. When `0.2` ships, a second module is

@@ -13,13 +13,15 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use bytes::Bytes;
 
 use super::folder::{Fingerprint, Folder, name_of_path, write_atomically};
+use super::own_limits::OwnLimits;
 use super::status::info;
 pub use super::status::{PluginInfo, PluginStats, PluginStatus};
-use super::{LoadedPlugin, PluginError, Runtime};
+use super::uploads::Staging;
+use super::{LoadedPlugin, PluginError, PluginLimits, Runtime};
 
-/// Uploads in progress at once (body read, compiled, written); more are refused before their
-/// body is read (`429`), so they cost the service no memory: at most this many components
-/// (16 MiB each at most) are in memory at once.
+/// Uploads in progress at once (body read, staged, compiling, written), whether their request
+/// still waits or was answered `202`; more are refused before their body is read (`429`), so
+/// at most this many components (`plugin_max_component_mb` each at most) are in memory.
 const UPLOADS_AT_ONCE: usize = 8;
 /// Versions that failed to load, remembered so they are not compiled again.
 const REMEMBERED_FAILURES: usize = 256;
@@ -28,6 +30,8 @@ const REMEMBERED_FAILURES: usize = 256;
 pub(super) struct Entry {
     pub(super) current: Option<Arc<LoadedPlugin>>,
     pub(super) error: Option<String>,
+    /// Versions being compiled for this name (uploads, or a changed file), oldest first.
+    pub(super) pending: Vec<String>,
     /// The file as last examined: unchanged means nothing to read.
     file: Option<Fingerprint>,
 }
@@ -44,7 +48,11 @@ pub struct Registry {
     failed: Mutex<VecDeque<(String, PluginError)>>,
     /// Versions being loaded now: the cache keeps their artefacts.
     loading: Mutex<HashSet<String>>,
-    uploads: tokio::sync::Semaphore,
+    uploads: Arc<tokio::sync::Semaphore>,
+    /// Where uploads wait, durably, while they compile (none: uploads are not staged).
+    staging: Option<Staging>,
+    /// Each plugin's own deadline and memory.
+    own_limits: OwnLimits,
 }
 
 /// Whether `name` is a valid plugin name: `[a-z0-9][a-z0-9_-]{0,62}`.
@@ -86,8 +94,26 @@ impl Registry {
             locks: Mutex::new(HashMap::new()),
             failed: Mutex::new(VecDeque::new()),
             loading: Mutex::new(HashSet::new()),
-            uploads: tokio::sync::Semaphore::new(UPLOADS_AT_ONCE),
+            uploads: Arc::new(tokio::sync::Semaphore::new(UPLOADS_AT_ONCE)),
+            staging: None,
+            own_limits: OwnLimits::in_memory(),
         })
+    }
+
+    /// Keeps state in `data_dir`: uploads staged in `plugin-uploads/` while they compile (so
+    /// an upload answered `202` survives a restart) and the plugins' own limits in
+    /// `plugin-limits.json`. Without it, both live only in memory.
+    ///
+    /// # Errors
+    /// When the staging folder cannot be created.
+    pub fn with_state_dir(mut self, data_dir: &Path) -> Result<Self, PluginError> {
+        self.staging = Some(Staging::new(data_dir.join("plugin-uploads"))?);
+        self.own_limits = OwnLimits::open(data_dir.join("plugin-limits.json"));
+        Ok(self)
+    }
+
+    pub(super) fn staging(&self) -> Option<&Staging> {
+        self.staging.as_ref()
     }
 
     /// The runtime plugins run on.
@@ -119,12 +145,17 @@ impl Registry {
     ///
     /// # Errors
     /// [`PluginError::ShuttingDown`] once the service stops.
-    pub fn upload_turn(&self) -> Result<Option<tokio::sync::SemaphorePermit<'_>>, PluginError> {
-        match self.uploads.try_acquire() {
+    pub fn upload_turn(&self) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, PluginError> {
+        match self.uploads.clone().try_acquire_owned() {
             Ok(permit) => Ok(Some(permit)),
             Err(tokio::sync::TryAcquireError::NoPermits) => Ok(None),
             Err(tokio::sync::TryAcquireError::Closed) => Err(PluginError::ShuttingDown),
         }
+    }
+
+    /// A turn to install an upload, waiting for one; `None` once the service stops.
+    pub(super) async fn wait_for_upload_turn(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.uploads.clone().acquire_owned().await.ok()
     }
 
     /// Stops compiles in progress (their uploads fail as shutting down) and refuses new ones.
@@ -140,27 +171,49 @@ impl Registry {
 
     /// Status of one plugin (also of one whose only file failed to load).
     pub fn info(&self, name: &str) -> Option<PluginInfo> {
-        self.read().get(name).map(|e| info(name, e))
+        self.read()
+            .get(name)
+            .map(|e| info(name, e, &self.fallback_limits(name)))
     }
 
     /// Status of every plugin, by name.
     pub fn list(&self) -> Vec<PluginInfo> {
         let entries = self.read();
-        let mut all: Vec<PluginInfo> = entries.iter().map(|(n, e)| info(n, e)).collect();
+        let mut all: Vec<PluginInfo> = entries
+            .iter()
+            .map(|(n, e)| info(n, e, &self.fallback_limits(n)))
+            .collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all
     }
 
-    /// Validates and compiles `bytes`, then writes them to `<name>.wasm` (temp file, fsync,
-    /// rename) and serves them. Returns the new status and whether the name is new. A bad
-    /// component changes nothing: the old file and version stay.
+    /// The limits `name`'s calls would get with no version serving: the service's, with the
+    /// plugin's own choices.
+    fn fallback_limits(&self, name: &str) -> super::Limits {
+        let service = self.runtime.limits();
+        service
+            .for_plugin(self.own_limits.get(name))
+            .unwrap_or_else(|_| service.clone())
+    }
+
+    /// The name's own limits (the defaults when it chose none).
+    pub fn own_limits(&self, name: &str) -> PluginLimits {
+        self.own_limits.get(name)
+    }
+
+    /// Validates and compiles `bytes`, then records its own `limits`, writes the bytes to
+    /// `<name>.wasm` (temp file, fsync, rename) and serves them. Returns the new status and
+    /// whether the name is new. A bad component changes nothing: the old file, limits and
+    /// version stay. (Uploads go through [`Registry::upload`], which calls this off the
+    /// request.)
     ///
     /// # Errors
-    /// An invalid name, or anything [`Runtime::load`] refuses.
+    /// An invalid name, or anything [`Runtime::load_with`] refuses.
     pub async fn install(
         &self,
         name: &str,
         bytes: impl Into<Bytes>,
+        limits: PluginLimits,
     ) -> Result<(PluginInfo, bool), PluginError> {
         let bytes = bytes.into();
         if !valid_name(name) {
@@ -168,7 +221,8 @@ impl Registry {
         }
         let lock = self.lock_of(name);
         let _guard = lock.lock().await;
-        let loaded = self.load(name, bytes.clone()).await?;
+        let loaded = self.load(name, bytes.clone(), limits).await?;
+        self.own_limits.set(name, limits).await?;
         let folder = self.folder.clone();
         let file = name.to_owned();
         let written = tokio::task::spawn_blocking(move || {
@@ -203,6 +257,9 @@ impl Registry {
             Err(e) => return Err(PluginError::Io(e.to_string())),
         };
         let existed_entry = self.write().remove(name).is_some();
+        if let Err(e) = self.own_limits.set(name, PluginLimits::default()).await {
+            tracing::warn!(plugin = name, error = %e, "could not forget the plugin's own limits");
+        }
         self.prune().await;
         Ok(existed_file || existed_entry)
     }
@@ -251,7 +308,14 @@ impl Registry {
             }
             Err(e) => return self.record_error(name, e),
         };
-        match self.load(name, bytes).await {
+        let version = match super::load::version_of(bytes.clone()).await {
+            Ok(version) => version,
+            Err(err) => return self.record_error(name, err),
+        };
+        self.mark_pending(name, &version);
+        let loaded = self.load(name, bytes, self.own_limits.get(name)).await;
+        self.unmark_pending(name, &version);
+        match loaded {
             Ok(loaded) => {
                 tracing::info!(plugin = name, version = %loaded.version, "plugin loaded");
                 self.swap(name, loaded);
@@ -314,10 +378,21 @@ impl Registry {
     }
 
     /// Loads `bytes` unless its version already failed (then that failure again, at once).
-    async fn load(&self, name: &str, bytes: Bytes) -> Result<Arc<LoadedPlugin>, PluginError> {
+    /// The version serving already is not compiled again, only given `limits`.
+    async fn load(
+        &self,
+        name: &str,
+        bytes: Bytes,
+        limits: PluginLimits,
+    ) -> Result<Arc<LoadedPlugin>, PluginError> {
         let version = super::load::version_of(bytes.clone()).await?;
         if let Some(current) = self.get(name).filter(|p| p.version == version) {
-            return Ok(current);
+            if current.own_limits == limits {
+                return Ok(current);
+            }
+            return current
+                .with_limits(self.runtime.limits(), limits)
+                .map(Arc::new);
         }
         if let Some((_, err)) = lock(&self.failed).iter().find(|(v, _)| *v == version) {
             return Err(err.clone());
@@ -325,7 +400,7 @@ impl Registry {
         lock(&self.loading).insert(version.clone());
         let loaded = self
             .runtime
-            .load_version(name, bytes, version.clone())
+            .load_version(name, bytes, version.clone(), limits)
             .await;
         lock(&self.loading).remove(&version);
         if let Err(err) = &loaded
@@ -354,6 +429,42 @@ impl Registry {
         entry.current = Some(loaded);
         entry.error = None;
         created
+    }
+
+    /// Marks `version` of `name` as compiling (shown as `status: compiling`); returns the
+    /// plugin as it is now.
+    pub(super) fn mark_pending(&self, name: &str, version: &str) -> PluginInfo {
+        let fallback = self.fallback_limits(name);
+        let mut entries = self.write();
+        let entry = entries.entry(name.to_owned()).or_default();
+        entry.pending.push(version.to_owned());
+        // What failed before is not the latest any more.
+        entry.error = None;
+        info(name, entry, &fallback)
+    }
+
+    /// Done compiling `version` of `name`. A name that never loaded and shows nothing is
+    /// forgotten (a refused first upload leaves no plugin behind).
+    pub(super) fn unmark_pending(&self, name: &str, version: &str) {
+        let mut entries = self.write();
+        let Some(entry) = entries.get_mut(name) else {
+            return;
+        };
+        if let Some(at) = entry.pending.iter().position(|v| v == version) {
+            entry.pending.remove(at);
+        }
+        let empty = entry.current.is_none()
+            && entry.error.is_none()
+            && entry.pending.is_empty()
+            && entry.file.is_none();
+        if empty {
+            entries.remove(name);
+        }
+    }
+
+    /// Records why an upload answered `202` did not load (the last good version serves).
+    pub(super) fn record_failure(&self, name: &str, err: PluginError) {
+        self.record_error(name, err);
     }
 
     /// Records why the file does not load; returns false (the serving version is unchanged).

@@ -18,12 +18,12 @@ use super::executor::Executor;
 use super::gate::{Gate, PoolSize};
 use super::sandbox::State;
 use super::shape::Needs;
-use super::{Limits, PluginError};
+use super::{Limits, PluginError, PluginLimits};
 
 /// How often the epoch advances. A call's deadline is checked on every tick, and a running
 /// plugin yields on every tick, so no plugin holds a plugin thread from the other calls for
 /// longer than this.
-const EPOCH_TICK: Duration = Duration::from_millis(5);
+pub(super) const EPOCH_TICK: Duration = Duration::from_millis(5);
 
 /// Compiles at once (each may use every core in its child process). Compiles of different
 /// plugins run side by side, so a small upload does not wait behind a large one.
@@ -42,7 +42,34 @@ pub struct LoadedPlugin {
     pub loaded_at: OffsetDateTime,
     /// What one instance takes from the pool (reserved by every call).
     pub needs: Needs,
+    /// The deadline and memory it asked for at upload (`None`: the service's defaults).
+    pub own_limits: PluginLimits,
+    /// The limits its calls run under: the service's, with its own deadline and memory.
+    pub limits: Arc<Limits>,
     pub(super) pre: TransformerPre<State>,
+}
+
+impl LoadedPlugin {
+    /// The same compiled version with other limits of its own (nothing is compiled again).
+    ///
+    /// # Errors
+    /// [`PluginError::InvalidLimit`] when they are past the service's maxima.
+    pub(super) fn with_limits(
+        &self,
+        service: &Limits,
+        own: PluginLimits,
+    ) -> Result<Self, PluginError> {
+        Ok(Self {
+            name: self.name.clone(),
+            version: self.version.clone(),
+            size: self.size,
+            loaded_at: OffsetDateTime::now_utc(),
+            needs: self.needs,
+            own_limits: own,
+            limits: Arc::new(service.for_plugin(own)?),
+            pre: self.pre.clone(),
+        })
+    }
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -52,6 +79,7 @@ impl std::fmt::Debug for LoadedPlugin {
             .field("version", &self.version)
             .field("size", &self.size)
             .field("needs", &self.needs)
+            .field("own_limits", &self.own_limits)
             .finish_non_exhaustive()
     }
 }
@@ -133,7 +161,7 @@ impl Runtime {
         self
     }
 
-    /// The limits every call runs under.
+    /// The service's limits: those of every call of a plugin that chose none of its own.
     pub fn limits(&self) -> &Limits {
         &self.limits
     }
@@ -180,7 +208,7 @@ pub(super) fn engine_config(limits: &Limits) -> Config {
 /// Component instances alive at once at most: plugin calls past this wait for a slot (see
 /// `gate.rs`). A call lives for tens of microseconds and does not yield unless it runs for a
 /// whole epoch tick, so a few slots per core are plenty.
-const SLOTS: u32 = 16;
+pub(super) const SLOTS: u32 = 16;
 
 /// The instance pool as calls see it (the gate's permits). A Rust plugin's instance is 3–4
 /// core instances, 1–2 memories and 1–2 tables; a JS one about 4 core instances, a Python one
@@ -201,14 +229,6 @@ pub(super) const POOL: PoolSize = PoolSize {
 /// gate hands out.
 const POOL_MARGIN: u32 = SLOTS;
 
-/// Bytes at the start of each pooled linear memory that are reset with `memset` and kept
-/// resident instead of being returned with `madvise`: Rust's 1 MiB shadow stack plus the data
-/// and heap of a typical small plugin. Resetting with `madvise` costs page faults on the next
-/// call and TLB shootdowns across cores; measured here, keeping this much resident halved the
-/// cost of a Slack call in the service (84 -> 38 us). At most one copy per memory slot ever
-/// used stays resident (slots are reused by affinity, so about one per concurrent call).
-const KEEP_RESIDENT: usize = 3 << 19;
-
 /// An engine with the pooling allocator, sized by [`POOL`]. Reusing linear memories and fiber
 /// stacks from the pool avoids an mmap/munmap pair (and the TLB shootdowns that come with it)
 /// per call, which the on-demand allocator pays.
@@ -224,8 +244,10 @@ fn pooled_engine(config: &mut Config, limits: &Limits) -> wasmtime::Result<Engin
         .max_tables_per_component(POOL.tables_per_component + POOL_MARGIN)
         // The vmctx of every core instance of one component, together.
         .max_component_instance_size(4 << 20)
-        .max_memory_size(limits.memory_bytes);
-    pool.linear_memory_keep_resident(KEEP_RESIDENT)
+        // Every slot is sized for the largest memory a plugin may be given; each call's
+        // limiter holds it to its own plugin's limit.
+        .max_memory_size(limits.max_memory_bytes);
+    pool.linear_memory_keep_resident(limits.keep_resident_bytes)
         .table_keep_resident(64 << 10)
         .pagemap_scan(Enabled::Auto);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));

@@ -1,5 +1,6 @@
-//! The per-call sandbox state: a deny-all WASI context, a memory limiter counted over every
-//! memory of the instance, frozen clocks, capped random bytes, and captured, bounded logs.
+//! The per-call sandbox state: a deny-all WASI context (with a `wasi:http` that refuses every
+//! request), a memory limiter counted over every memory of the instance, frozen clocks, capped
+//! random bytes, and captured, bounded logs.
 
 use std::time::Duration;
 
@@ -7,6 +8,7 @@ use wasmtime::ResourceLimiter;
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use super::bindings::Transformer;
 use super::bindings::switchyard::plugin::host::{self, Level};
@@ -17,10 +19,19 @@ use super::{Limits, PluginError};
 
 /// Bytes of stdout/stderr kept per call (a panic message fits easily).
 const PIPE_BYTES: usize = 16 << 10;
+/// Host resources (streams, pollables, `wasi:http` fields and requests…) one call may hold at
+/// once. A call uses a handful; the bound keeps a guest from filling host memory with them.
+const MAX_RESOURCES: usize = 1024;
+/// Bytes of headers one `wasi:http` fields resource may hold (in memory). No request is ever
+/// sent, so this only bounds what a guest can make the host keep: with [`MAX_RESOURCES`],
+/// 8 MiB at most.
+const HTTP_FIELDS_BYTES: usize = 8 << 10;
 
 /// Per-call host state. Dropped with the store after every call.
 pub struct State {
     pub(super) wasi: WasiCtx,
+    pub(super) http: WasiHttpCtx,
+    http_hooks: DenyHttp,
     pub(super) table: ResourceTable,
     pub(super) limiter: MemoryLimiter,
     pub(super) logs: LogBuffer,
@@ -44,9 +55,15 @@ impl State {
             .max_random_size(u64::try_from(random_cap).unwrap_or(u64::MAX))
             .allow_blocking_current_thread(false)
             .build();
+        let mut http = WasiHttpCtx::new();
+        http.set_field_size_limit(HTTP_FIELDS_BYTES);
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
         Self {
             wasi,
-            table: ResourceTable::new(),
+            http,
+            http_hooks: DenyHttp,
+            table,
             limiter: MemoryLimiter {
                 limit: limits.memory_bytes,
                 used: 0,
@@ -68,6 +85,43 @@ impl WasiView for State {
     }
 }
 
+impl WasiHttpView for State {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_hooks,
+        }
+    }
+}
+
+/// `wasi:http` hooks that refuse every outgoing request: the guest's `handle` (a `fetch` in
+/// JavaScript) gets `error-code.HTTP-request-denied`, not a trap. Plugins are pure functions
+/// of (event, config); the host delivers what they return.
+struct DenyHttp;
+
+/// What [`WasiHttpHooks::send_request`] returns (a boxed future of the response and of the
+/// body's transmission).
+type SendRequest = Box<
+    dyn Future<
+            Output = wasmtime_wasi_http::Result<(
+                http::Response<wasmtime_wasi_http::WasiBody>,
+                Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+            )>,
+        > + Send,
+>;
+
+impl WasiHttpHooks for DenyHttp {
+    fn send_request(
+        &mut self,
+        _request: http::Request<wasmtime_wasi_http::WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> SendRequest {
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    }
+}
+
 impl host::Host for State {
     fn log(&mut self, level: Level, message: String) {
         self.logs.push(level_name(level), message);
@@ -76,14 +130,18 @@ impl host::Host for State {
 
 impl types::Host for State {}
 
-/// Links the world's own import (`host.log`) and WASI p2 (which Rust's std imports even when a
-/// plugin never uses it; the context above makes it capability-free).
+/// Links the world's own import (`host.log`), WASI p2 (which Rust's std, componentize-py and
+/// componentize-js import even when a plugin never uses them; the context above makes them
+/// capability-free: no preopens, sockets denied) and `wasi:http`'s `types` and
+/// `outgoing-handler` (which componentize-js's default build imports), refusing every request.
+/// A component built with a toolchain's default command therefore loads.
 pub(super) fn add_to_linker(linker: &mut Linker<State>) -> Result<(), PluginError> {
     let link_err =
         |e: wasmtime::Error| PluginError::Compile(format!("linking host functions: {e:#}"));
     Transformer::add_to_linker::<State, wasmtime::component::HasSelf<State>>(linker, |s| s)
         .map_err(link_err)?;
     wasmtime_wasi::p2::add_to_linker_async(linker).map_err(link_err)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker).map_err(link_err)?;
     Ok(())
 }
 

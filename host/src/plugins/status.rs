@@ -3,6 +3,7 @@
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use super::Limits;
 use super::registry::Entry;
 
 /// Whether a plugin's latest file loaded.
@@ -13,6 +14,8 @@ pub enum PluginStatus {
     Ready,
     /// The latest file failed to load; the last good version (if any) keeps serving.
     Error,
+    /// A new version is being compiled; the last good version (if any) keeps serving.
+    Compiling,
 }
 
 /// What the API shows about a plugin.
@@ -32,6 +35,30 @@ pub struct PluginInfo {
     /// When the serving version was loaded.
     #[serde(with = "time::serde::rfc3339::option")]
     pub loaded_at: Option<OffsetDateTime>,
+    /// The version being compiled (the newest, while `status` is `compiling`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending_version: Option<String>,
+    /// The limits its calls run under (the serving version's; the service's defaults with
+    /// the plugin's own choices before any version serves).
+    pub limits: CallLimits,
+}
+
+/// The deadline and memory of a plugin's calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CallLimits {
+    /// Memory of one instance (all its memories together), MiB.
+    pub memory_mb: u64,
+    /// Wall-clock deadline of one call, milliseconds.
+    pub timeout_ms: u64,
+}
+
+impl CallLimits {
+    pub(super) fn of(limits: &Limits) -> Self {
+        Self {
+            memory_mb: u64::try_from(limits.memory_bytes >> 20).unwrap_or(u64::MAX),
+            timeout_ms: u64::try_from(limits.deadline.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
 }
 
 /// Counters for `/metrics`.
@@ -47,18 +74,25 @@ pub struct PluginStats {
     pub uploading: u64,
 }
 
-pub(super) fn info(name: &str, entry: &Entry) -> PluginInfo {
+/// What the API shows of `entry`; `fallback` are the limits its calls get when no version
+/// serves yet.
+pub(super) fn info(name: &str, entry: &Entry, fallback: &Limits) -> PluginInfo {
     let current = entry.current.as_ref();
+    let status = if !entry.pending.is_empty() {
+        PluginStatus::Compiling
+    } else if entry.error.is_some() {
+        PluginStatus::Error
+    } else {
+        PluginStatus::Ready
+    };
     PluginInfo {
         name: name.to_owned(),
         version: current.map(|p| p.version.clone()),
         size: current.map(|p| p.size),
-        status: if entry.error.is_some() {
-            PluginStatus::Error
-        } else {
-            PluginStatus::Ready
-        },
+        status,
         error: entry.error.clone(),
         loaded_at: current.map(|p| p.loaded_at),
+        pending_version: entry.pending.last().cloned(),
+        limits: CallLimits::of(current.map_or(fallback, |p| &p.limits)),
     }
 }

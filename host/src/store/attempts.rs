@@ -44,9 +44,13 @@ impl Store {
     ) -> Result<Vec<FeedAttempt>, StoreError> {
         let tenant = scope.filter();
         self.read(move |conn| {
-            let sql = match filter.after {
-                Some(_) => FEED_AFTER,
-                None => FEED_LATEST,
+            // Four fixed statements rather than `?2 IS NULL OR …`, which no index can serve: a
+            // subscription's attempts are read from its own index, not found among everyone's.
+            let sql = match (filter.after, filter.subscription_id.is_some()) {
+                (Some(_), false) => FEED_AFTER,
+                (None, false) => FEED_LATEST,
+                (Some(_), true) => FEED_AFTER_OF,
+                (None, true) => FEED_LATEST_OF,
             };
             let mut stmt = conn.prepare_cached(sql)?;
             let mut rows = all_rows(
@@ -77,17 +81,36 @@ impl Store {
     }
 }
 
-/// Attempts after a cursor, oldest first.
-const FEED_AFTER: &str =
-    "SELECT a.id, a.delivery_id, d.subscription_id, d.event_id, e.type, a.at, a.outcome,
-    a.status_code, a.latency_ms, a.error, a.plugin_version, a.response_body
-    FROM attempts a JOIN deliveries d ON d.id = a.delivery_id JOIN events e ON e.id = d.event_id
-    WHERE a.id > ?1 AND (?2 IS NULL OR d.subscription_id = ?2) AND (?4 IS NULL OR d.tenant_id = ?4) ORDER BY a.id LIMIT ?3";
+/// What the feed shows of an attempt, its delivery and its event.
+macro_rules! feed {
+    ($tail:literal) => {
+        concat!(
+            "SELECT a.id, a.delivery_id, d.subscription_id, d.event_id, e.type, a.at, a.outcome,
+             a.status_code, a.latency_ms, a.error, a.plugin_version, a.response_body
+             FROM attempts a JOIN deliveries d ON d.id = a.delivery_id JOIN events e ON e.id = d.event_id ",
+            $tail
+        )
+    };
+}
+
+/// Attempts after a cursor, oldest first. `?2` (no subscription) is bound for the same
+/// parameter shape as the filtered statements.
+pub(super) const FEED_AFTER: &str = feed!(
+    "WHERE a.id > ?1 AND ?2 IS NULL AND (?4 IS NULL OR d.tenant_id = ?4) ORDER BY a.id LIMIT ?3"
+);
 
 /// The latest attempts, newest first (reversed by the caller). `?1` is bound for the same
 /// parameter shape as [`FEED_AFTER`].
-const FEED_LATEST: &str =
-    "SELECT a.id, a.delivery_id, d.subscription_id, d.event_id, e.type, a.at, a.outcome,
-    a.status_code, a.latency_ms, a.error, a.plugin_version, a.response_body
-    FROM attempts a JOIN deliveries d ON d.id = a.delivery_id JOIN events e ON e.id = d.event_id
-    WHERE ?1 >= 0 AND (?2 IS NULL OR d.subscription_id = ?2) AND (?4 IS NULL OR d.tenant_id = ?4) ORDER BY a.id DESC LIMIT ?3";
+pub(super) const FEED_LATEST: &str = feed!(
+    "WHERE ?1 >= 0 AND ?2 IS NULL AND (?4 IS NULL OR d.tenant_id = ?4) ORDER BY a.id DESC LIMIT ?3"
+);
+
+/// One subscription's attempts after a cursor, oldest first.
+pub(super) const FEED_AFTER_OF: &str = feed!(
+    "WHERE a.subscription_id = ?2 AND a.id > ?1 AND (?4 IS NULL OR d.tenant_id = ?4) ORDER BY a.id LIMIT ?3"
+);
+
+/// One subscription's latest attempts, newest first.
+pub(super) const FEED_LATEST_OF: &str = feed!(
+    "WHERE ?1 >= 0 AND a.subscription_id = ?2 AND (?4 IS NULL OR d.tenant_id = ?4) ORDER BY a.id DESC LIMIT ?3"
+);

@@ -10,6 +10,13 @@ use crate::tenant::Scope;
 const DELIVERY_COLUMNS: &str = "id, tenant_id, event_id, subscription_id, status, attempts, next_attempt_at, last_error, \
     skip_reason, created_at, updated_at";
 
+/// Queues again, due `?1`, the failed deliveries of subscription `?2` created in `[?3, ?4]`
+/// (from that subscription's failed ones in `deliveries_by_subscription_status`).
+pub(super) const RECOVER_FAILED: &str =
+    "UPDATE deliveries SET status = 'pending', next_attempt_at = ?1, updated_at = ?1
+     WHERE subscription_id = ?2 AND status = 'failed' AND created_at BETWEEN ?3 AND ?4
+     AND (?5 IS NULL OR tenant_id = ?5)";
+
 /// Filters of `GET /v1/deliveries`.
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryFilter {
@@ -23,6 +30,37 @@ pub struct DeliveryFilter {
     pub before: Option<String>,
 }
 
+/// The statement of a page of deliveries, newest first, and its parameters. Each combination
+/// of filters has one shape (so one cached statement), served by its own index
+/// (`migrations/0006_retention.sql`; the plans are checked in `plans_tests`).
+pub(super) fn list_query(
+    tenant: Option<String>,
+    filter: &DeliveryFilter,
+    limit: i64,
+) -> (String, Vec<rusqlite::types::Value>) {
+    let mut sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE 1 = 1");
+    let mut params: Vec<rusqlite::types::Value> = Vec::new();
+    let conditions = [
+        ("tenant_id", tenant),
+        ("subscription_id", filter.subscription_id.clone()),
+        ("event_id", filter.event_id.clone()),
+        ("status", filter.status.map(|s| s.as_str().to_owned())),
+    ];
+    for (column, value) in conditions {
+        if let Some(value) = value {
+            sql.push_str(&format!(" AND {column} = ?"));
+            params.push(value.into());
+        }
+    }
+    if let Some(before) = &filter.before {
+        sql.push_str(" AND id < ?");
+        params.push(before.clone().into());
+    }
+    sql.push_str(" ORDER BY id DESC LIMIT ?");
+    params.push(limit.into());
+    (sql, params)
+}
+
 impl Store {
     /// A page of deliveries, newest first.
     ///
@@ -34,26 +72,7 @@ impl Store {
         filter: &DeliveryFilter,
         limit: i64,
     ) -> Result<Vec<Delivery>, StoreError> {
-        let mut sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE 1 = 1");
-        let mut params: Vec<rusqlite::types::Value> = Vec::new();
-        let conditions = [
-            ("tenant_id", scope.filter()),
-            ("subscription_id", filter.subscription_id.clone()),
-            ("event_id", filter.event_id.clone()),
-            ("status", filter.status.map(|s| s.as_str().to_owned())),
-        ];
-        for (column, value) in conditions {
-            if let Some(value) = value {
-                sql.push_str(&format!(" AND {column} = ?"));
-                params.push(value.into());
-            }
-        }
-        if let Some(before) = &filter.before {
-            sql.push_str(" AND id < ?");
-            params.push(before.clone().into());
-        }
-        sql.push_str(" ORDER BY id DESC LIMIT ?");
-        params.push(limit.into());
+        let (sql, params) = list_query(scope.filter(), filter, limit);
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(&sql)?;
             all_rows(
@@ -147,13 +166,13 @@ impl Store {
         let tenant = scope.filter();
         let now = self.clock.now_ms();
         self.write(move |conn| {
-            Ok(conn
-                .prepare_cached(
-                    "UPDATE deliveries SET status = 'pending', next_attempt_at = ?1, updated_at = ?1
-                     WHERE subscription_id = ?2 AND status = 'failed' AND created_at BETWEEN ?3 AND ?4
-                     AND (?5 IS NULL OR tenant_id = ?5)",
-                )?
-                .execute((now, subscription_id, since, until, tenant))?)
+            Ok(conn.prepare_cached(RECOVER_FAILED)?.execute((
+                now,
+                subscription_id,
+                since,
+                until,
+                tenant,
+            ))?)
         })
         .await
     }

@@ -5,12 +5,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rusqlite::{OptionalExtension, Transaction};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use super::matching::Index;
-use super::{Delivery, Event, Store, StoreError, Subscription, all_rows, json_list, new_id};
+use super::{Delivery, Event, Store, StoreError, Subscription, all_rows, json_list, new_id_at};
 use crate::tenant::{Scope, TenantId};
 
 /// Requests committed together at most.
@@ -63,15 +64,19 @@ pub struct Ingestor {
 impl Ingestor {
     /// Starts the writer task, with room for `max_pending` events and `max_pending_bytes`
     /// bytes of them waiting for their commit. `delivered` is notified after each commit that
-    /// created deliveries, so dispatch starts at once rather than on its next timer.
+    /// created deliveries, so dispatch starts at once rather than on its next timer. An
+    /// idempotency key answers with its first event for `idempotency_ttl`; after that the same
+    /// key makes a new event.
     pub fn start(
         store: Store,
         delivered: Arc<Notify>,
         max_pending: usize,
         max_pending_bytes: usize,
+        idempotency_ttl: Duration,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(max_pending.max(1));
-        let task = tokio::spawn(writer(store, rx, delivered));
+        let ttl_ms = crate::clock::duration_ms(idempotency_ttl);
+        let task = tokio::spawn(writer(store, rx, delivered, ttl_ms));
         // `acquire_many` counts in u32: a budget past 4 GiB is 4 GiB.
         let capacity = u32::try_from(max_pending_bytes.min(Semaphore::MAX_PERMITS))
             .unwrap_or(u32::MAX)
@@ -123,7 +128,12 @@ impl Ingestor {
     }
 }
 
-async fn writer(store: Store, mut rx: mpsc::Receiver<Request>, delivered: Arc<Notify>) {
+async fn writer(
+    store: Store,
+    mut rx: mpsc::Receiver<Request>,
+    delivered: Arc<Notify>,
+    ttl_ms: i64,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (events, replies): (Vec<NewEvent>, Vec<_>) =
@@ -134,7 +144,10 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Request>, delivered: Arc<No
         };
         let clock = store.clock().clone();
         let committed = store
-            .transaction(move |tx| commit_batch(tx, &events, &routes, clock.now_ms()))
+            .transaction(move |tx| {
+                let now = clock.now_ms();
+                commit_batch(tx, &events, &routes, now, now.saturating_sub(ttl_ms))
+            })
             .await;
         match committed {
             Ok(outcomes) => {
@@ -161,14 +174,16 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Request>, delivered: Arc<No
 
 /// Inserts a batch of events and their deliveries (pending, due `now`; a disabled
 /// subscription's are parked with the rest of its queue, see `queue`); an idempotency key seen
-/// before in the event's tenant (or earlier in the batch) answers with the earlier event
-/// instead. An event for a tenant that does not exist is refused alone
+/// seen since `keys_since` in the event's tenant (or earlier in the batch) answers with the
+/// earlier event instead; an older one is taken off its event (which keeps everything else)
+/// and goes to the new event. An event for a tenant that does not exist is refused alone
 /// ([`StoreError::UnknownTenant`]); the rest of the batch commits.
 fn commit_batch(
     tx: &Transaction<'_>,
     events: &[NewEvent],
     routes: &Routes,
     now: i64,
+    keys_since: i64,
 ) -> Result<Vec<Result<IngestOutcome, StoreError>>, StoreError> {
     let mut known: HashMap<(&str, &str), IngestOutcome> = HashMap::new();
     let mut tenants: HashMap<&str, bool> = HashMap::new();
@@ -200,7 +215,7 @@ fn commit_batch(
         if let Some(key) = event.idempotency_key.as_deref() {
             let earlier = match known.get(&(tenant, key)) {
                 Some(earlier) => Some(earlier.clone()),
-                None => earlier_event(tx, tenant, key)?,
+                None => earlier_event(tx, tenant, key, keys_since)?,
             };
             if let Some(earlier) = earlier {
                 outcomes.push(Ok(IngestOutcome {
@@ -210,7 +225,7 @@ fn commit_batch(
                 continue;
             }
         }
-        let event_id = new_id("evt");
+        let event_id = new_id_at("evt", now);
         insert_event.execute((
             &event_id,
             tenant,
@@ -222,7 +237,7 @@ fn commit_batch(
         let mut first_delivery = None;
         let targets = routes.targets(event);
         for sub in &targets {
-            let id = new_id("dlv");
+            let id = new_id_at("dlv", now);
             insert_delivery.execute((&id, tenant, &event_id, &sub.id, now, now, now))?;
             first_delivery.get_or_insert(id);
         }
@@ -240,28 +255,42 @@ fn commit_batch(
     Ok(outcomes)
 }
 
-/// The tenant's earlier event with this idempotency key, with its delivery count.
+/// The tenant's earlier event with this idempotency key, with its delivery count, if it was
+/// accepted at `since` or later. A key older than that is expired: it is cleared from its event
+/// (the key is unique per tenant), so the caller stores a new event with it.
 fn earlier_event(
     tx: &Transaction<'_>,
     tenant: &str,
     key: &str,
+    since: i64,
 ) -> Result<Option<IngestOutcome>, StoreError> {
     let found = tx
         .prepare_cached(
             "SELECT e.id, (SELECT COUNT(*) FROM deliveries d WHERE d.event_id = e.id),
-             (SELECT MIN(d.id) FROM deliveries d WHERE d.event_id = e.id)
+             (SELECT MIN(d.id) FROM deliveries d WHERE d.event_id = e.id), e.created_at
              FROM events e WHERE e.tenant_id = ? AND e.idempotency_key = ?",
         )?
         .query_row([tenant, key], |r| {
-            Ok(IngestOutcome {
-                event_id: r.get(0)?,
-                deliveries: usize::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
-                first_delivery: r.get(2)?,
-                duplicate: true,
-            })
+            Ok((
+                IngestOutcome {
+                    event_id: r.get(0)?,
+                    deliveries: usize::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                    first_delivery: r.get(2)?,
+                    duplicate: true,
+                },
+                r.get::<_, i64>(3)?,
+            ))
         })
         .optional()?;
-    Ok(found)
+    match found {
+        Some((earlier, at)) if at >= since => Ok(Some(earlier)),
+        Some((earlier, _)) => {
+            tx.prepare_cached("UPDATE events SET idempotency_key = NULL WHERE id = ?")?
+                .execute([&earlier.event_id])?;
+            Ok(None)
+        }
+        None => Ok(None),
+    }
 }
 
 /// Subscriptions an event goes to: its tenant's whose patterns match (from the index: only
@@ -293,7 +322,8 @@ impl Routes {
 }
 
 /// The columns [`Event::from_row`] reads.
-pub(super) const EVENT_COLUMNS: &str = "id, tenant_id, idempotency_key, type, data, created_at";
+pub(super) const EVENT_COLUMNS: &str =
+    "id, tenant_id, idempotency_key, type, data, created_at, expunged_at";
 
 impl Store {
     /// An event by id, with its newest `deliveries` deliveries.

@@ -21,6 +21,7 @@ mod models;
 pub mod operational;
 mod queue;
 mod results;
+mod retention;
 mod rotation;
 mod secrets;
 mod settings;
@@ -46,6 +47,7 @@ pub use keys::{NewKey, StoredKey, key_id};
 pub use models::{Attempt, Delivery, DeliveryStatus, Event, Subscription, SubscriptionStatus};
 pub use queue::{LeaseBatch, LeaseRef, LeaseRequest, Leased};
 pub use results::{Completion, Recorded, SubscriptionEffect};
+pub use retention::{Purged, RetentionPolicy};
 pub use secrets::{KeySource, SecretKey};
 pub use subscriptions::{NewSubscription, SubscriptionUpdate, UpdateOutcome};
 pub use tenants::{Tenant, TenantDeleted};
@@ -61,6 +63,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0003_secrets.sql"),
     include_str!("../../migrations/0004_queue.sql"),
     include_str!("../../migrations/0005_tenants.sql"),
+    include_str!("../../migrations/0006_retention.sql"),
 ];
 
 /// Handle to the database and the in-memory copy of the subscriptions (read on every ingest
@@ -388,6 +391,20 @@ fn json_list<S: AsRef<str>>(items: &[S]) -> String {
 pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", ulid::Ulid::new())
 }
+
+/// A new id whose ULID time is `now_ms`, the store clock's time the row is created at: so "ids
+/// below the id of time t" is exactly "created before t" (retention walks the id indexes with
+/// that), under a manual clock too.
+pub(crate) fn new_id_at(prefix: &str, now_ms: i64) -> String {
+    let ms = u64::try_from(now_ms).unwrap_or(0);
+    format!(
+        "{prefix}_{}",
+        ulid::Ulid::from_parts(ms, rand::random::<u128>())
+    )
+}
+
+#[cfg(test)]
+mod plans_tests;
 
 #[cfg(test)]
 mod tests {

@@ -159,10 +159,12 @@ pub struct Event {
     pub idempotency_key: Option<String>,
     /// e.g. `post.published`.
     pub event_type: String,
-    /// The event data as JSON text, as received.
+    /// The event data as JSON text, as received; empty once expunged.
     pub data: String,
     /// Accepted at (unix ms).
     pub created_at: i64,
+    /// When its payload was expunged (unix ms), if it was.
+    pub expunged_at: Option<i64>,
 }
 
 impl Event {
@@ -174,6 +176,7 @@ impl Event {
             event_type: row.get("type")?,
             data: row.get("data")?,
             created_at: row.get("created_at")?,
+            expunged_at: row.get("expunged_at")?,
         })
     }
 }

@@ -137,10 +137,7 @@ impl Store {
         let now = self.clock.now_ms();
         self.write(move |conn| {
             Ok(conn
-                .prepare_cached(
-                    "UPDATE deliveries SET status = 'pending', lease_until = NULL, next_attempt_at = ?1, updated_at = ?1
-                     WHERE status = 'delivering' AND lease_until <= ?2",
-                )?
+                .prepare_cached(REQUEUE_EXPIRED)?
                 .execute((now, cutoff))?)
         })
         .await
@@ -172,8 +169,15 @@ impl Store {
     }
 }
 
+/// Puts the deliveries whose lease ran out by `?2` back in the queue, due `?1` (the
+/// `deliveries_leased` index holds only the leased ones).
+pub(super) const REQUEUE_EXPIRED: &str = "UPDATE deliveries
+     SET status = 'pending', lease_until = NULL, next_attempt_at = ?1, updated_at = ?1
+     WHERE status = 'delivering' AND lease_until <= ?2";
+
 /// The runnable queues due by `?1`, earliest first, leaving out those in the JSON array `?2`.
-const DUE_QUEUES: &str = "SELECT q.subscription_id, s.tenant_id FROM subscription_queues q
+pub(super) const DUE_QUEUES: &str =
+    "SELECT q.subscription_id, s.tenant_id FROM subscription_queues q
      JOIN subscriptions s ON s.id = q.subscription_id
      WHERE q.runnable = 1 AND q.next_due IS NOT NULL AND q.next_due <= ?1
        AND q.subscription_id NOT IN (SELECT value FROM json_each(?2))
@@ -181,7 +185,7 @@ const DUE_QUEUES: &str = "SELECT q.subscription_id, s.tenant_id FROM subscriptio
      ORDER BY q.next_due LIMIT ?3";
 
 /// Leases up to `?4` due deliveries of subscription `?3`, earliest first.
-const LEASE_QUEUE: &str = "UPDATE deliveries
+pub(super) const LEASE_QUEUE: &str = "UPDATE deliveries
      SET status = 'delivering', lease_until = ?1, lease_token = lease_token + 1, updated_at = ?2
      WHERE id IN (SELECT id FROM deliveries
                   WHERE subscription_id = ?3 AND status = 'pending' AND next_attempt_at <= ?2
@@ -189,12 +193,12 @@ const LEASE_QUEUE: &str = "UPDATE deliveries
      RETURNING id, event_id, subscription_id, attempts, created_at, lease_token, tenant_id";
 
 /// Sets a queue's `next_due` exactly: its earliest pending delivery.
-const SET_NEXT_DUE: &str = "UPDATE subscription_queues SET next_due =
+pub(super) const SET_NEXT_DUE: &str = "UPDATE subscription_queues SET next_due =
          (SELECT MIN(next_attempt_at) FROM deliveries WHERE subscription_id = ?1 AND status = 'pending')
      WHERE subscription_id = ?1";
 
 /// The earliest runnable queue, leaving out those in the JSON array `?1`.
-const EARLIEST_DUE: &str = "SELECT next_due FROM subscription_queues
+pub(super) const EARLIEST_DUE: &str = "SELECT next_due FROM subscription_queues
      WHERE runnable = 1 AND next_due IS NOT NULL
        AND subscription_id NOT IN (SELECT value FROM json_each(?1))
      ORDER BY next_due LIMIT 1";

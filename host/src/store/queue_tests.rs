@@ -23,7 +23,13 @@ async fn fixture() -> Fixture {
     let store = Store::open_with_clock(&dir.path().join("db.sqlite"), clock.clock())
         .await
         .unwrap();
-    let (ingestor, _) = Ingestor::start(store.clone(), store.waker(), 4096, 64 << 20);
+    let (ingestor, _) = Ingestor::start(
+        store.clone(),
+        store.waker(),
+        4096,
+        64 << 20,
+        std::time::Duration::from_secs(86_400),
+    );
     Fixture {
         store,
         clock,

@@ -126,9 +126,13 @@ fn record_results<'a>(
         "UPDATE deliveries SET status = ?1, attempts = ?2, next_attempt_at = ?3, lease_until = NULL, last_error = ?4,
          skip_reason = ?5, updated_at = ?6 WHERE id = ?7 AND status = 'delivering' AND lease_token = ?8",
     )?;
+    // The response body is kept only while the event's content is (an expunge while the
+    // attempt was in flight wins), and the attempt carries its subscription for the feed.
     let mut insert_attempt = tx.prepare_cached(
-        "INSERT INTO attempts (delivery_id, at, outcome, status_code, latency_ms, error, plugin_version, response_body)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO attempts (delivery_id, subscription_id, at, outcome, status_code, latency_ms, error, plugin_version,
+         response_body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,
+                 CASE WHEN ?9 IS NOT NULL AND (SELECT expunged_at FROM events WHERE id = ?10) IS NULL THEN ?9 END)",
     )?;
     let mut recorded = Recorded::default();
     let mut applied = Vec::with_capacity(completions.len());
@@ -151,6 +155,7 @@ fn record_results<'a>(
         if let Some(a) = &c.attempt {
             insert_attempt.execute((
                 &c.leased.id,
+                &c.leased.subscription_id,
                 a.at,
                 &a.outcome,
                 a.status_code,
@@ -158,6 +163,7 @@ fn record_results<'a>(
                 &a.error,
                 &a.plugin_version,
                 &a.response_body,
+                &c.leased.event_id,
             ))?;
         }
         recorded.applied += 1;

@@ -112,7 +112,13 @@ async fn a_database_from_before_tenants_upgrades_in_place_into_default() {
     );
 
     // The old idempotency key deduplicates in default, and is free in another tenant.
-    let (ingestor, _) = Ingestor::start(store.clone(), store.waker(), 64, 1 << 20);
+    let (ingestor, _) = Ingestor::start(
+        store.clone(),
+        store.waker(),
+        64,
+        1 << 20,
+        std::time::Duration::from_secs(86_400),
+    );
     let again = ingestor
         .ingest(event(&default, "order.paid", Some("order-1")))
         .await
@@ -158,7 +164,13 @@ async fn ingest_matches_only_the_events_tenant() {
         .create_subscription(new_subscription(&b, "*"))
         .await
         .unwrap();
-    let (ingestor, _) = Ingestor::start(store.clone(), store.waker(), 64, 1 << 20);
+    let (ingestor, _) = Ingestor::start(
+        store.clone(),
+        store.waker(),
+        64,
+        1 << 20,
+        std::time::Duration::from_secs(86_400),
+    );
 
     let to_a = ingestor
         .ingest(event(&a, "post.published", None))

@@ -14,10 +14,11 @@ use axum::http::StatusCode;
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-use super::{
-    Receiver, Service, closed_loop_of, e2e_latencies, event_body, open_loop_of, percentiles, scale,
-    selected,
-};
+use super::common::generator::{BodyOf, closed_loop_of, event_body, open_loop_of, percentiles};
+use super::common::receiver::Receiver;
+use super::common::service::Service;
+use super::scenarios::e2e_latencies;
+use super::{scale, selected};
 
 /// B's offered rate.
 const B_RATE: f64 = 1000.0;
@@ -48,7 +49,7 @@ pub async fn run() -> Vec<String> {
     lines
 }
 
-fn body_for(tenant: String) -> super::BodyOf {
+fn body_for(tenant: String) -> BodyOf {
     Arc::new(move |i| {
         let mut body = event_body(i);
         body["tenant_id"] = json!(tenant);
@@ -167,7 +168,7 @@ async fn ingest(tenants: usize) -> String {
         "tenant-ingest: {tenants} tenants in {:?}",
         started.elapsed()
     );
-    let body: super::BodyOf = Arc::new(move |i| {
+    let body: BodyOf = Arc::new(move |i| {
         let mut body = event_body(i);
         body["tenant_id"] = Value::String(format!("t{}", i % tenants));
         body

@@ -2,6 +2,7 @@
 //! receiver, a client that shows the body when a status is not the expected one, polling.
 
 pub mod binary;
+pub mod examples;
 pub mod gated;
 pub mod plugins;
 pub mod process;

@@ -32,6 +32,9 @@ pub fn test_config(data_dir: PathBuf) -> Config {
     config.retry_schedule = vec![Duration::from_millis(100), Duration::from_millis(100)];
     config.bundled_plugins = false;
     config.delivery_timeout = Duration::from_secs(5);
+    // Uploads answer with the compile's result (`202 compiling` only in the tests of it), so
+    // a slow compile on a busy machine does not change what a test sees.
+    config.plugin_upload_wait = Duration::from_secs(300);
     // Plugins compile in a child process of the real binary, as `switchyard serve` does.
     config.plugin_compiler = Some(env!("CARGO_BIN_EXE_switchyard").into());
     // Tests send wrong keys on purpose, all from 127.0.0.1; `edge` tests the limit itself.

@@ -46,7 +46,17 @@ pub fn huge_function_then_invalid(ops: u32) -> Vec<u8> {
     huge_function_then(ops, true)
 }
 
+/// `plugin` (a working one) with a core module of one [`huge_function`] of `ops` rounds
+/// appended and instantiated: still a working plugin, that takes a while to compile.
+pub fn slow_to_compile(plugin: &[u8], ops: u32) -> Vec<u8> {
+    append_module(plugin, &huge_module(ops, false), 1)
+}
+
 fn huge_function_then(ops: u32, invalid_after: bool) -> Vec<u8> {
+    component_of(&huge_module(ops, invalid_after))
+}
+
+fn huge_module(ops: u32, invalid_after: bool) -> Module {
     const PARAMS: u32 = 4;
     const LOCALS: u32 = 400;
     let mut types = TypeSection::new();
@@ -90,7 +100,7 @@ fn huge_function_then(ops: u32, invalid_after: bool) -> Vec<u8> {
     }
     let mut module = Module::new();
     module.section(&types).section(&funcs).section(&code);
-    component_of(&module)
+    module
 }
 
 fn component_of(module: &Module) -> Vec<u8> {

@@ -3,7 +3,7 @@
 
 mod budget;
 mod cache;
-mod components;
+pub mod components;
 mod folder;
 mod idle;
 mod pool;

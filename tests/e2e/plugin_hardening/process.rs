@@ -80,12 +80,13 @@ impl Service {
             .bearer_auth(KEY)
     }
 
-    /// Uploads `bytes` as plugin `name`; returns the status, the JSON answer and how long it
-    /// took.
+    /// Uploads `bytes` as plugin `name` and waits for the compile's result (`?wait=true`: a
+    /// bomb takes longer than `plugin_upload_wait`); returns the status, the JSON answer and
+    /// how long it took.
     pub async fn upload(&self, name: &str, bytes: Vec<u8>) -> (u16, Value, Duration) {
         let started = Instant::now();
         let response = self
-            .request(Method::PUT, &format!("/v1/plugins/{name}"))
+            .request(Method::PUT, &format!("/v1/plugins/{name}?wait=true"))
             .header("content-type", "application/wasm")
             .timeout(Duration::from_secs(300))
             .body(bytes)
@@ -100,7 +101,7 @@ impl Service {
     /// [`Service::upload`] that returns a failed request instead of panicking.
     pub async fn try_upload(&self, name: &str, bytes: Vec<u8>) -> reqwest::Result<(u16, Value)> {
         let response = self
-            .request(Method::PUT, &format!("/v1/plugins/{name}"))
+            .request(Method::PUT, &format!("/v1/plugins/{name}?wait=true"))
             .header("content-type", "application/wasm")
             .timeout(Duration::from_secs(300))
             .body(bytes)

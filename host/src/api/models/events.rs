@@ -55,9 +55,13 @@ pub struct EventOut {
     /// The producer's idempotency key, if it sent one.
     #[schema(required = true)]
     pub idempotency_key: Option<String>,
-    /// The data, exactly as received.
+    /// The data, exactly as received; `null` once expunged.
     #[schema(value_type = serde_json::Value)]
     pub data: Box<RawValue>,
+    /// When its content was expunged (`DELETE /v1/events/{id}/content`); otherwise `null`.
+    #[serde(default)]
+    #[schema(required = true)]
+    pub expunged_at: Option<Timestamp>,
     /// Its deliveries, newest first: the first 1000.
     pub deliveries: Vec<DeliveryOut>,
     /// When there are more than 1000 deliveries: the `cursor` of the next page of

@@ -25,7 +25,7 @@ pub use errors::{ErrorBody, ErrorCode, ErrorDetail};
 pub use events::{EventAccepted, EventIn, EventOut};
 pub use plugins::{
     DeliverOutcome, DryRunDeliver, DryRunEvent, DryRunIn, DryRunOut, DryRunSkip, LogLineOut,
-    PluginOut, PluginStatusOut, SkipOutcome, WasmComponent,
+    PluginLimitsOut, PluginOut, PluginStatusOut, PluginUploadQuery, SkipOutcome, WasmComponent,
 };
 pub use subscriptions::{
     REDACTED, RecoverIn, RecoverOut, SecretOut, Signature, SubscriptionIn, SubscriptionOut,

@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::common::Timestamp;
-use crate::plugins::{LogLine, PluginInfo, PluginStatus};
+use crate::plugins::{LogLine, PluginInfo, PluginLimits, PluginStatus};
 
 /// Whether a plugin's latest file loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -17,6 +17,20 @@ pub enum PluginStatusOut {
     Ready,
     /// The latest file failed to load (see `error`); the last good version, if any, serves.
     Error,
+    /// A new version (`pending_version`) is being compiled; the last good version, if any,
+    /// serves meanwhile. Poll `GET /v1/plugins/{name}` until it is `ready` or `error`.
+    Compiling,
+}
+
+/// The deadline and memory of a plugin's calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PluginLimitsOut {
+    /// Memory of one instance (all of its memories together), in MiB.
+    #[schema(example = 32)]
+    pub memory_mb: u64,
+    /// Wall-clock deadline of one call, in milliseconds.
+    #[schema(example = 100)]
+    pub timeout_ms: u64,
 }
 
 /// A plugin.
@@ -39,6 +53,12 @@ pub struct PluginOut {
     /// When the serving version was loaded.
     #[schema(required = true)]
     pub loaded_at: Option<Timestamp>,
+    /// sha256 (hex) of the version being compiled (only with `status: compiling`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_version: Option<String>,
+    /// The limits its calls run under: the service's defaults, or what the upload asked for
+    /// (`?memory_mb=`, `?timeout_ms=`).
+    pub limits: PluginLimitsOut,
 }
 
 impl From<&PluginInfo> for PluginOut {
@@ -50,9 +70,47 @@ impl From<&PluginInfo> for PluginOut {
             status: match info.status {
                 PluginStatus::Ready => PluginStatusOut::Ready,
                 PluginStatus::Error => PluginStatusOut::Error,
+                PluginStatus::Compiling => PluginStatusOut::Compiling,
             },
             error: info.error.clone(),
             loaded_at: info.loaded_at.map(Timestamp),
+            pending_version: info.pending_version.clone(),
+            limits: PluginLimitsOut {
+                memory_mb: info.limits.memory_mb,
+                timeout_ms: info.limits.timeout_ms,
+            },
+        }
+    }
+}
+
+/// `PUT /v1/plugins/{name}`'s options.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct PluginUploadQuery {
+    /// This plugin's memory per instance in MiB, 1 to `plugin_max_memory_mb` (default:
+    /// `plugin_memory_mb`). Kept with the plugin until the next upload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 1, example = 64)]
+    pub memory_mb: Option<u32>,
+    /// This plugin's deadline per call in milliseconds, 1 to `plugin_max_timeout` (default:
+    /// `plugin_timeout`). Kept with the plugin until the next upload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 1, example = 500)]
+    pub timeout_ms: Option<u32>,
+    /// `true`: answer when the compile is done, however long it takes. `false`: answer
+    /// `202 compiling` as soon as the bytes are stored. Absent: wait up to
+    /// `plugin_upload_wait` (2 s), then answer `202`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<bool>,
+}
+
+impl PluginUploadQuery {
+    /// The plugin's own limits asked for.
+    pub fn limits(&self) -> PluginLimits {
+        PluginLimits {
+            memory_mb: self.memory_mb,
+            timeout_ms: self.timeout_ms,
         }
     }
 }

@@ -1,7 +1,8 @@
-//! The plugin author's loop: `switchyard plugins new | build | dev | replay` — scaffold a
-//! project, build it with its language's toolchain, rebuild-push-dry-run on every save, and
-//! replay a stored delivery through the current version.
+//! The plugin author's loop: `switchyard plugins new | build | test | dev | replay` — scaffold
+//! a project, build it with its language's toolchain, run its cases locally, rebuild-push-dry-run
+//! on every save, and replay a stored delivery through the current version.
 
+pub mod cases;
 pub mod dev;
 pub mod replay;
 pub mod scaffold;

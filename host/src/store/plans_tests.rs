@@ -1,0 +1,180 @@
+//! Every hot query reads an index that holds only what it returns: checked with `EXPLAIN QUERY
+//! PLAN`. A `SCAN` of a table (every row of it) or a `USE TEMP B-TREE` (sorting every match
+//! before the first can be returned) would make the query's cost grow with the history the
+//! database keeps. The lease's own statements are checked in `queue_tests`.
+
+use super::*;
+use crate::store::deliveries::{DeliveryFilter, RECOVER_FAILED, list_query};
+use crate::store::{attempts, queue, retention};
+
+/// The plan of `sql` (parameters unbound), one detail per line joined by ` | `.
+fn plan(conn: &Connection, sql: &str) -> String {
+    let mut stmt = conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+        .unwrap_or_else(|e| panic!("{e}: {sql}"));
+    let unbound = vec![rusqlite::types::Null; stmt.parameter_count()];
+    all_rows(&mut stmt, rusqlite::params_from_iter(unbound), |r| {
+        Ok(r.get::<_, String>(3)?)
+    })
+    .unwrap()
+    .join(" | ")
+}
+
+/// Fails on a full scan of one of the tables that grow, and on a sort, unless `walk` allows
+/// the one in-order walk of `walk`'s index (a newest-first page with no filter reads the
+/// primary key backwards and stops at the limit).
+fn assert_indexed(name: &str, plan: &str, walk: Option<&str>) {
+    eprintln!("{name}: {plan}");
+    assert!(!plan.contains("TEMP B-TREE"), "{name} sorts: {plan}");
+    for step in plan.split(" | ") {
+        // `json_each` is the bound list itself, not a table.
+        let scans_table = step
+            .strip_prefix("SCAN ")
+            .is_some_and(|rest| !rest.starts_with("json_each"));
+        if scans_table {
+            let allowed = walk.is_some_and(|w| step.contains(w));
+            assert!(allowed, "{name} scans a table: {step} (in {plan})");
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_hot_query_reads_only_its_own_index_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db.sqlite")).await.unwrap();
+    store
+        .read(|conn| {
+            let some = |s: &str| Some(s.to_owned());
+            let failed = Some(DeliveryStatus::Failed);
+            let lists = [
+                (
+                    "list",
+                    DeliveryFilter::default(),
+                    Some("sqlite_autoindex_deliveries_1"),
+                ),
+                (
+                    "list ?subscription_id",
+                    DeliveryFilter {
+                        subscription_id: some("sub_1"),
+                        ..Default::default()
+                    },
+                    None,
+                ),
+                (
+                    "list ?status",
+                    DeliveryFilter {
+                        status: failed,
+                        ..Default::default()
+                    },
+                    None,
+                ),
+                (
+                    "list ?status&subscription_id",
+                    DeliveryFilter {
+                        subscription_id: some("sub_1"),
+                        status: failed,
+                        ..Default::default()
+                    },
+                    None,
+                ),
+                (
+                    "list ?event_id",
+                    DeliveryFilter {
+                        event_id: some("evt_1"),
+                        ..Default::default()
+                    },
+                    None,
+                ),
+                (
+                    "list ?event_id&status",
+                    DeliveryFilter {
+                        event_id: some("evt_1"),
+                        status: failed,
+                        ..Default::default()
+                    },
+                    None,
+                ),
+            ];
+            for (name, mut filter, walk) in lists {
+                let (sql, _) = list_query(None, &filter, 51);
+                assert_indexed(name, &plan(conn, &sql), walk);
+                filter.before = some("dlv_1");
+                let (sql, _) = list_query(None, &filter, 51);
+                let plan = plan(conn, &sql);
+                assert_indexed(&format!("{name}&cursor"), &plan, walk);
+            }
+            let expected = [
+                ("list ?status", "deliveries_by_status"),
+                (
+                    "list ?status&subscription_id",
+                    "deliveries_by_subscription_status",
+                ),
+                ("list ?event_id", "deliveries_by_event"),
+            ];
+            for (name, index) in expected {
+                let filter = match name {
+                    "list ?status" => DeliveryFilter {
+                        status: failed,
+                        ..Default::default()
+                    },
+                    "list ?event_id" => DeliveryFilter {
+                        event_id: some("evt_1"),
+                        ..Default::default()
+                    },
+                    _ => DeliveryFilter {
+                        subscription_id: some("sub_1"),
+                        status: failed,
+                        ..Default::default()
+                    },
+                };
+                let (sql, _) = list_query(None, &filter, 51);
+                let plan = plan(conn, &sql);
+                assert!(plan.contains(index), "{name} should use {index}: {plan}");
+            }
+            let statements = [
+                ("attempt feed", attempts::FEED_AFTER, None),
+                (
+                    "attempt feed, latest",
+                    attempts::FEED_LATEST,
+                    Some("SCAN a"),
+                ),
+                (
+                    "attempt feed ?subscription_id",
+                    attempts::FEED_AFTER_OF,
+                    None,
+                ),
+                (
+                    "attempt feed ?subscription_id, latest",
+                    attempts::FEED_LATEST_OF,
+                    None,
+                ),
+                ("requeue expired leases", queue::REQUEUE_EXPIRED, None),
+                ("earliest due", queue::EARLIEST_DUE, None),
+                ("due queues", queue::DUE_QUEUES, None),
+                ("lease", queue::LEASE_QUEUE, None),
+                ("recover", RECOVER_FAILED, None),
+                ("retention: old deliveries", retention::OLD_DELIVERIES, None),
+                ("retention: old events", retention::OLD_EVENTS, None),
+                ("retention: attempts", retention::DELETE_ATTEMPTS, None),
+                ("retention: deliveries", retention::DELETE_DELIVERIES, None),
+                (
+                    "retention: events",
+                    retention::DELETE_UNREFERENCED_EVENTS,
+                    None,
+                ),
+                ("expunge", retention::EXPUNGE_EVENT, None),
+                ("expunge responses", retention::EXPUNGE_RESPONSES, None),
+            ];
+            for (name, sql, walk) in statements {
+                assert_indexed(name, &plan(conn, sql), walk);
+            }
+            let feed_of = plan(conn, attempts::FEED_LATEST_OF);
+            assert!(feed_of.contains("attempts_by_subscription"), "{feed_of}");
+            let old = plan(conn, retention::OLD_DELIVERIES);
+            assert!(old.contains("deliveries_by_status"), "{old}");
+            Ok(())
+        })
+        .await
+        .unwrap();
+    store.close().await;
+}

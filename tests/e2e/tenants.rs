@@ -57,6 +57,7 @@ fn classify(operation_id: &str) -> (&'static str, Kind) {
         "v1.subscription.recover" => ("deliveries:write", Object),
         "v1.event.create" => ("events:write", Create),
         "v1.event.get" => ("deliveries:read", Object),
+        "v1.event.expunge" => ("events:write", Object),
         "v1.delivery.list" | "v1.attempt.list" => ("deliveries:read", List),
         "v1.delivery.get" => ("deliveries:read", Object),
         "v1.delivery.retry" => ("deliveries:write", Object),

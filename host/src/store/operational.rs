@@ -11,7 +11,7 @@ use rusqlite::{OptionalExtension, Transaction};
 use serde_json::{Value, json};
 
 use super::matching::{Index, OPERATIONAL_PREFIX};
-use super::{StoreError, Subscription, new_id};
+use super::{StoreError, Subscription, new_id_at};
 
 /// A subscription was disabled (410 Gone, or failing for too long).
 pub const SUBSCRIPTION_DISABLED: &str = "switchyard.subscription.disabled";
@@ -32,7 +32,7 @@ pub(super) fn emit(
     except: Option<&str>,
     now: i64,
 ) -> Result<bool, StoreError> {
-    let event_id = new_id("evt");
+    let event_id = new_id_at("evt", now);
     tx.prepare_cached(
         "INSERT INTO events (id, tenant_id, idempotency_key, type, data, created_at) VALUES (?, ?, NULL, ?, ?, ?)",
     )?
@@ -46,7 +46,15 @@ pub(super) fn emit(
         if Some(sub.id.as_str()) == except {
             continue;
         }
-        insert.execute((new_id("dlv"), tenant, &event_id, &sub.id, now, now, now))?;
+        insert.execute((
+            new_id_at("dlv", now),
+            tenant,
+            &event_id,
+            &sub.id,
+            now,
+            now,
+            now,
+        ))?;
         any = true;
     }
     Ok(any)

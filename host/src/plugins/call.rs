@@ -229,7 +229,10 @@ fn running_time_deadline(
             None => start.elapsed().min(FIRST_SLICE_AT_MOST),
             Some(slice) => slice.ran(),
         };
-        if ran >= budget {
+        // Also bounded in wall time: a call's slot is not held for more than a few budgets
+        // however busy the machine, so one plugin's slow calls cannot keep its other callers
+        // (a fast subscription of the same plugin) waiting for seconds.
+        if ran >= budget || start.elapsed() >= budget.saturating_mul(WALL_BUDGETS) {
             return Ok(UpdateDeadline::Interrupt);
         }
         let slice = slice.clone();
@@ -242,6 +245,9 @@ fn running_time_deadline(
         ))
     }
 }
+
+/// A call ends after this many budgets of wall time at most, whatever its running time.
+const WALL_BUDGETS: u32 = 4;
 
 /// The most of a call's first slice counted as its running time (see
 /// [`running_time_deadline`]).

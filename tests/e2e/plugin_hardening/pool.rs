@@ -28,7 +28,7 @@ async fn calls_of_a_many_instance_plugin_wait_for_room_instead_of_failing() {
     .await;
     // Long enough to span several epoch ticks, so the calls really overlap.
     let config = json!({"mode": "spin", "iterations": 20_000_000}).to_string();
-    let calls: Vec<_> = (0..16)
+    let calls: Vec<_> = (0..8)
         .map(|_| {
             let (runtime, plugin, config) = (runtime.clone(), plugin.clone(), config.clone());
             tokio::spawn(async move {
@@ -54,9 +54,11 @@ async fn calls_of_a_many_instance_plugin_wait_for_room_instead_of_failing() {
 }
 
 /// Issue 12 item 2: a call's deadline counts its own running time, not the time it waits,
-/// yielded, while the other calls admitted with it run. Sixteen calls of 40 ms each on this
-/// machine's plugin threads (one per core) take several times the 100 ms deadline from first
-/// to last; with a wall-clock deadline most of them timed out, none of them a runaway.
+/// yielded, while the other calls admitted with it run. Eight calls of 40 ms each on this
+/// machine's plugin threads (one per core) take well over the 100 ms deadline from first to
+/// last; with a wall-clock deadline most of them timed out, none of them a runaway. (Wall time
+/// still bounds a call at four deadlines, so a plugin's slow calls cannot hold its slots for
+/// seconds: more calls than fit in that are not expected to pass on a busy machine.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overlapping_calls_are_not_timed_out_by_each_others_running_time() {
     let runtime = Runtime::new(Limits::default(), None).unwrap();
@@ -75,7 +77,7 @@ async fn overlapping_calls_are_not_timed_out_by_each_others_running_time() {
     }
     let iterations = (PROBE as f64 * 0.040 / fastest.as_secs_f64()) as u64;
     let started = std::time::Instant::now();
-    let calls: Vec<_> = (0..16)
+    let calls: Vec<_> = (0..8)
         .map(|_| {
             let (runtime, plugin, config) = (runtime.clone(), plugin.clone(), spin(iterations));
             tokio::spawn(async move {
@@ -95,10 +97,10 @@ async fn overlapping_calls_are_not_timed_out_by_each_others_running_time() {
     let wall = started.elapsed();
     assert!(
         failures.is_empty(),
-        "{} of 16 calls of ~40 ms failed (all done in {wall:?}): {failures:#?}",
+        "{} of 8 calls of ~40 ms failed (all done in {wall:?}): {failures:#?}",
         failures.len()
     );
-    eprintln!("16 calls of {iterations} iterations (~40 ms each) took {wall:?} together");
+    eprintln!("8 calls of {iterations} iterations (~40 ms each) took {wall:?} together");
     // A runaway still stops at its deadline, also among other calls.
     let report = runtime
         .transform(&plugin, event("t", json!({})), r#"{"mode": "loop"}"#)

@@ -41,6 +41,25 @@ pub fn envelope(event: &Event) -> Result<Value, Error> {
     }))
 }
 
+/// [`envelope`] as JSON text, with the event's payload spliced in as it came rather than
+/// parsed: numbers keep their digits and nothing is re-serialised, for plugins that hand the
+/// envelope to another JSON reader (a jq or JavaScript engine).
+///
+/// # Errors
+/// When the payload is empty (the router never sends that; a hand-made event might).
+pub fn envelope_text(event: &Event) -> Result<String, Error> {
+    let data = event.payload.trim();
+    if data.is_empty() {
+        return Err(Error::msg("event data is empty"));
+    }
+    Ok(format!(
+        "{{\"id\":{},\"type\":{},\"timestamp\":\"{}\",\"data\":{data}}}",
+        serde_json::to_string(&event.id)?,
+        serde_json::to_string(&event.event_type)?,
+        rfc3339(event.timestamp),
+    ))
+}
+
 /// Unix seconds as RFC 3339 UTC (`2026-11-23T15:04:05Z`), as the router formats an event's
 /// timestamp. Plugins get no clock or time crate, so the date comes from Howard Hinnant's
 /// `civil_from_days`. Never panics, even at `i64::MIN` and `i64::MAX`, though a year outside

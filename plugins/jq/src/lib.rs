@@ -25,7 +25,7 @@ mod program;
 
 use serde::Deserialize;
 use serde_json::Value;
-use switchyard_plugin_sdk::envelope::rfc3339;
+use switchyard_plugin_sdk::envelope::envelope_text as envelope;
 use switchyard_plugin_sdk::{Error, Event, Level, Outcome, Plugin};
 
 /// The subscription's `plugin_config`: the program, and the value of `$args`.
@@ -92,21 +92,6 @@ fn transform(event: &Event, config: &Config) -> Result<Outcome, Error> {
     let args = jaq_json::read::parse_single(config.args.as_bytes())
         .map_err(|e| Error::msg(format!("args: {e}")))?;
     output::run(&program, input, args).map_err(Error::msg)
-}
-
-/// The envelope the router sends when no plugin runs, as JSON text, with the event's data
-/// spliced in as it came (so the program sees its numbers exactly).
-fn envelope(event: &Event) -> Result<String, Error> {
-    let data = event.payload.trim();
-    if data.is_empty() {
-        return Err(Error::msg("event data is empty"));
-    }
-    Ok(format!(
-        "{{\"id\":{},\"type\":{},\"timestamp\":\"{}\",\"data\":{data}}}",
-        serde_json::to_string(&event.id)?,
-        serde_json::to_string(&event.event_type)?,
-        rfc3339(event.timestamp),
-    ))
 }
 
 /// A line in the plugin's log: the host's in a component, a test buffer natively.

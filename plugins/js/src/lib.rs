@@ -16,7 +16,7 @@ mod engine;
 
 use serde::Deserialize;
 use serde_json::Value;
-use switchyard_plugin_sdk::envelope::rfc3339;
+use switchyard_plugin_sdk::envelope::envelope_text as envelope;
 use switchyard_plugin_sdk::{Error, Event, Level, Outcome, Plugin};
 
 use crate::engine::Decision;
@@ -89,20 +89,6 @@ fn transform(event: &Event, config: &Config) -> Result<Outcome, Error> {
                 o.with_header(n, v)
             }),
     })
-}
-
-/// The envelope the router sends when no plugin runs, as JSON text.
-fn envelope(event: &Event) -> Result<String, Error> {
-    let data = event.payload.trim();
-    if data.is_empty() {
-        return Err(Error::msg("event data is empty"));
-    }
-    Ok(format!(
-        "{{\"id\":{},\"type\":{},\"timestamp\":\"{}\",\"data\":{data}}}",
-        serde_json::to_string(&event.id)?,
-        serde_json::to_string(&event.event_type)?,
-        rfc3339(event.timestamp),
-    ))
 }
 
 /// A line in the plugin's log: the host's in a component, a buffer natively.

@@ -18,8 +18,9 @@ use super::principal::{Permission, Principal};
 use super::{ApiError, AppState, ErrorCode, page_limit, rows_for};
 use crate::signing::{Scheme, generate_secret};
 use crate::store::{
-    NewEvent, NewSubscription, SubscriptionStatus, SubscriptionUpdate, UpdateOutcome,
+    NewEvent, NewSubscription, Subscription, SubscriptionStatus, SubscriptionUpdate, UpdateOutcome,
 };
+use crate::tenant::Scope;
 use validate::{Candidate, check_secret, config_text, validate};
 
 /// How often a PATCH is merged again when the subscription changed between its read and its
@@ -28,6 +29,19 @@ const MAX_MERGES: usize = 16;
 
 fn not_found(id: &SubscriptionId) -> ApiError {
     ApiError::not_found("subscription", id.as_str())
+}
+
+/// The subscription `id` inside `scope`, or `404` (also for another tenant's).
+async fn stored(
+    state: &AppState,
+    scope: &Scope,
+    id: &SubscriptionId,
+) -> Result<Subscription, ApiError> {
+    state
+        .store
+        .subscription(scope, id.as_str())
+        .await?
+        .ok_or_else(|| not_found(id))
 }
 
 fn grace_ms(state: &AppState) -> i64 {
@@ -133,11 +147,7 @@ pub async fn get_one(
     ApiQuery(query): ApiQuery<SubscriptionQuery>,
 ) -> Result<Json<SubscriptionOut>, ApiError> {
     let scope = principal.allow(Permission::SubscriptionsRead)?;
-    let sub = state
-        .store
-        .subscription(&scope, id.as_str())
-        .await?
-        .ok_or_else(|| not_found(&id))?;
+    let sub = stored(&state, &scope, &id).await?;
     Ok(Json(SubscriptionOut::new(
         &sub,
         query.include_header_values.unwrap_or(false),
@@ -170,11 +180,7 @@ pub async fn update(
         ));
     }
     for _ in 0..MAX_MERGES {
-        let current = state
-            .store
-            .subscription(&scope, id.as_str())
-            .await?
-            .ok_or_else(|| not_found(&id))?;
+        let current = stored(&state, &scope, &id).await?;
         let candidate = validate(&state, Candidate::merged(&current, patch.clone())?).await?;
         let secret = match (&patch.secret, patch.rotate_secret) {
             (Some(secret), _) => {
@@ -290,11 +296,7 @@ pub async fn send_test(
     OptionalJson(body): OptionalJson<TestEventIn>,
 ) -> Result<(StatusCode, Json<TestEventOut>), ApiError> {
     let scope = principal.allow(Permission::SubscriptionsWrite)?;
-    let sub = state
-        .store
-        .subscription(&scope, id.as_str())
-        .await?
-        .ok_or_else(|| not_found(&id))?;
+    let sub = stored(&state, &scope, &id).await?;
     let event_type = body
         .event_type
         .unwrap_or_else(|| "switchyard.test".to_owned());
@@ -364,11 +366,7 @@ pub async fn recover(
     ApiJson(body): ApiJson<RecoverIn>,
 ) -> Result<(StatusCode, Json<RecoverOut>), ApiError> {
     let scope = principal.allow(Permission::DeliveriesWrite)?;
-    let sub = state
-        .store
-        .subscription(&scope, id.as_str())
-        .await?
-        .ok_or_else(|| not_found(&id))?;
+    let sub = stored(&state, &scope, &id).await?;
     if sub.status == SubscriptionStatus::Disabled {
         return Err(ApiError::conflict(
             ErrorCode::SubscriptionDisabled,

@@ -28,6 +28,7 @@ pub struct Metrics {
     results_stale: Counter,
     results_unrecorded: Counter,
     leases_returned: Counter,
+    handed_off: Counter,
 }
 
 impl Default for Metrics {
@@ -63,6 +64,12 @@ impl Metrics {
         let results_stale = Counter::default();
         let results_unrecorded = Counter::default();
         let leases_returned = Counter::default();
+        let handed_off = Counter::default();
+        registry.register(
+            "deliveries_handed_off",
+            "Fresh deliveries inserted already leased and handed to the dispatcher in memory (the rest are leased from the queue)",
+            handed_off.clone(),
+        );
         registry.register(
             "results_stale",
             "Attempt results ignored because their lease had been taken back (it ran out, or was given back)",
@@ -125,6 +132,7 @@ impl Metrics {
             results_stale,
             results_unrecorded,
             leases_returned,
+            handed_off,
         }
     }
 
@@ -134,6 +142,11 @@ impl Metrics {
             self.results_stale
                 .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
         }
+    }
+
+    /// Counts fresh deliveries handed to the dispatcher at ingest.
+    pub fn handed_off(&self, n: usize) {
+        self.handed_off.inc_by(u64::try_from(n).unwrap_or(u64::MAX));
     }
 
     /// Counts a result the database refused.

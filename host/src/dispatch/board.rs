@@ -113,6 +113,19 @@ impl Board {
         self.queued + self.running.len()
     }
 
+    /// Jobs `sub` holds, queued or being attempted.
+    pub(super) fn held_by(&self, sub: &str) -> usize {
+        self.workers.get(sub).copied().unwrap_or(0) + self.queues.get(sub).map_or(0, VecDeque::len)
+    }
+
+    /// A subscription's share of a `buffer` of jobs: an equal part for each subscription
+    /// holding jobs, with room for one more, and at least enough for `cap` workers and two
+    /// rounds queued — so many slow subscriptions cannot fill the buffer and keep the others'
+    /// deliveries waiting, while one alone may take whole batches.
+    pub(super) fn share(&self, buffer: usize, cap: usize) -> usize {
+        (buffer / (self.subscriptions_holding() + 1)).max(cap.saturating_mul(3))
+    }
+
     /// Subscriptions holding jobs (queued or being attempted).
     pub(super) fn subscriptions_holding(&self) -> usize {
         self.workers.len()

@@ -22,7 +22,7 @@ use super::worker;
 use crate::store::{Completion, Event, LeaseRequest, Leased, StoreError};
 
 /// Deliveries leased per query at most.
-const LEASE_BATCH: usize = 256;
+pub(super) const LEASE_BATCH: usize = 256;
 /// The longest the leaser sleeps without being woken (a backstop for missed wake-ups).
 const IDLE_POLL: Duration = Duration::from_secs(1);
 /// How often expired leases are put back.
@@ -73,8 +73,8 @@ impl Leaser {
             self.start_workers();
             tokio::select! {
                 Some(_) = self.workers.join_next(), if !self.workers.is_empty() => {}
-                () = self.wake.notified() => self.more_due = true,
-                () = store_wake.notified() => self.more_due = true,
+                () = self.wake.notified() => self.woken(),
+                () = store_wake.notified() => self.woken(),
                 () = self.shared.freed.notified() => self.more_due |= self.shared.board().take_refill(),
                 () = tokio::time::sleep_until(self.next_check), if !self.more_due => self.more_due = true,
                 _ = requeue.tick() => self.requeue_expired().await,
@@ -85,7 +85,13 @@ impl Leaser {
     }
 
     fn buffer(&self) -> usize {
-        (2 * self.shared.ctx.max_in_flight).max(4 * LEASE_BATCH)
+        self.shared.buffer()
+    }
+
+    /// Deliveries may have become due in the store: lease, and let fresh ones wait their turn.
+    fn woken(&mut self) {
+        self.more_due = true;
+        self.shared.fresh.undrain();
     }
 
     /// Lease when a useful batch fits, or when nothing is queued at all.
@@ -101,11 +107,8 @@ impl Leaser {
         let tenant_cap = self.shared.ctx.max_in_flight_per_tenant;
         let (limit, share, held, exclude, tenant_share, held_by_tenant, exclude_tenants) = {
             let board = self.shared.board();
-            // Each subscription holding jobs gets an equal share of the buffer, with room for
-            // one more: many slow subscriptions cannot fill it and keep the others' deliveries
-            // in the store. A share is at least enough for a subscription's workers and two
-            // rounds queued; alone, a subscription may take whole batches.
-            let share = (self.buffer() / (board.subscriptions_holding() + 1)).max(3 * cap);
+            // Each subscription holding jobs gets an equal share of the buffer (`Board::share`).
+            let share = board.share(self.buffer(), cap);
             let (held, exclude) = board.holdings(share);
             // The same between tenants: each tenant holding jobs gets an equal share of the
             // buffer (at least two rounds of its in-flight cap queued), so one tenant's backlog
@@ -127,6 +130,8 @@ impl Leaser {
                 exclude_tenants,
             )
         };
+        let generation = self.shared.fresh.generation();
+        let everyone = exclude.is_empty() && exclude_tenants.is_empty();
         let batch = self
             .shared
             .ctx
@@ -149,6 +154,10 @@ impl Leaser {
             "leased"
         );
         self.more_due = batch.more;
+        // Took everything due, leaving nobody out: fresh deliveries may skip the queue.
+        self.shared
+            .fresh
+            .leased(generation, !batch.more && everyone);
         if !self.more_due {
             self.next_check = Instant::now() + self.idle_time(&exclude).await;
         }
@@ -176,7 +185,7 @@ impl Leaser {
             return;
         }
         match self.shared.ctx.store.release_leases(leases).await {
-            Ok(_) => self.more_due = true,
+            Ok(_) => self.woken(),
             Err(e) => {
                 tracing::error!(error = %e, "could not give leases back; they are queued again when they expire")
             }
@@ -205,7 +214,7 @@ impl Leaser {
                     deliveries = n,
                     "leases ran out before their results came; queued again"
                 );
-                self.more_due = true;
+                self.woken();
             }
             Err(e) => tracing::error!(error = %e, "could not re-queue expired leases"),
         }
@@ -227,6 +236,7 @@ impl Leaser {
     /// Shutdown: queued jobs go back at once; attempts in flight get a grace period, then
     /// whatever is still leased goes back too.
     async fn drain(mut self) {
+        self.shared.fresh.close();
         let queued = {
             let mut board = self.shared.board();
             let mut queued = board.take_releases();

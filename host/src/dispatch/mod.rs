@@ -21,6 +21,7 @@
 mod attempt;
 mod board;
 mod gate;
+mod handoff;
 mod leaser;
 mod outcome;
 mod recorder;
@@ -91,6 +92,8 @@ struct Shared {
     send_gate: Arc<Gate>,
     /// A job finished or a lease is to be given back: the leaser may have room or work.
     freed: Notify,
+    /// Fresh deliveries handed over at ingest.
+    fresh: handoff::Fresh,
 }
 
 impl Shared {
@@ -118,8 +121,15 @@ impl Shared {
                 ctx.max_in_flight_per_tenant,
             )),
             freed: Notify::new(),
+            fresh: handoff::Fresh::default(),
             ctx,
         })
+    }
+
+    /// Jobs the board holds at most (queued and being attempted): twice the delivery slots,
+    /// and at least four lease batches.
+    fn buffer(&self) -> usize {
+        (2 * self.ctx.max_in_flight).max(4 * leaser::LEASE_BATCH)
     }
 
     fn board(&self) -> MutexGuard<'_, Board> {
@@ -167,6 +177,10 @@ impl Dispatcher {
         let (stop, stopped) = watch::channel(false);
         let (done_tx, done_rx) = mpsc::channel::<Completion>(recorder::QUEUE);
         let shared = Shared::new(ctx);
+        shared
+            .ctx
+            .store
+            .set_handoff(Arc::new(handoff::Taker(Arc::downgrade(&shared))));
         let recorder = tokio::spawn(recorder::run(shared.clone(), done_rx));
         let leaser = tokio::spawn(leaser::Leaser::new(shared, wake, done_tx).run(stopped));
         Self {

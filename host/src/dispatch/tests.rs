@@ -180,3 +180,153 @@ async fn an_attempt_that_would_outlive_its_lease_is_not_started() {
     assert_eq!(done.status, crate::store::DeliveryStatus::Succeeded);
     assert_eq!(f.received.load(Ordering::SeqCst), 1);
 }
+
+fn leased(sub: &str, id: &str) -> (crate::store::Leased, Arc<crate::store::Event>) {
+    let event = Arc::new(crate::store::Event {
+        tenant_id: crate::tenant::TenantId::default_tenant(),
+        id: format!("evt_{id}"),
+        idempotency_key: None,
+        event_type: "a.b".into(),
+        data: "{}".into(),
+        created_at: 0,
+        expunged_at: None,
+    });
+    let leased = crate::store::Leased {
+        id: id.into(),
+        event_id: event.id.clone(),
+        subscription_id: sub.into(),
+        tenant_id: "default".into(),
+        attempts: 0,
+        created_at: 0,
+        lease_token: 1,
+        lease_until: i64::MAX,
+    };
+    (leased, event)
+}
+
+/// Fresh deliveries are taken only once a lease found the store drained (and no wake-up came
+/// between that lease's start and its end), up to the subscription's share of the board, never
+/// for a subscription being disabled, and never after shutdown. A refusal stops taking until
+/// the next lease: the refused delivery is pending, and goes first.
+#[tokio::test]
+async fn fresh_deliveries_are_taken_only_when_nothing_older_waits() {
+    use crate::store::Handoff as _;
+    let f = fixture(4).await;
+    let shared = Shared::new(f.ctx.clone());
+    let taker = handoff::Taker(Arc::downgrade(&shared));
+    assert!(!taker.reserve("default", "sub_a"), "before any lease");
+
+    // A wake-up during the lease: it cannot vouch for the store being drained.
+    let generation = shared.fresh.generation();
+    shared.fresh.undrain();
+    shared.fresh.leased(generation, true);
+    assert!(!taker.reserve("default", "sub_a"), "woken during the lease");
+
+    let generation = shared.fresh.generation();
+    shared.fresh.leased(generation, true);
+    // Alone, a subscription is bounded by the room kept for the leaser: a lease batch of the
+    // buffer (1,024 jobs here) stays free.
+    let taken = (0..)
+        .take_while(|_| taker.reserve("default", "sub_a"))
+        .count();
+    assert_eq!(taken, shared.buffer() - leaser::LEASE_BATCH);
+    assert!(
+        !taker.reserve("default", "sub_b"),
+        "the refused one is pending now: nothing is taken until the next lease"
+    );
+
+    // Beside another subscription holding jobs, by its share: half the buffer.
+    taker.abandon();
+    shared.board().enqueue([board::Job {
+        leased: leased("sub_b", "dlv_b").0,
+        event: None,
+    }]);
+    let generation = shared.fresh.generation();
+    shared.fresh.leased(generation, true);
+    let taken = (0..)
+        .take_while(|_| taker.reserve("default", "sub_a"))
+        .count();
+    assert_eq!(taken, shared.buffer() / 2);
+    taker.abandon();
+    let generation = shared.fresh.generation();
+    shared.fresh.leased(generation, true);
+    shared.board().park("sub_a");
+    assert!(!taker.reserve("default", "sub_a"), "being disabled");
+    shared.board().unpark("sub_a");
+
+    let generation = shared.fresh.generation();
+    shared.fresh.leased(generation, true);
+    assert!(taker.reserve("default", "sub_a"));
+    taker.deliver(vec![leased("sub_a", "dlv_1")]);
+    assert_eq!(
+        shared.board().held_by("sub_a"),
+        1,
+        "delivered into the board"
+    );
+    assert_eq!(
+        f.ctx
+            .metrics
+            .render(0, 0)
+            .lines()
+            .filter(|l| l.starts_with("switchyard_deliveries_handed_off_total 1"))
+            .count(),
+        1
+    );
+
+    shared.fresh.close();
+    assert!(!taker.reserve("default", "sub_a"), "shutting down");
+}
+
+/// Through the running dispatcher: once the queue is drained, fresh events are sent without a
+/// lease from the queue, and each is recorded (nothing is left pending or leased).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_dispatcher_sends_fresh_deliveries_handed_over_at_ingest() {
+    let f = fixture(4).await;
+    f.ctx
+        .store
+        .create_subscription(NewSubscription {
+            tenant_id: crate::tenant::TenantId::default_tenant(),
+            url: f.url.clone(),
+            events: vec!["*".into()],
+            plugin: None,
+            plugin_config: None,
+            description: None,
+            headers: Default::default(),
+            signature: Default::default(),
+            secret: crate::signing::generate_secret(),
+        })
+        .await
+        .unwrap();
+    let dispatcher = Dispatcher::start(f.ctx.clone(), f.ctx.store.waker());
+    for n in 1..=20 {
+        f.ingestor
+            .ingest(NewEvent {
+                tenant_id: crate::tenant::TenantId::default_tenant(),
+                event_type: "a.b".into(),
+                data: "{}".into(),
+                idempotency_key: None,
+                only_subscription: None,
+            })
+            .await
+            .unwrap();
+        let sent = tokio::time::timeout(Duration::from_secs(10), async {
+            while f.received.load(Ordering::SeqCst) < n {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        assert!(sent.is_ok(), "event {n} was not delivered");
+    }
+    let handed: u64 = f
+        .ctx
+        .metrics
+        .render(0, 0)
+        .lines()
+        .find_map(|l| l.strip_prefix("switchyard_deliveries_handed_off_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(handed >= 10, "only {handed} of 20 were handed over");
+    dispatcher.shutdown(Duration::from_secs(5)).await;
+    let counts = f.ctx.store.queue_depth().await.unwrap();
+    assert_eq!(counts, (0, 0), "nothing pending or leased is left");
+}

@@ -10,8 +10,13 @@ use std::time::Duration;
 use rusqlite::{OptionalExtension, Transaction};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
+use super::handoff::Handoff;
 use super::matching::Index;
-use super::{Delivery, Event, Store, StoreError, Subscription, all_rows, json_list, new_id_at};
+use super::{
+    Delivery, Event, Leased, Store, StoreError, Subscription, SubscriptionStatus, all_rows,
+    json_list, new_id_at,
+};
+use crate::clock::duration_ms;
 use crate::tenant::{Scope, TenantId};
 
 /// Requests committed together at most.
@@ -142,19 +147,35 @@ async fn writer(
             index: store.subscription_index(),
             all: store.subscriptions(),
         };
+        let handoff = store.handoff();
+        let in_tx = handoff.clone();
         let clock = store.clock().clone();
         let committed = store
             .transaction(move |tx| {
                 let now = clock.now_ms();
-                commit_batch(tx, &events, &routes, now, now.saturating_sub(ttl_ms))
+                let batch = Batch {
+                    events: &events,
+                    routes: &routes,
+                    handoff: in_tx.as_deref(),
+                    now,
+                    keys_since: now.saturating_sub(ttl_ms),
+                };
+                commit_batch(tx, &batch)
             })
             .await;
         match committed {
-            Ok(outcomes) => {
-                if outcomes
-                    .iter()
-                    .any(|o| o.as_ref().is_ok_and(|o| o.deliveries > 0 && !o.duplicate))
+            Ok(Committed {
+                outcomes,
+                handed,
+                pending,
+            }) => {
+                if let Some(handoff) = &handoff
+                    && !handed.is_empty()
                 {
+                    handoff.deliver(handed);
+                }
+                // Only deliveries left pending need the leaser; handed-off ones are queued.
+                if pending {
                     delivered.notify_one();
                 }
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
@@ -162,6 +183,9 @@ async fn writer(
                 }
             }
             Err(err) => {
+                if let Some(handoff) = &handoff {
+                    handoff.abandon();
+                }
                 let err = store.refine(err);
                 tracing::error!(error = %err, "event batch failed to commit");
                 for reply in replies {
@@ -172,22 +196,46 @@ async fn writer(
     }
 }
 
-/// Inserts a batch of events and their deliveries (pending, due `now`; a disabled
-/// subscription's are parked with the rest of its queue, see `queue`); an idempotency key seen
-/// seen since `keys_since` in the event's tenant (or earlier in the batch) answers with the
-/// earlier event instead; an older one is taken off its event (which keeps everything else)
-/// and goes to the new event. An event for a tenant that does not exist is refused alone
-/// ([`StoreError::UnknownTenant`]); the rest of the batch commits.
-fn commit_batch(
-    tx: &Transaction<'_>,
-    events: &[NewEvent],
-    routes: &Routes,
+/// One batch to commit, and what it is committed against.
+struct Batch<'a> {
+    events: &'a [NewEvent],
+    routes: &'a Routes,
+    /// Where fresh deliveries go already leased, if the dispatcher takes them.
+    handoff: Option<&'a dyn Handoff>,
     now: i64,
+    /// Idempotency keys seen since then still answer with their event.
     keys_since: i64,
-) -> Result<Vec<Result<IngestOutcome, StoreError>>, StoreError> {
+}
+
+/// What a committed batch did.
+struct Committed {
+    /// Per event, in order.
+    outcomes: Vec<Result<IngestOutcome, StoreError>>,
+    /// Deliveries inserted already leased, for the dispatcher.
+    handed: Vec<(Leased, Arc<Event>)>,
+    /// Whether any delivery was inserted `pending` (for the leaser).
+    pending: bool,
+}
+
+/// Inserts a batch of events and their deliveries (pending, due `now`, or already leased when
+/// the dispatcher takes them, see `handoff`; a disabled subscription's are parked with the rest
+/// of its queue, see `queue`); an idempotency key seen since `keys_since` in the event's tenant
+/// (or earlier in the batch) answers with the earlier event instead; an older one is taken off
+/// its event (which keeps everything else) and goes to the new event. An event for a tenant
+/// that does not exist is refused alone ([`StoreError::UnknownTenant`]); the rest of the batch
+/// commits.
+fn commit_batch(tx: &Transaction<'_>, batch: &Batch<'_>) -> Result<Committed, StoreError> {
+    let now = batch.now;
+    let lease_until = batch
+        .handoff
+        .map_or(now, |h| now.saturating_add(duration_ms(h.lease())));
     let mut known: HashMap<(&str, &str), IngestOutcome> = HashMap::new();
     let mut tenants: HashMap<&str, bool> = HashMap::new();
-    let mut outcomes = Vec::with_capacity(events.len());
+    let mut done = Committed {
+        outcomes: Vec::with_capacity(batch.events.len()),
+        handed: Vec::new(),
+        pending: false,
+    };
     let mut insert_event = tx.prepare_cached(
         "INSERT INTO events (id, tenant_id, idempotency_key, type, data, created_at) VALUES (?, ?, ?, ?, ?, ?)",
     )?;
@@ -195,10 +243,14 @@ fn commit_batch(
         "INSERT INTO deliveries (id, tenant_id, event_id, subscription_id, status, attempts, next_attempt_at, created_at, updated_at)
          VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
     )?;
+    let mut insert_leased = tx.prepare_cached(
+        "INSERT INTO deliveries (id, tenant_id, event_id, subscription_id, status, attempts, next_attempt_at, created_at, updated_at, lease_until, lease_token)
+         VALUES (?, ?, ?, ?, 'delivering', 0, ?, ?, ?, ?, 1)",
+    )?;
     let mut tenant_exists = tx.prepare_cached(
         "SELECT EXISTS (SELECT 1 FROM tenants WHERE id = ? AND deleted_at IS NULL)",
     )?;
-    for event in events {
+    for event in batch.events {
         let tenant = event.tenant_id.as_str();
         let exists = match tenants.get(tenant) {
             Some(exists) => *exists,
@@ -209,16 +261,17 @@ fn commit_batch(
             }
         };
         if !exists {
-            outcomes.push(Err(StoreError::UnknownTenant(tenant.to_owned())));
+            done.outcomes
+                .push(Err(StoreError::UnknownTenant(tenant.to_owned())));
             continue;
         }
         if let Some(key) = event.idempotency_key.as_deref() {
             let earlier = match known.get(&(tenant, key)) {
                 Some(earlier) => Some(earlier.clone()),
-                None => earlier_event(tx, tenant, key, keys_since)?,
+                None => earlier_event(tx, tenant, key, batch.keys_since)?,
             };
             if let Some(earlier) = earlier {
-                outcomes.push(Ok(IngestOutcome {
+                done.outcomes.push(Ok(IngestOutcome {
                     duplicate: true,
                     ..earlier
                 }));
@@ -235,10 +288,45 @@ fn commit_batch(
             now,
         ))?;
         let mut first_delivery = None;
-        let targets = routes.targets(event);
+        let targets = batch.routes.targets(event);
+        // The event as the dispatcher reads it, made once for all its handed-off deliveries.
+        let mut stored: Option<Arc<Event>> = None;
         for sub in &targets {
             let id = new_id_at("dlv", now);
-            insert_delivery.execute((&id, tenant, &event_id, &sub.id, now, now, now))?;
+            let handoff = batch.handoff.filter(|h| {
+                sub.status == SubscriptionStatus::Enabled && h.reserve(tenant, &sub.id)
+            });
+            if handoff.is_some() {
+                insert_leased.execute((
+                    &id,
+                    tenant,
+                    &event_id,
+                    &sub.id,
+                    now,
+                    now,
+                    now,
+                    lease_until,
+                ))?;
+                let event = stored
+                    .get_or_insert_with(|| Arc::new(stored_event(&event_id, event, now)))
+                    .clone();
+                done.handed.push((
+                    Leased {
+                        id: id.clone(),
+                        event_id: event_id.clone(),
+                        subscription_id: sub.id.clone(),
+                        tenant_id: tenant.to_owned(),
+                        attempts: 0,
+                        created_at: now,
+                        lease_token: 1,
+                        lease_until,
+                    },
+                    event,
+                ));
+            } else {
+                insert_delivery.execute((&id, tenant, &event_id, &sub.id, now, now, now))?;
+                done.pending = true;
+            }
             first_delivery.get_or_insert(id);
         }
         let outcome = IngestOutcome {
@@ -250,9 +338,22 @@ fn commit_batch(
         if let Some(key) = event.idempotency_key.as_deref() {
             known.insert((tenant, key), outcome.clone());
         }
-        outcomes.push(Ok(outcome));
+        done.outcomes.push(Ok(outcome));
     }
-    Ok(outcomes)
+    Ok(done)
+}
+
+/// The stored form of a fresh event, as [`Event::from_row`] would read it back.
+fn stored_event(id: &str, event: &NewEvent, now: i64) -> Event {
+    Event {
+        id: id.to_owned(),
+        tenant_id: event.tenant_id.clone(),
+        idempotency_key: event.idempotency_key.clone(),
+        event_type: event.event_type.clone(),
+        data: event.data.clone(),
+        created_at: now,
+        expunged_at: None,
+    }
 }
 
 /// The tenant's earlier event with this idempotency key, with its delivery count, if it was

@@ -13,6 +13,7 @@ mod attempts;
 mod deliveries;
 mod error;
 mod events;
+mod handoff;
 mod health;
 mod keys;
 mod lane;
@@ -43,6 +44,7 @@ pub use attempts::{FeedAttempt, FeedFilter};
 pub use deliveries::DeliveryFilter;
 pub use error::StoreError;
 pub use events::{IngestOutcome, Ingestor, NewEvent};
+pub use handoff::Handoff;
 pub use keys::{NewKey, StoredKey, key_id};
 pub use models::{Attempt, Delivery, DeliveryStatus, Event, Subscription, SubscriptionStatus};
 pub use queue::{LeaseBatch, LeaseRef, LeaseRequest, Leased};
@@ -89,6 +91,10 @@ pub struct Store {
     /// The database file as opened, to notice it being deleted or replaced.
     file: Arc<health::DatabaseFile>,
     health: Arc<health::Probe>,
+    /// The writer's `synchronous` setting as [`Commit::code`] last set it (0: not yet).
+    writer_sync: Arc<std::sync::atomic::AtomicU8>,
+    /// The dispatcher, once it runs: ingest hands it fresh deliveries already leased.
+    handoff: Arc<RwLock<Option<Arc<dyn Handoff>>>>,
 }
 
 impl Store {
@@ -153,6 +159,8 @@ impl Store {
             sealer,
             file,
             health: Arc::new(health::Probe::default()),
+            writer_sync: Arc::new(std::sync::atomic::AtomicU8::new(0)),
+            handoff: Arc::new(RwLock::new(None)),
         };
         store.reload_subscriptions().await?;
         Ok(store)
@@ -183,11 +191,16 @@ impl Store {
         R: Send + 'static,
     {
         let file = self.file.clone();
+        let sync = self.writer_sync.clone();
         let result = self
             .writer
             .call(move |conn| {
-                // Set on every call, so no unit of work inherits another's setting.
-                conn.pragma_update(None, "synchronous", commit.synchronous())?;
+                // Set for every call, so no unit of work inherits another's setting (only when
+                // it changes: a pragma is parsed anew each time it is run).
+                if sync.load(Ordering::Relaxed) != commit.code() {
+                    conn.pragma_update(None, "synchronous", commit.synchronous())?;
+                    sync.store(commit.code(), Ordering::Relaxed);
+                }
                 let result = work(conn)?;
                 // A commit to a database file that was deleted or replaced meanwhile is lost
                 // at the next start: refuse to report it as durable (one `stat`).
@@ -257,6 +270,20 @@ impl Store {
         self.waker.clone()
     }
 
+    /// Hands fresh deliveries to `handoff` from now on (see [`Handoff`]), in place of the
+    /// dispatcher before it, if any.
+    pub fn set_handoff(&self, handoff: Arc<dyn Handoff>) {
+        *self.handoff.write().unwrap_or_else(PoisonError::into_inner) = Some(handoff);
+    }
+
+    /// Where fresh deliveries go already leased, if a dispatcher takes them.
+    pub(crate) fn handoff(&self) -> Option<Arc<dyn Handoff>> {
+        self.handoff
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// The current subscriptions (not deleted), from memory.
     pub fn subscriptions(&self) -> Arc<Vec<Arc<Subscription>>> {
         self.subscriptions
@@ -296,6 +323,14 @@ enum Commit {
 }
 
 impl Commit {
+    /// The setting as a number, for [`Store::writer_sync`] (0 is "not set yet").
+    fn code(self) -> u8 {
+        match self {
+            Self::Durable => 1,
+            Self::Bookkeeping => 2,
+        }
+    }
+
     fn synchronous(self) -> &'static str {
         match self {
             Self::Durable => "FULL",

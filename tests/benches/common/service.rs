@@ -188,9 +188,11 @@ pub async fn diagnostics(name: &str, service: &Service) {
         }
     };
     eprintln!(
-        "{name}: service-side mean attempt latency {:.2} ms, mean plugin call {:.3} ms",
+        "{name}: service-side mean attempt latency {:.2} ms, mean plugin call {:.3} ms, {:.0} of {:.0} attempts handed over at ingest",
         mean("switchyard_attempt_latency_seconds"),
-        mean("switchyard_plugin_duration_seconds")
+        mean("switchyard_plugin_duration_seconds"),
+        metric(&page, "switchyard_deliveries_handed_off_total"),
+        metric(&page, "switchyard_attempt_latency_seconds_count"),
     );
 }
 

@@ -3,8 +3,8 @@
 //! then answers each request. One fsync and a handful of statements per batch instead of per
 //! event; an event is answered only after its commit.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use rusqlite::{OptionalExtension, Transaction};
@@ -138,15 +138,23 @@ async fn writer(
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (events, replies): (Vec<NewEvent>, Vec<_>) =
             batch.drain(..).map(|r| (r.event, r.reply)).unzip();
-        let routes = Routes {
-            index: store.subscription_index(),
-            all: store.subscriptions(),
-        };
         let clock = store.clock().clone();
+        let (tenants, index, by_id) = (
+            store.tenants.clone(),
+            store.subscription_index(),
+            store.subscriptions.clone(),
+        );
         let committed = store
             .transaction(move |tx| {
                 let now = clock.now_ms();
-                commit_batch(tx, &events, &routes, now, now.saturating_sub(ttl_ms))
+                // Both read on the writer's thread, which changes them: exactly what is
+                // committed before this batch.
+                let live = tenants.lock();
+                let routes = Routes {
+                    index: &index.lock(),
+                    by_id: &by_id.read().unwrap_or_else(PoisonError::into_inner),
+                };
+                commit_batch(tx, &events, &live, &routes, now, now.saturating_sub(ttl_ms))
             })
             .await;
         match committed {
@@ -176,17 +184,17 @@ async fn writer(
 /// subscription's are parked with the rest of its queue, see `queue`); an idempotency key seen
 /// seen since `keys_since` in the event's tenant (or earlier in the batch) answers with the
 /// earlier event instead; an older one is taken off its event (which keeps everything else)
-/// and goes to the new event. An event for a tenant that does not exist is refused alone
-/// ([`StoreError::UnknownTenant`]); the rest of the batch commits.
+/// and goes to the new event. An event for a tenant not in `live` (the tenants that exist) is
+/// refused alone ([`StoreError::UnknownTenant`]); the rest of the batch commits.
 fn commit_batch(
     tx: &Transaction<'_>,
     events: &[NewEvent],
-    routes: &Routes,
+    live: &HashSet<String>,
+    routes: &Routes<'_>,
     now: i64,
     keys_since: i64,
 ) -> Result<Vec<Result<IngestOutcome, StoreError>>, StoreError> {
     let mut known: HashMap<(&str, &str), IngestOutcome> = HashMap::new();
-    let mut tenants: HashMap<&str, bool> = HashMap::new();
     let mut outcomes = Vec::with_capacity(events.len());
     let mut insert_event = tx.prepare_cached(
         "INSERT INTO events (id, tenant_id, idempotency_key, type, data, created_at) VALUES (?, ?, ?, ?, ?, ?)",
@@ -195,20 +203,9 @@ fn commit_batch(
         "INSERT INTO deliveries (id, tenant_id, event_id, subscription_id, status, attempts, next_attempt_at, created_at, updated_at)
          VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
     )?;
-    let mut tenant_exists = tx.prepare_cached(
-        "SELECT EXISTS (SELECT 1 FROM tenants WHERE id = ? AND deleted_at IS NULL)",
-    )?;
     for event in events {
         let tenant = event.tenant_id.as_str();
-        let exists = match tenants.get(tenant) {
-            Some(exists) => *exists,
-            None => {
-                let exists: bool = tenant_exists.query_row([tenant], |r| r.get(0))?;
-                tenants.insert(tenant, exists);
-                exists
-            }
-        };
-        if !exists {
+        if !live.contains(tenant) {
             outcomes.push(Err(StoreError::UnknownTenant(tenant.to_owned())));
             continue;
         }
@@ -297,23 +294,22 @@ fn earlier_event(
 /// that tenant's patterns are looked at), or the one named if it is of the event's tenant.
 /// Disabled ones included: their deliveries wait, parked, until the subscription is enabled
 /// (what the README promises), rather than being silently never created.
-struct Routes {
+struct Routes<'a> {
     /// The subscriptions by tenant and pattern.
-    index: Arc<Index<Subscription>>,
+    index: &'a Index<Subscription>,
     /// The subscriptions by id.
-    all: Arc<Vec<Arc<Subscription>>>,
+    by_id: &'a HashMap<String, Arc<Subscription>>,
 }
 
-impl Routes {
+impl Routes<'_> {
     fn targets(&self, event: &NewEvent) -> Vec<Arc<Subscription>> {
         let tenant = event.tenant_id.as_str();
         match &event.only_subscription {
             Some(id) => self
-                .all
-                .binary_search_by(|s| s.id.as_str().cmp(id))
-                .ok()
-                .map(|i| self.all[i].clone())
+                .by_id
+                .get(id)
                 .filter(|s| s.tenant_id.as_str() == tenant)
+                .cloned()
                 .into_iter()
                 .collect(),
             None => self.index.matching(tenant, &event.event_type),

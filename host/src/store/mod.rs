@@ -14,6 +14,7 @@ mod deliveries;
 mod error;
 mod events;
 mod health;
+mod key_usage;
 mod keys;
 mod lane;
 pub mod matching;
@@ -44,6 +45,7 @@ pub use attempts::{FeedAttempt, FeedFilter};
 pub use deliveries::DeliveryFilter;
 pub use error::StoreError;
 pub use events::{IngestOutcome, Ingestor, NewEvent};
+pub use key_usage::{FLUSH_EVERY, LAST_USED_GRANULARITY};
 pub use keys::{NewKey, StoredKey, key_id};
 pub use models::{Attempt, Delivery, DeliveryStatus, Event, Subscription, SubscriptionStatus};
 pub use queue::{LeaseBatch, LeaseRef, LeaseRequest, Leased};
@@ -85,6 +87,8 @@ pub struct Store {
     index: matching::SharedIndex<Subscription>,
     /// The tenants that exist, for ingest (changed on the writer's thread).
     tenants: tenants::LiveTenants,
+    /// Keys' uses not yet written to `last_used_at`.
+    key_usage: key_usage::KeyUsage,
     /// Every time the store writes (event and delivery times, leases, grace periods).
     clock: Clock,
     /// Notified when deliveries may have become due outside ingest (a subscription enabled).
@@ -157,6 +161,7 @@ impl Store {
             subscriptions: Arc::new(RwLock::new(HashMap::new())),
             index: matching::SharedIndex::default(),
             tenants,
+            key_usage: key_usage::KeyUsage::default(),
             clock,
             waker: Arc::new(Notify::new()),
             sealer,

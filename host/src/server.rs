@@ -151,7 +151,11 @@ pub async fn run(
         config.retention.idempotency_ttl,
     );
     let sweeper = tokio::spawn(sweep_expired_secrets(store.clone()));
-    let retention = tokio::spawn(crate::retention::run(store.clone(), config.retention));
+    let retention = tokio::spawn(crate::retention::run(
+        store.clone(),
+        config.retention,
+        metrics.clone(),
+    ));
     let key_usage = tokio::spawn(store.clone().run_key_usage());
     let dispatcher = Dispatcher::start(
         DispatchContext {

@@ -77,7 +77,8 @@ impl Store {
     /// wrote. A time never moves a key's `last_used_at` back.
     ///
     /// # Errors
-    /// Database errors (the times are dropped: the next use queues a fresh one).
+    /// Database errors (the times taken are dropped: the key's next use after its minute
+    /// queues a fresh one).
     pub async fn flush_key_usage(&self) -> Result<usize, StoreError> {
         let times = self.key_usage.take(self.clock.now_ms());
         if times.is_empty() {

@@ -29,6 +29,8 @@ pub struct Metrics {
     results_unrecorded: Counter,
     leases_returned: Counter,
     handed_off: Counter,
+    retention_deleted: Family<Labels, Counter>,
+    retention_batch: Histogram,
 }
 
 impl Default for Metrics {
@@ -69,6 +71,19 @@ impl Metrics {
             "deliveries_handed_off",
             "Fresh deliveries inserted already leased and handed to the dispatcher in memory (the rest are leased from the queue)",
             handed_off.clone(),
+        );
+        let retention_deleted = Family::<Labels, Counter>::default();
+        // 0.5 ms to about 8 s: a batch of 500 deliveries takes a few milliseconds.
+        let retention_batch = Histogram::new(exponential_buckets(0.000_5, 2.0, 15));
+        registry.register(
+            "retention_deleted",
+            "Rows the retention job deleted, by kind (deliveries, attempts, events)",
+            retention_deleted.clone(),
+        );
+        registry.register(
+            "retention_batch_duration_seconds",
+            "Time of one retention batch (one write transaction on the writer ingest also uses)",
+            retention_batch.clone(),
         );
         registry.register(
             "results_stale",
@@ -133,7 +148,24 @@ impl Metrics {
             results_unrecorded,
             leases_returned,
             handed_off,
+            retention_deleted,
+            retention_batch,
         }
+    }
+
+    /// Counts what one retention batch deleted and observes how long it held the writer.
+    pub fn retention_batch(&self, deliveries: usize, attempts: usize, events: usize, seconds: f64) {
+        for (kind, n) in [
+            ("deliveries", deliveries),
+            ("attempts", attempts),
+            ("events", events),
+        ] {
+            // Created at the first batch even when it deleted none: the series exist from then.
+            self.retention_deleted
+                .get_or_create(&vec![("kind", kind)])
+                .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
+        }
+        self.retention_batch.observe(seconds);
     }
 
     /// Counts results ignored because their lease had been taken back.

@@ -12,6 +12,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::metrics::Metrics;
 use crate::store::{RetentionPolicy, Store, StoreError};
 
 /// How often the job looks for rows past their retention.
@@ -21,14 +22,15 @@ pub const BATCH: usize = 500;
 /// The least rest between two batches.
 const REST: Duration = Duration::from_millis(10);
 
-/// Runs the job until the store closes.
-pub async fn run(store: Store, policy: RetentionPolicy) {
+/// Runs the job until the store closes; every batch is counted in `metrics`
+/// (`switchyard_retention_deleted_total{kind}`, `switchyard_retention_batch_duration_seconds`).
+pub async fn run(store: Store, policy: RetentionPolicy, metrics: Metrics) {
     let mut every = tokio::time::interval(RETENTION_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut cursor = None;
     loop {
         every.tick().await;
-        match purge_all(&store, policy, &mut cursor).await {
+        match purge_all(&store, policy, &mut cursor, &metrics).await {
             Ok(_) => {}
             Err(StoreError::Closed) => return,
             Err(e) => tracing::warn!(error = %e, "retention: deleting old rows failed"),
@@ -36,8 +38,9 @@ pub async fn run(store: Store, policy: RetentionPolicy) {
     }
 }
 
-/// Deletes batches until none is full, resting between them. `cursor` is where the scan for
-/// events without deliveries got to (kept between runs). Returns the deliveries deleted.
+/// Deletes batches until none is full, resting between them, each counted in `metrics`.
+/// `cursor` is where the scan for events without deliveries got to (kept between runs).
+/// Returns the deliveries deleted.
 ///
 /// # Errors
 /// The first failing batch's error.
@@ -45,11 +48,18 @@ pub async fn purge_all(
     store: &Store,
     policy: RetentionPolicy,
     cursor: &mut Option<String>,
+    metrics: &Metrics,
 ) -> Result<usize, StoreError> {
     let (mut deliveries, mut attempts, mut events) = (0, 0, 0);
     loop {
         let started = Instant::now();
         let purged = store.purge_batch(policy, BATCH, cursor.clone()).await?;
+        metrics.retention_batch(
+            purged.deliveries,
+            purged.attempts,
+            purged.events,
+            started.elapsed().as_secs_f64(),
+        );
         deliveries += purged.deliveries;
         attempts += purged.attempts;
         events += purged.events;

@@ -151,7 +151,12 @@ pub async fn run(
         config.retention.idempotency_ttl,
     );
     let sweeper = tokio::spawn(sweep_expired_secrets(store.clone()));
-    let retention = tokio::spawn(crate::retention::run(store.clone(), config.retention));
+    let retention = tokio::spawn(crate::retention::run(
+        store.clone(),
+        config.retention,
+        metrics.clone(),
+    ));
+    let key_usage = tokio::spawn(store.clone().run_key_usage());
     let dispatcher = Dispatcher::start(
         DispatchContext {
             store: store.clone(),
@@ -190,10 +195,15 @@ pub async fn run(
     .await;
     sweeper.abort();
     retention.abort();
+    key_usage.abort();
     tracing::info!("shutting down: finishing deliveries in flight");
     dispatcher.shutdown(Duration::from_secs(5)).await;
     // The router (and with it the last ingestor handle) is gone, so the writer drains and ends.
     let _ = tokio::time::timeout(Duration::from_secs(5), ingest_task).await;
+    // The keys' last uses not written yet.
+    if let Err(e) = store.flush_key_usage().await {
+        tracing::warn!(error = %e, "recording when keys were used failed");
+    }
     store.close().await;
     served.map_err(StartError::Serve)
 }

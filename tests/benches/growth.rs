@@ -15,12 +15,18 @@
 //! calls), and end-to-end throughput to one receiver. Then, on the filled copy, the service is
 //! restarted with a one-hour retention and ingest is measured at a fixed rate while the job
 //! deletes the history, with the database's pages before and after.
+//!
+//! `GROWTH_ONLY=history,subscriptions` runs only the parts named: `history` (all of the
+//! above), `subscriptions` (ingest with 1 vs `GROWTH_SUBSCRIPTIONS` = 10,000 subscriptions,
+//! `growth/subscriptions.rs`).
 
 #[path = "common/mod.rs"]
 #[allow(dead_code)]
 mod common;
 #[path = "growth/fill.rs"]
 mod fill;
+#[path = "growth/subscriptions.rs"]
+mod subscriptions;
 
 use std::time::{Duration, Instant};
 
@@ -67,8 +73,20 @@ struct Figures {
     lists: Vec<(String, f64, f64)>,
 }
 
+/// Whether `GROWTH_ONLY` (a comma-separated list; unset: everything) names `part`.
+fn selected(part: &str) -> bool {
+    std::env::var("GROWTH_ONLY").map_or(true, |only| only.split(',').any(|p| p.trim() == part))
+}
+
 async fn run() {
     switchyard::net::install_crypto_provider();
+    if selected("subscriptions") {
+        let many = env_usize("GROWTH_SUBSCRIPTIONS", 10_000);
+        println!("\n{}\n", subscriptions::run(&KEEP, many).await);
+    }
+    if !selected("history") {
+        return;
+    }
     let history = env_usize("GROWTH_ROWS", 1_000_000);
     let pending = env_usize("GROWTH_PENDING", 100_000);
     let fill = fill::cached(history, pending).await;

@@ -107,3 +107,93 @@ async fn expunging_an_event_drops_its_content_and_fails_its_next_attempt() {
         .await;
     assert_eq!(missing.error.code, switchyard::api::ErrorCode::NotFound);
 }
+
+/// A value of `/metrics` by exact series name, if it is there.
+async fn metric(server: &TestServer, name: &str) -> Option<f64> {
+    let text = server
+        .anonymous(Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines().find_map(|line| {
+        let (series, value) = line.split_once(' ')?;
+        (series == name).then(|| value.trim().parse::<f64>().unwrap())
+    })
+}
+
+/// The retention job's work is on `/metrics`: rows deleted per kind and its batches' duration.
+/// Three delivered events; the clock moves past their retention; the restarted service's job
+/// (it runs at start) deletes them and counts exactly that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_retention_job_counts_what_it_deleted_on_metrics() {
+    let manual = switchyard::Clock::manual(time::OffsetDateTime::now_utc().unix_timestamp() * 1000);
+    let receiver = TestReceiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = || {
+        let mut c = crate::common::server::test_config(dir.path().to_owned());
+        c.clock = manual.clock();
+        c.retention.finished = Duration::from_secs(2 * 3600);
+        c.retention.failed = Duration::from_secs(2 * 3600);
+        c.retention.idempotency_ttl = Duration::from_secs(3600);
+        c
+    };
+    let deliveries = "switchyard_retention_deleted_total{kind=\"deliveries\"}";
+    let attempts = "switchyard_retention_deleted_total{kind=\"attempts\"}";
+    let events = "switchyard_retention_deleted_total{kind=\"events\"}";
+    let batches = "switchyard_retention_batch_duration_seconds_count";
+
+    let server = TestServer::start_config(config()).await;
+    server
+        .subscribe(json!({"url": receiver.url("/hook"), "events": ["user.*"]}))
+        .await;
+    for n in 0..3 {
+        let _: EventAccepted = server
+            .typed(
+                Method::POST,
+                "/v1/events",
+                Some(json!({"type": "user.created", "data": {"n": n}})),
+                202,
+            )
+            .await;
+    }
+    receiver.wait_for(3, WAIT).await;
+    let succeeded = wait_until(WAIT, || async {
+        let page: Page<DeliveryOut> = server.get("/v1/deliveries?status=succeeded").await;
+        page.data.len() == 3
+    })
+    .await;
+    assert!(succeeded, "the three deliveries did not succeed");
+    // The job's run at start found nothing to delete.
+    assert!(
+        wait_until(WAIT, || async {
+            metric(&server, batches).await >= Some(1.0)
+        })
+        .await,
+        "no retention batch on /metrics"
+    );
+    assert_eq!(metric(&server, deliveries).await, Some(0.0));
+    server.stop().await;
+
+    manual.advance(Duration::from_secs(3 * 3600));
+    let server = TestServer::start_config(config()).await;
+    let deleted = || async {
+        (
+            metric(&server, deliveries).await,
+            metric(&server, attempts).await,
+            metric(&server, events).await,
+        )
+    };
+    let all = (Some(3.0), Some(3.0), Some(3.0));
+    assert!(
+        wait_until(WAIT, || async { deleted().await == all }).await,
+        "deleted (deliveries, attempts, events): {:?}",
+        deleted().await
+    );
+    assert!(metric(&server, batches).await >= Some(1.0));
+    let page: Page<DeliveryOut> = server.get("/v1/deliveries").await;
+    assert!(page.data.is_empty(), "{:?}", page.data);
+    server.stop().await;
+}

@@ -136,6 +136,8 @@ async fn issued_key(state: &AppState, key: &str) -> Result<Option<Principal>, Ap
     if !(live && matches) {
         return Ok(None);
     }
+    // Memory only: written off this path, at most once a minute per key.
+    state.store.key_used(&stored.id);
     let permissions = stored
         .scopes
         .iter()

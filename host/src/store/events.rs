@@ -3,8 +3,8 @@
 //! then answers each request. One fsync and a handful of statements per batch instead of per
 //! event; an event is answered only after its commit.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use rusqlite::{OptionalExtension, Transaction};
@@ -143,18 +143,27 @@ async fn writer(
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (events, replies): (Vec<NewEvent>, Vec<_>) =
             batch.drain(..).map(|r| (r.event, r.reply)).unzip();
-        let routes = Routes {
-            index: store.subscription_index(),
-            all: store.subscriptions(),
-        };
+        let clock = store.clock().clone();
+        let (tenants, index, by_id) = (
+            store.tenants.clone(),
+            store.subscription_index(),
+            store.subscriptions.clone(),
+        );
         let handoff = store.handoff();
         let in_tx = handoff.clone();
-        let clock = store.clock().clone();
         let committed = store
             .transaction(move |tx| {
                 let now = clock.now_ms();
+                // Both read on the writer's thread, which changes them: exactly what is
+                // committed before this batch.
+                let live = tenants.lock();
+                let routes = Routes {
+                    index: &index.lock(),
+                    by_id: &by_id.read().unwrap_or_else(PoisonError::into_inner),
+                };
                 let batch = Batch {
                     events: &events,
+                    live: &live,
                     routes: &routes,
                     handoff: in_tx.as_deref(),
                     now,
@@ -199,7 +208,9 @@ async fn writer(
 /// One batch to commit, and what it is committed against.
 struct Batch<'a> {
     events: &'a [NewEvent],
-    routes: &'a Routes,
+    /// The tenants that exist.
+    live: &'a HashSet<String>,
+    routes: &'a Routes<'a>,
     /// Where fresh deliveries go already leased, if the dispatcher takes them.
     handoff: Option<&'a dyn Handoff>,
     now: i64,
@@ -222,15 +233,14 @@ struct Committed {
 /// of its queue, see `queue`); an idempotency key seen since `keys_since` in the event's tenant
 /// (or earlier in the batch) answers with the earlier event instead; an older one is taken off
 /// its event (which keeps everything else) and goes to the new event. An event for a tenant
-/// that does not exist is refused alone ([`StoreError::UnknownTenant`]); the rest of the batch
-/// commits.
+/// not in `live` (the tenants that exist) is refused alone ([`StoreError::UnknownTenant`]); the
+/// rest of the batch commits.
 fn commit_batch(tx: &Transaction<'_>, batch: &Batch<'_>) -> Result<Committed, StoreError> {
     let now = batch.now;
     let lease_until = batch
         .handoff
         .map_or(now, |h| now.saturating_add(duration_ms(h.lease())));
     let mut known: HashMap<(&str, &str), IngestOutcome> = HashMap::new();
-    let mut tenants: HashMap<&str, bool> = HashMap::new();
     let mut done = Committed {
         outcomes: Vec::with_capacity(batch.events.len()),
         handed: Vec::new(),
@@ -247,20 +257,9 @@ fn commit_batch(tx: &Transaction<'_>, batch: &Batch<'_>) -> Result<Committed, St
         "INSERT INTO deliveries (id, tenant_id, event_id, subscription_id, status, attempts, next_attempt_at, created_at, updated_at, lease_until, lease_token)
          VALUES (?, ?, ?, ?, 'delivering', 0, ?, ?, ?, ?, 1)",
     )?;
-    let mut tenant_exists = tx.prepare_cached(
-        "SELECT EXISTS (SELECT 1 FROM tenants WHERE id = ? AND deleted_at IS NULL)",
-    )?;
     for event in batch.events {
         let tenant = event.tenant_id.as_str();
-        let exists = match tenants.get(tenant) {
-            Some(exists) => *exists,
-            None => {
-                let exists: bool = tenant_exists.query_row([tenant], |r| r.get(0))?;
-                tenants.insert(tenant, exists);
-                exists
-            }
-        };
-        if !exists {
+        if !batch.live.contains(tenant) {
             done.outcomes
                 .push(Err(StoreError::UnknownTenant(tenant.to_owned())));
             continue;
@@ -398,23 +397,22 @@ fn earlier_event(
 /// that tenant's patterns are looked at), or the one named if it is of the event's tenant.
 /// Disabled ones included: their deliveries wait, parked, until the subscription is enabled
 /// (what the README promises), rather than being silently never created.
-struct Routes {
+struct Routes<'a> {
     /// The subscriptions by tenant and pattern.
-    index: Arc<Index<Subscription>>,
+    index: &'a Index<Subscription>,
     /// The subscriptions by id.
-    all: Arc<Vec<Arc<Subscription>>>,
+    by_id: &'a HashMap<String, Arc<Subscription>>,
 }
 
-impl Routes {
+impl Routes<'_> {
     fn targets(&self, event: &NewEvent) -> Vec<Arc<Subscription>> {
         let tenant = event.tenant_id.as_str();
         match &event.only_subscription {
             Some(id) => self
-                .all
-                .binary_search_by(|s| s.id.as_str().cmp(id))
-                .ok()
-                .map(|i| self.all[i].clone())
+                .by_id
+                .get(id)
                 .filter(|s| s.tenant_id.as_str() == tenant)
+                .cloned()
                 .into_iter()
                 .collect(),
             None => self.index.matching(tenant, &event.event_type),

@@ -28,6 +28,8 @@ pub struct StoredKey {
     pub expires_at: Option<i64>,
     /// When it was revoked (unix ms).
     pub revoked_at: Option<i64>,
+    /// When it last authenticated (unix ms), to the minute (see `store::key_usage`).
+    pub last_used_at: Option<i64>,
 }
 
 impl StoredKey {
@@ -46,6 +48,7 @@ impl StoredKey {
             created_at: row.get("created_at")?,
             expires_at: row.get("expires_at")?,
             revoked_at: row.get("revoked_at")?,
+            last_used_at: row.get("last_used_at")?,
         })
     }
 }
@@ -63,8 +66,7 @@ pub struct NewKey {
     pub expires_at: Option<i64>,
 }
 
-const COLUMNS: &str =
-    "id, tenant_id, hash, prefix, scopes, description, created_at, expires_at, revoked_at";
+const COLUMNS: &str = "id, tenant_id, hash, prefix, scopes, description, created_at, expires_at, revoked_at, last_used_at";
 
 /// The id part of a key `sy_key_<ulid>_<secret>`, if it has that shape.
 pub fn key_id(key: &str) -> Option<&str> {

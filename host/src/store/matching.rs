@@ -10,7 +10,7 @@
 //! matches exactly.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// The prefix of Switchyard's own operational event types, which `*` does not match.
 pub const OPERATIONAL_PREFIX: &str = "switchyard.";
@@ -52,16 +52,6 @@ impl<T> Default for Tenant<T> {
     }
 }
 
-impl<T> Clone for Tenant<T> {
-    fn clone(&self) -> Self {
-        Self {
-            exact: self.exact.clone(),
-            prefix: self.prefix.clone(),
-            all: self.all.clone(),
-        }
-    }
-}
-
 /// An index of subscriptions by tenant and pattern.
 #[derive(Debug)]
 pub struct Index<T> {
@@ -76,11 +66,31 @@ impl<T> Default for Index<T> {
     }
 }
 
-impl<T> Clone for Index<T> {
+/// The store's one [`Index`], changed in place: one subscription's change touches its own
+/// patterns only. (A copy per change, swapped in, cost the writer a deep copy of every tenant's
+/// maps — with 10,000 tenants, milliseconds per subscription enabled, disabled or created.)
+/// Every reader and writer of it runs on the store's writer thread, inside the unit of work
+/// that reads or changes the subscriptions, so the lock is never waited for and ingest always
+/// matches against the subscriptions as committed before its batch.
+#[derive(Debug)]
+pub struct SharedIndex<T>(Arc<Mutex<Index<T>>>);
+
+impl<T> Default for SharedIndex<T> {
+    fn default() -> Self {
+        Self(Arc::new(Mutex::new(Index::default())))
+    }
+}
+
+impl<T> Clone for SharedIndex<T> {
     fn clone(&self) -> Self {
-        Self {
-            tenants: self.tenants.clone(),
-        }
+        Self(self.0.clone())
+    }
+}
+
+impl<T> SharedIndex<T> {
+    /// The index, to read or change (on the writer's thread).
+    pub fn lock(&self) -> MutexGuard<'_, Index<T>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

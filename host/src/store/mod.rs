@@ -15,6 +15,7 @@ mod error;
 mod events;
 mod handoff;
 mod health;
+mod key_usage;
 mod keys;
 mod lane;
 pub mod matching;
@@ -29,6 +30,7 @@ mod settings;
 mod subscriptions;
 mod tenants;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -45,6 +47,7 @@ pub use deliveries::DeliveryFilter;
 pub use error::StoreError;
 pub use events::{IngestOutcome, Ingestor, NewEvent};
 pub use handoff::Handoff;
+pub use key_usage::{FLUSH_EVERY, LAST_USED_GRANULARITY};
 pub use keys::{NewKey, StoredKey, key_id};
 pub use models::{Attempt, Delivery, DeliveryStatus, Event, Subscription, SubscriptionStatus};
 pub use queue::{LeaseBatch, LeaseRef, LeaseRequest, Leased};
@@ -78,10 +81,16 @@ pub struct Store {
     /// Connections for reads, which WAL runs alongside the writer; used in turn.
     readers: Arc<[Lane]>,
     next_reader: Arc<AtomicUsize>,
-    subscriptions: Arc<RwLock<Arc<Vec<Arc<Subscription>>>>>,
-    /// The same subscriptions by tenant and pattern, for ingest (changed with the list, on
-    /// the writer's thread).
-    index: Arc<RwLock<Arc<matching::Index<Subscription>>>>,
+    /// The subscriptions by id, changed in place on the writer's thread (one entry per
+    /// change, not a copy of all of them) and read under the lock by anyone.
+    subscriptions: Arc<RwLock<HashMap<String, Arc<Subscription>>>>,
+    /// The same subscriptions by tenant and pattern, for ingest and operational events (read
+    /// and changed in place, on the writer's thread: see [`matching::SharedIndex`]).
+    index: matching::SharedIndex<Subscription>,
+    /// The tenants that exist, for ingest (changed on the writer's thread).
+    tenants: tenants::LiveTenants,
+    /// Keys' uses not yet written to `last_used_at`.
+    key_usage: key_usage::KeyUsage,
     /// Every time the store writes (event and delivery times, leases, grace periods).
     clock: Clock,
     /// Notified when deliveries may have become due outside ingest (a subscription enabled).
@@ -127,6 +136,8 @@ impl Store {
     /// When the file cannot be opened or migrated, or the key is missing or wrong.
     pub async fn open_with(path: &Path, key: KeySource, clock: Clock) -> Result<Self, StoreError> {
         let writer = tokio_rusqlite::Connection::open(path).await?;
+        let tenants = tenants::LiveTenants::default();
+        let live = tenants.clone();
         let sealer = writer
             .call(move |conn| {
                 conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| {
@@ -134,6 +145,7 @@ impl Store {
                 })?;
                 configure(conn)?;
                 migrate(conn)?;
+                live.load(conn)?;
                 secrets::prepare(conn, &key)
             })
             .await?;
@@ -152,8 +164,10 @@ impl Store {
             writer: Lane::new(writer),
             readers: readers.into(),
             next_reader: Arc::new(AtomicUsize::new(0)),
-            subscriptions: Arc::new(RwLock::new(Arc::new(Vec::new()))),
-            index: Arc::new(RwLock::new(Arc::new(matching::Index::default()))),
+            subscriptions: Arc::new(RwLock::new(HashMap::new())),
+            index: matching::SharedIndex::default(),
+            tenants,
+            key_usage: key_usage::KeyUsage::default(),
             clock,
             waker: Arc::new(Notify::new()),
             sealer,
@@ -284,29 +298,32 @@ impl Store {
             .clone()
     }
 
-    /// The current subscriptions (not deleted), from memory.
-    pub fn subscriptions(&self) -> Arc<Vec<Arc<Subscription>>> {
+    /// The current subscriptions (not deleted), from memory, sorted by id (a copy of the
+    /// list of pointers).
+    pub fn subscriptions(&self) -> Vec<Arc<Subscription>> {
+        let mut all: Vec<Arc<Subscription>> = self
+            .subscriptions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        all
+    }
+
+    /// The current subscriptions by tenant and pattern, to lock on the writer's thread.
+    pub(crate) fn subscription_index(&self) -> matching::SharedIndex<Subscription> {
+        self.index.clone()
+    }
+
+    /// One current subscription, from memory (a hash lookup: one per delivery).
+    pub fn cached_subscription(&self, id: &str) -> Option<Arc<Subscription>> {
         self.subscriptions
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    /// The current subscriptions by tenant and pattern, from memory.
-    pub fn subscription_index(&self) -> Arc<matching::Index<Subscription>> {
-        self.index
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    /// One current subscription, from memory.
-    pub fn cached_subscription(&self, id: &str) -> Option<Arc<Subscription>> {
-        // Sorted by id (see `reload_subscriptions`): a lookup per delivery stays O(log n).
-        let all = self.subscriptions();
-        all.binary_search_by(|s| s.id.as_str().cmp(id))
-            .ok()
-            .map(|i| all[i].clone())
+            .get(id)
+            .cloned()
     }
 }
 

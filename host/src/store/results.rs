@@ -75,7 +75,7 @@ impl Store {
                     let attempts = c.leased.attempts + i64::from(c.attempt.is_some());
                     emitted |= super::operational::delivery_failed(
                         tx,
-                        &index,
+                        &index.lock(),
                         &c.leased.id,
                         attempts,
                         c.last_error.as_deref(),

@@ -479,9 +479,11 @@ async fn the_job_deletes_a_backlog_batch_by_batch() {
     f.clock.advance(8 * DAY);
     let started = tokio::time::Instant::now();
     let mut cursor = None;
-    let deleted = crate::retention::purge_all(&f.store, RetentionPolicy::default(), &mut cursor)
-        .await
-        .unwrap();
+    let metrics = crate::metrics::Metrics::new();
+    let deleted =
+        crate::retention::purge_all(&f.store, RetentionPolicy::default(), &mut cursor, &metrics)
+            .await
+            .unwrap();
     assert_eq!(deleted, n);
     assert!(
         started.elapsed() >= Duration::from_millis(20),

@@ -2,10 +2,38 @@
 //! their unfinished deliveries and revokes its keys in one transaction; its history stays until
 //! retention removes it).
 
-use rusqlite::OptionalExtension;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use super::{Store, StoreError, all_rows};
 use crate::tenant::TenantId;
+
+/// The ids of the tenants that exist (not deleted), in memory: ingest checks every event's
+/// tenant here instead of a query per tenant per batch (with 10,000 tenants, nearly one per
+/// event). Read and changed only on the writer's thread — ingest's batches, and the commits of
+/// tenant upserts and deletes — so it is exactly the committed state each batch sees: an event
+/// for a tenant whose delete has committed is refused by the next batch.
+#[derive(Debug, Clone, Default)]
+pub(super) struct LiveTenants(Arc<Mutex<HashSet<String>>>);
+
+impl LiveTenants {
+    /// Fills the set from the database (on the writer's connection, at open).
+    pub(super) fn load(&self, conn: &Connection) -> Result<(), StoreError> {
+        let mut stmt = conn.prepare("SELECT id FROM tenants WHERE deleted_at IS NULL")?;
+        let ids = stmt
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<Result<HashSet<_>, _>>()?;
+        *self.lock() = ids;
+        Ok(())
+    }
+
+    /// The set, for one batch's look-ups (nothing else waits for it: see above).
+    pub(super) fn lock(&self) -> MutexGuard<'_, HashSet<String>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
 
 /// A tenant as stored.
 #[derive(Debug, Clone)]
@@ -61,7 +89,9 @@ impl Store {
     ) -> Result<(Tenant, bool), StoreError> {
         let id = id.as_str().to_owned();
         let now = self.clock.now_ms();
-        self.transaction(move |tx| {
+        let tenants = self.tenants.clone();
+        self.write(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let live: Option<bool> = tx
                 .prepare_cached("SELECT deleted_at IS NULL FROM tenants WHERE id = ?")?
                 .query_row([&id], |r| r.get(0))
@@ -77,6 +107,9 @@ impl Store {
             let tenant = all_rows(&mut stmt, [&id], Tenant::from_row)?
                 .pop()
                 .ok_or_else(|| StoreError::Corrupt(format!("tenant {id} vanished")))?;
+            drop(stmt);
+            tx.commit()?;
+            tenants.lock().insert(id);
             Ok((tenant, created))
         })
         .await
@@ -128,8 +161,10 @@ impl Store {
         }
         let id = id.as_str().to_owned();
         let now = self.clock.now_ms();
+        let tenants = self.tenants.clone();
         let deleted = self
-            .transaction(move |tx| {
+            .write(move |conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let deleted = tx
                     .prepare_cached(
                         "UPDATE tenants SET deleted_at = ?1, updated_at = ?1 WHERE id = ?2 AND deleted_at IS NULL",
@@ -151,6 +186,9 @@ impl Store {
                     "UPDATE api_keys SET revoked_at = ?1 WHERE tenant_id = ?2 AND revoked_at IS NULL",
                 )?
                 .execute((now, &id))?;
+                tx.commit()?;
+                // After the commit, on the writer's thread: the next ingest batch refuses it.
+                tenants.lock().remove(&id);
                 Ok(true)
             })
             .await?;

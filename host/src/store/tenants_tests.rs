@@ -7,7 +7,7 @@ use rusqlite::Connection;
 
 use super::*;
 use crate::store::MIGRATIONS;
-use crate::store::{DeliveryFilter, Ingestor, NewEvent, NewSubscription};
+use crate::store::{DeliveryFilter, IngestOutcome, Ingestor, NewEvent, NewSubscription};
 use crate::tenant::{Scope, TenantId};
 
 fn tenant(id: &str) -> TenantId {
@@ -229,5 +229,128 @@ async fn ingest_matches_only_the_events_tenant() {
             .unwrap(),
         TenantDeleted::Default
     );
+    store.close().await;
+}
+
+/// Ingest checks tenants in memory (no query per tenant): the set follows upserts and
+/// deletes at once — an event right after a delete is refused, right after a re-create
+/// accepted — and a reopened store reads it back from the database.
+#[tokio::test]
+async fn the_tenants_ingest_knows_follow_deletes_at_once_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite");
+    let store = Store::open(&path).await.unwrap();
+    let start = |store: &Store| {
+        Ingestor::start(
+            store.clone(),
+            store.waker(),
+            64,
+            1 << 20,
+            std::time::Duration::from_secs(86_400),
+        )
+        .0
+    };
+    let ingestor = start(&store);
+    let (c, kept) = (tenant("c"), tenant("kept"));
+    let refused = |outcome: &Result<IngestOutcome, StoreError>| matches!(outcome, Err(StoreError::UnknownTenant(id)) if id == "c");
+    assert!(refused(&ingestor.ingest(event(&c, "x", None)).await));
+    store.put_tenant(&c, None, "{}".into()).await.unwrap();
+    store.put_tenant(&kept, None, "{}".into()).await.unwrap();
+    assert!(ingestor.ingest(event(&c, "x", None)).await.is_ok());
+
+    // Many events of c in flight while it is deleted: each is either committed before the
+    // delete or refused; every one sent after the delete returned is refused.
+    let racing: Vec<_> = (0..50)
+        .map(|_| {
+            let ingestor = ingestor.clone();
+            let c = c.clone();
+            tokio::spawn(async move { ingestor.ingest(event(&c, "x", None)).await })
+        })
+        .collect();
+    assert_eq!(
+        store.delete_tenant(&c).await.unwrap(),
+        TenantDeleted::Deleted
+    );
+    let after = ingestor.ingest(event(&c, "x", None)).await;
+    assert!(refused(&after), "{after:?}");
+    for r in racing {
+        let outcome = r.await.unwrap();
+        assert!(outcome.is_ok() || refused(&outcome), "{outcome:?}");
+    }
+    store.put_tenant(&c, None, "{}".into()).await.unwrap();
+    assert!(ingestor.ingest(event(&c, "x", None)).await.is_ok());
+    assert_eq!(
+        store.delete_tenant(&c).await.unwrap(),
+        TenantDeleted::Deleted
+    );
+    drop(ingestor);
+    store.close().await;
+
+    let store = Store::open(&path).await.unwrap();
+    let ingestor = start(&store);
+    assert!(refused(&ingestor.ingest(event(&c, "x", None)).await));
+    assert!(ingestor.ingest(event(&kept, "x", None)).await.is_ok());
+    let default = TenantId::default_tenant();
+    assert!(ingestor.ingest(event(&default, "x", None)).await.is_ok());
+    store.close().await;
+}
+
+/// The matching index is changed in place by every kind of subscription change: an update of
+/// the patterns, a disable (its events still make parked deliveries), a delete.
+#[tokio::test]
+async fn matching_follows_updates_disables_and_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db.sqlite")).await.unwrap();
+    let a = tenant("a");
+    store.put_tenant(&a, None, "{}".into()).await.unwrap();
+    let sub = store
+        .create_subscription(new_subscription(&a, "post.*"))
+        .await
+        .unwrap();
+    let (ingestor, _) = Ingestor::start(
+        store.clone(),
+        store.waker(),
+        64,
+        1 << 20,
+        std::time::Duration::from_secs(86_400),
+    );
+    let deliveries = |event_type: &'static str| {
+        let (ingestor, a) = (ingestor.clone(), a.clone());
+        async move {
+            ingestor
+                .ingest(event(&a, event_type, None))
+                .await
+                .unwrap()
+                .deliveries
+        }
+    };
+    assert_eq!(deliveries("post.published").await, 1);
+    assert_eq!(deliveries("user.created").await, 0);
+    let update = crate::store::SubscriptionUpdate {
+        url: sub.url.clone(),
+        events: vec!["user.*".into()],
+        plugin: None,
+        plugin_config: None,
+        description: None,
+        headers: BTreeMap::new(),
+        signature: sub.signature.clone(),
+        secret: None,
+        rotation_grace_ms: 0,
+    };
+    store
+        .update_subscription(&Scope::Any, &sub, update)
+        .await
+        .unwrap();
+    assert_eq!(deliveries("post.published").await, 0);
+    assert_eq!(deliveries("user.created").await, 1);
+    store.disable_subscription(&sub.id, "test").await.unwrap();
+    assert_eq!(deliveries("user.created").await, 1, "parked, not dropped");
+    assert!(
+        store
+            .delete_subscription(&Scope::Any, &sub.id)
+            .await
+            .unwrap()
+    );
+    assert_eq!(deliveries("user.created").await, 0);
     store.close().await;
 }

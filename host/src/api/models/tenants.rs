@@ -103,6 +103,10 @@ pub struct KeyOut {
     /// When it stops working; `null`: never.
     #[schema(required = true)]
     pub expires_at: Option<Timestamp>,
+    /// When it last authenticated, to the minute (a use within a minute of the one shown is
+    /// not written); `null`: never used.
+    #[schema(required = true)]
+    pub last_used_at: Option<Timestamp>,
 }
 
 impl From<&StoredKey> for KeyOut {
@@ -119,6 +123,7 @@ impl From<&StoredKey> for KeyOut {
             description: k.description.clone(),
             created_at: Timestamp::from_unix_ms(k.created_at),
             expires_at: k.expires_at.map(Timestamp::from_unix_ms),
+            last_used_at: k.last_used_at.map(Timestamp::from_unix_ms),
         }
     }
 }

@@ -534,3 +534,21 @@ async fn tenants_keys_and_tenant_flags() {
     run(&server, &["tenants", "delete", "ws_42"]).await.ok();
     server.stop().await;
 }
+
+/// A reader that goes away (`switchyard … | head`) ends the command quietly: status 0 and no
+/// panic on the broken pipe. The pipe's read end is closed before the command starts, so its
+/// first write meets the broken pipe whatever the timing.
+#[test]
+fn a_closed_pipe_on_stdout_ends_the_command_quietly() {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["completions", "bash"])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run switchyard");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+}

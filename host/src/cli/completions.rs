@@ -19,11 +19,8 @@ pub struct Args {
 /// Prints the script on stdout.
 pub fn run(args: &Args) -> ExitCode {
     let mut command = super::Cli::command();
-    clap_complete::generate(
-        args.shell,
-        &mut command,
-        "switchyard",
-        &mut std::io::stdout(),
-    );
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut command, "switchyard", &mut script);
+    super::output::write_out(&script);
     ExitCode::SUCCESS
 }

@@ -12,6 +12,7 @@ use switchyard::api::models::{
 use super::client::{Answer, Api, CliError, Connection, PROFILES_HELP, encode, query};
 use super::output;
 use super::subscriptions::PageArgs;
+use crate::cli::output::outln;
 
 /// How often `tail` asks for new attempts.
 const TAIL_EVERY: Duration = Duration::from_millis(500);
@@ -121,7 +122,7 @@ pub async fn run(args: Args) -> Result<(), CliError> {
                     None,
                 )
                 .await?;
-            api.show(&answer, |a| println!("{} queued again", a.id));
+            api.show(&answer, |a| outln!("{} queued again", a.id));
         }
         Command::Tail {
             subscription,
@@ -208,7 +209,7 @@ async fn tail(
         let raw = page.raw["data"].as_array().cloned().unwrap_or_default();
         for (attempt, raw) in page.model.data.iter().zip(raw) {
             if api.json {
-                println!("{raw}");
+                outln!("{raw}");
             } else {
                 print_attempt(attempt);
             }
@@ -235,7 +236,7 @@ async fn tail(
 fn print_attempt(feed: &AttemptFeedOut) {
     let a = &feed.attempt;
     let latency = a.latency_ms.map(|ms| format!("{ms}ms"));
-    println!(
+    outln!(
         "{}  {}  {}  {}  {:<9} {:>3} {:>7}  {}",
         a.at,
         feed.delivery_id,

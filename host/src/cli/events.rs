@@ -7,6 +7,7 @@ use switchyard::api::models::{EventAccepted, EventIn, EventOut};
 
 use super::client::{Answer, Api, Body, CliError, Connection, PROFILES_HELP, encode};
 use super::{input, output};
+use crate::cli::output::outln;
 
 /// `switchyard events`
 #[derive(clap::Args)]
@@ -104,7 +105,7 @@ fn show(event: &EventOut) {
         super::deliveries::table(&event.deliveries);
     }
     if let Some(cursor) = &event.deliveries_next_cursor {
-        println!(
+        outln!(
             "(more deliveries: switchyard deliveries list --event {} --cursor {cursor})",
             event.id
         );

@@ -1,14 +1,41 @@
 //! What the commands print: the API's JSON as-is with `--json`, otherwise tables
 //! (`comfy-table`) with the fields a person looks at first.
 
+use std::io::Write as _;
+
 use comfy_table::{ContentArrangement, Table, presets};
 use serde_json::Value;
+
+/// `println!` for what a command prints: when the reader has gone away (`switchyard … | head`),
+/// the command ends quietly, as command-line tools do, instead of panicking on the broken pipe.
+macro_rules! outln {
+    () => {
+        $crate::cli::output::write_out(b"\n")
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::output::write_out(format!("{}\n", format_args!($($arg)*)).as_bytes())
+    };
+}
+pub(crate) use outln;
+
+/// Writes `bytes` to stdout; a closed stdout ends the process (status 0: the reader had what
+/// it wanted), any other write error ends it with status 1.
+pub fn write_out(bytes: &[u8]) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(bytes).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: could not write the output: {e}");
+        std::process::exit(1);
+    }
+}
 
 /// Prints `value` as pretty JSON (the `--json` form: exactly what the API answered).
 pub fn json(value: &Value) {
     match serde_json::to_string_pretty(value) {
-        Ok(text) => println!("{text}"),
-        Err(_) => println!("{value}"),
+        Ok(text) => outln!("{text}"),
+        Err(_) => outln!("{value}"),
     }
 }
 
@@ -19,7 +46,7 @@ pub fn table(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) {
     for row in rows {
         table.add_row(row);
     }
-    println!("{table}");
+    outln!("{table}");
 }
 
 /// Prints one object as `field  value` lines.
@@ -28,13 +55,13 @@ pub fn record(fields: &[(&str, String)]) {
     for (name, value) in fields {
         table.add_row(vec![(*name).to_owned(), value.clone()]);
     }
-    println!("{table}");
+    outln!("{table}");
 }
 
 /// Prints where the next page starts, when there is one.
 pub fn next_page(next_cursor: Option<&str>) {
     if let Some(cursor) = next_cursor {
-        println!("(more: add --cursor {cursor})");
+        outln!("(more: add --cursor {cursor})");
     }
 }
 

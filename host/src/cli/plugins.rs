@@ -9,6 +9,7 @@ use switchyard::api::models::{DryRunEvent, DryRunIn, DryRunOut, PluginOut, Plugi
 use super::client::{Answer, Api, Body, CliError, Connection, PROFILES_HELP, encode};
 use super::plugin_dev::{Lang, cases, dev, replay, scaffold, toolchain};
 use super::{input, output};
+use crate::cli::output::outln;
 
 /// `switchyard plugins`
 #[derive(clap::Args)]
@@ -228,7 +229,7 @@ pub async fn run(args: Args) -> Result<(), CliError> {
             if api.json {
                 output::json(&json!({ "deleted": name }));
             } else {
-                println!("deleted {name}");
+                outln!("deleted {name}");
             }
         }
         Command::DryRun {
@@ -274,10 +275,10 @@ fn new(
         let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
         output::json(&json!({ "dir": dir.display().to_string(), "files": files }));
     } else {
-        println!("made {} ({} files)", dir.display(), files.len());
-        println!("next:");
-        println!("  switchyard plugins build {}", dir.display());
-        println!("  switchyard plugins dev {} --api-key …", dir.display());
+        outln!("made {} ({} files)", dir.display(), files.len());
+        outln!("next:");
+        outln!("  switchyard plugins build {}", dir.display());
+        outln!("  switchyard plugins dev {} --api-key …", dir.display());
     }
     Ok(())
 }
@@ -294,7 +295,7 @@ async fn build(dir: &std::path::Path, json: bool) -> Result<(), CliError> {
             "took_ms": u64::try_from(built.took.as_millis()).unwrap_or(u64::MAX),
         }));
     } else {
-        println!("{}", built.path.display());
+        outln!("{}", built.path.display());
         eprintln!("built in {} ms", built.took.as_millis());
     }
     Ok(())
@@ -346,9 +347,9 @@ pub(super) fn show_dry_run(answer: &DryRunOut) {
             match (&d.body, &d.body_base64) {
                 (Some(body), _) => match serde_json::from_str::<serde_json::Value>(body) {
                     Ok(json) => output::json(&json),
-                    Err(_) => println!("{body}"),
+                    Err(_) => outln!("{body}"),
                 },
-                (None, Some(raw)) => println!("(binary body, base64) {raw}"),
+                (None, Some(raw)) => outln!("(binary body, base64) {raw}"),
                 (None, None) => {}
             }
             &d.logs

@@ -14,6 +14,7 @@ use switchyard::api::models::{
 
 use super::client::{Answer, Api, Body, CliError, Connection, PROFILES_HELP, encode, query};
 use super::{input, output};
+use crate::cli::output::outln;
 
 /// `switchyard subscriptions`
 #[derive(clap::Args)]
@@ -236,7 +237,7 @@ pub async fn run(args: Args) -> Result<(), CliError> {
             if api.json {
                 output::json(&json!({ "deleted": id }));
             } else {
-                println!("deleted {id}");
+                outln!("deleted {id}");
             }
         }
         Command::RotateSecret { id } => {
@@ -244,8 +245,8 @@ pub async fn run(args: Args) -> Result<(), CliError> {
                 .call(Method::POST, &path(&id, "/rotate-secret"), None)
                 .await?;
             api.show(&answer, |a| {
-                println!("new secret (shown only now; the previous one keeps signing for the grace period):");
-                println!("{}", a.secret);
+                outln!("new secret (shown only now; the previous one keeps signing for the grace period):");
+                outln!("{}", a.secret);
             });
         }
         Command::Test { id, event_type } => {
@@ -282,7 +283,7 @@ pub async fn run(args: Args) -> Result<(), CliError> {
                 )
                 .await?;
             api.show(&answer, |a| {
-                println!("{} failed deliveries queued again", a.recovered);
+                outln!("{} failed deliveries queued again", a.recovered);
             });
         }
     }
@@ -338,7 +339,7 @@ fn show(sub: &SubscriptionOut, with_secret: bool) {
         ("updated_at", sub.updated_at.to_string()),
     ]);
     if with_secret && let Some(secret) = &sub.secret {
-        println!("secret (shown only now; store it to verify signatures): {secret}");
+        outln!("secret (shown only now; store it to verify signatures): {secret}");
     }
 }
 

@@ -13,6 +13,7 @@ use switchyard::tenant::TenantId;
 use super::client::{Answer, Api, Body, CliError, Connection, PROFILES_HELP, encode, query};
 use super::subscriptions::PageArgs;
 use super::{input, output};
+use crate::cli::output::outln;
 
 /// `switchyard tenants`
 #[derive(clap::Args)]
@@ -170,7 +171,7 @@ pub async fn run_tenants(args: TenantArgs) -> Result<(), CliError> {
             if api.json {
                 output::json(&json!({ "deleted": id }));
             } else {
-                println!("deleted tenant {id}");
+                outln!("deleted tenant {id}");
             }
         }
     }
@@ -217,7 +218,7 @@ pub async fn run_keys(args: KeyArgs) -> Result<(), CliError> {
             let key: Answer<KeyCreated> = api.call(Method::POST, "/v1/keys", Some(body)).await?;
             api.show(&key, |k| {
                 show_key(&k.record);
-                println!("key (shown only now; store it): {}", k.key);
+                outln!("key (shown only now; store it): {}", k.key);
             });
         }
         KeyCommand::List { tenant, page } => {
@@ -252,7 +253,7 @@ pub async fn run_keys(args: KeyArgs) -> Result<(), CliError> {
             if api.json {
                 output::json(&json!({ "revoked": id }));
             } else {
-                println!("revoked key {id}");
+                outln!("revoked key {id}");
             }
         }
     }

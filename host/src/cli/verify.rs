@@ -13,6 +13,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 use super::input;
+use crate::cli::output::outln;
 
 /// Shown under `switchyard verify --help`.
 pub const EXAMPLE: &str = "Examples:\n  switchyard verify --secret whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw --body @body.json \\\n    --header 'webhook-id: evt_01J...' --header 'webhook-timestamp: 1733050000' \\\n    --header 'webhook-signature: v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4='\n  switchyard verify --scheme hmac-sha256-hex --signature-header x-hub-signature-256 \\\n    --secret \"$SECRET\" --body @body.json --header 'x-hub-signature-256: sha256=7571...'\n\nExit status: 0 valid, 1 invalid (the reason is printed), 2 bad input.";
@@ -71,11 +72,11 @@ enum Verdict {
 pub fn run(args: &Args) -> ExitCode {
     match check(args) {
         Ok(Verdict::Valid(why)) => {
-            println!("valid: {why}");
+            outln!("valid: {why}");
             ExitCode::SUCCESS
         }
         Ok(Verdict::Invalid(why)) => {
-            println!("invalid: {why}");
+            outln!("invalid: {why}");
             ExitCode::from(1)
         }
         Err(e) => {

@@ -12,6 +12,7 @@ use switchyard::api::models::{
 };
 
 use crate::cli::client::{Answer, Api, Body, CliError, encode};
+use crate::cli::output::outln;
 use crate::cli::{output, plugins};
 
 /// What `--json` prints: everything the human output shows.
@@ -85,20 +86,20 @@ pub async fn run(api: &Api, id: &str, plugin: Option<String>) -> Result<(), CliE
         output::json(&serde_json::to_value(&all).unwrap_or_default());
         return Ok(());
     }
-    println!("what was sent ({} attempts):", detail.model.attempts.len());
+    outln!("what was sent ({} attempts):", detail.model.attempts.len());
     output::table(
         &["at", "outcome", "status", "plugin_version", "error"],
         detail.model.attempts.iter().map(attempt_row),
     );
-    println!();
+    outln!();
     match same {
-        Some(true) => println!("replayed through {plugin} — the same version as the last attempt:"),
-        Some(false) => println!(
+        Some(true) => outln!("replayed through {plugin} — the same version as the last attempt:"),
+        Some(false) => outln!(
             "replayed through {plugin} — version {} (the last attempt ran {}):",
             short(now),
             short(last.unwrap_or_default())
         ),
-        None => println!("replayed through {plugin} (no attempt ran a plugin):"),
+        None => outln!("replayed through {plugin} (no attempt ran a plugin):"),
     }
     plugins::show_dry_run(&replayed.model);
     Ok(())

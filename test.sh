@@ -25,12 +25,12 @@ trap 'rm -f "$log"' EXIT
 status=0
 cargo test "$@" 2>&1 | tee "$log" || status=$?
 # The fault-injection tests that load the machine (a kill -9 loop, an idle-CPU measurement, a
-# slow plugin beside fast subscriptions) run afterwards, one at a time: run beside the rest they
+# slow plugin beside fast subscriptions) and one that times plugin calls run afterwards, one at a time: run beside the rest they
 # would starve other tests' 100 ms plugin deadlines, and their own timings would measure the
 # other tests. Skipped when arguments pick something else.
 if [ "$#" -eq 0 ]; then
   cargo test -p switchyard --test e2e -- --ignored --test-threads=1 \
-    fairness:: parked::an_idle queue_faults::killed 2>&1 | tee -a "$log" || status=$?
+    fairness:: parked::an_idle queue_faults::killed plugin_hardening::pool::overlapping_calls 2>&1 | tee -a "$log" || status=$?
 fi
 count() { grep -E '^test result:' "$log" | grep -oE "[0-9]+ $1" | awk '{ n += $1 } END { print n + 0 }'; }
 passed=$(count passed)

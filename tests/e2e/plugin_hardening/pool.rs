@@ -58,8 +58,11 @@ async fn calls_of_a_many_instance_plugin_wait_for_room_instead_of_failing() {
 /// machine's plugin threads (one per core) take well over the 100 ms deadline from first to
 /// last; with a wall-clock deadline most of them timed out, none of them a runaway. (Wall time
 /// still bounds a call at four deadlines, so a plugin's slow calls cannot hold its slots for
-/// seconds: more calls than fit in that are not expected to pass on a busy machine.)
+/// seconds: more calls than fit in that are not expected to pass on a busy machine — so the
+/// test runs on its own, after the rest: beside the other tests' plugins and builds, the eight
+/// calls' wall time stretched past that bound.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "timing: ./test.sh runs it on its own, after the rest"]
 async fn overlapping_calls_are_not_timed_out_by_each_others_running_time() {
     let runtime = Runtime::new(Limits::default(), None).unwrap();
     assert_eq!(runtime.limits().deadline, Duration::from_millis(100));

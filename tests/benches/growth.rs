@@ -15,12 +15,24 @@
 //! calls), and end-to-end throughput to one receiver. Then, on the filled copy, the service is
 //! restarted with a one-hour retention and ingest is measured at a fixed rate while the job
 //! deletes the history, with the database's pages before and after.
+//!
+//! Then `GROWTH_PLUGINS` (default 1,000) distinct plugins: cold and warm start, memory idle
+//! and after a few ran, hot reload (`growth/plugins.rs`). `GROWTH_ONLY=plugins` runs that
+//! phase alone.
+//!
+//! `SOAK_MINUTES=30` runs the soak instead (`growth/soak.rs`): half the end-to-end maximum for
+//! that long, to a receiver that fails 20% of requests and goes down every few minutes, with
+//! retention set short.
 
 #[path = "common/mod.rs"]
 #[allow(dead_code)]
 mod common;
 #[path = "growth/fill.rs"]
 mod fill;
+#[path = "growth/plugins.rs"]
+mod plugins;
+#[path = "growth/soak.rs"]
+mod soak;
 
 use std::time::{Duration, Instant};
 
@@ -69,6 +81,17 @@ struct Figures {
 
 async fn run() {
     switchyard::net::install_crypto_provider();
+    // `GROWTH_ONLY=<phase>` runs one phase alone.
+    if let Some(minutes) = soak::minutes() {
+        println!("{}", soak::run(minutes).await);
+        return;
+    }
+    let only = std::env::var("GROWTH_ONLY").unwrap_or_default();
+    let plugin_count = env_usize("GROWTH_PLUGINS", 1_000);
+    if only == "plugins" {
+        println!("{}", plugins::run(plugin_count).await);
+        return;
+    }
     let history = env_usize("GROWTH_ROWS", 1_000_000);
     let pending = env_usize("GROWTH_PENDING", 100_000);
     let fill = fill::cached(history, pending).await;
@@ -152,6 +175,8 @@ async fn run() {
     }
     println!();
     println!("{retention}");
+    println!();
+    println!("{}", plugins::run(plugin_count).await);
 }
 
 /// Ingest, lists and end to end on a running service.

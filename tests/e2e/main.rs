@@ -16,6 +16,7 @@ mod edge;
 mod example_plugins;
 mod fairness;
 mod hot_reload;
+mod many_plugins;
 mod operational_events;
 mod parked;
 mod plugin_dev;

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use bytes::Bytes;
 
+use super::code::Source;
 use super::folder::{Fingerprint, Folder, name_of_path, write_atomically};
 use super::own_limits::OwnLimits;
 use super::status::info;
@@ -132,6 +133,8 @@ impl Registry {
             file_reads: self.folder.reads(),
             compiles: self.runtime.compiles(),
             compiling: self.runtime.compiling(),
+            code_loads: self.runtime.code_loads(),
+            code_loaded: self.runtime.code_loaded(),
             uploading: u64::try_from(
                 UPLOADS_AT_ONCE.saturating_sub(self.uploads.available_permits()),
             )
@@ -398,9 +401,13 @@ impl Registry {
             return Err(err.clone());
         }
         lock(&self.loading).insert(version.clone());
+        let source = Source {
+            folder: self.folder.clone(),
+            name: name.to_owned(),
+        };
         let loaded = self
             .runtime
-            .load_version(name, bytes, version.clone(), limits)
+            .load_version(name, bytes, version.clone(), limits, Some(source))
             .await;
         lock(&self.loading).remove(&version);
         if let Err(err) = &loaded

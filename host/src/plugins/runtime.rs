@@ -146,10 +146,10 @@ impl Runtime {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         // A cached artefact was checked against this world when it was written, and is linked
-        // only at its first call (`code.rs`): a service with another world or host interface
-        // does not trust it.
+        // only at its first call (`code.rs`): a service with another world does not take it.
+        // (Not the service's version: an upgrade that keeps wasmtime and the world compiles
+        // nothing again.)
         include_str!("../../../wit/transformer.wit").hash(&mut hasher);
-        env!("CARGO_PKG_VERSION").hash(&mut hasher);
         Ok(Self {
             engine,
             linker: Arc::new(linker),
@@ -301,8 +301,9 @@ pub(super) fn create_private_dir(dir: &std::path::Path) -> Result<(), PluginErro
         .map_err(|e| PluginError::Io(format!("{}: {e}", dir.display())))
 }
 
-/// Hands the compiler's freed scratch memory back to the OS. glibc keeps freed heap pages
-/// around (a compile frees tens of MiB at once); elsewhere this is a no-op.
+/// Hands freed heap back to the OS: the compiler's scratch (a compile frees tens of MiB at
+/// once) and a scan's component bytes. glibc keeps freed heap pages around; elsewhere this is
+/// a no-op.
 #[allow(unsafe_code)] // one FFI call into libc, see below
 pub(super) fn release_compile_scratch() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -329,6 +329,14 @@ pub async fn run(minutes: f64) -> String {
             from, to, delivery
         ));
     }
+    // The series, one sample per tenth of the soak.
+    let series: Vec<String> = (1..=10)
+        .filter_map(|tenth| {
+            let until = length * f64::from(tenth) / 10.0;
+            let s = samples.iter().rev().find(|s| s.at <= until)?;
+            Some(format!("{:.0} s: {:.0} / {:.0}", s.at, s.rss_mib, s.db_mib))
+        })
+        .collect();
     let peak_rss = samples.iter().map(|s| s.rss_mib).fold(0.0, f64::max);
     let peak_db = samples.iter().map(|s| s.db_mib).fold(0.0, f64::max);
     drop(service);
@@ -339,11 +347,13 @@ pub async fn run(minutes: f64) -> String {
          Peak RSS {peak_rss:.0} MiB, peak database {peak_db:.1} MiB. {} events accepted ({refused} not accepted); \
          the rest arrived within {:.0} s of the receiver healing: **{lost} lost**, **{duplicates} duplicated** \
          (a 2xx beyond the first for one webhook-id). The receiver answered {requests} requests, {failed_answers} of \
-         them with 500/503: those deliveries were sent again, as at-least-once does.",
+         them with 500/503: those deliveries were sent again, as at-least-once does.\n\n\
+         RSS / database MiB by tenth: {}.",
         outage.as_secs_f64(),
         period.as_secs_f64(),
         rows.join("\n"),
         accepted.len(),
         drain.as_secs_f64(),
+        series.join(", "),
     )
 }

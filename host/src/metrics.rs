@@ -269,6 +269,20 @@ impl prometheus_client::collector::Collector for PluginCollector {
             None,
             compiling.metric_type(),
         )?)?;
+        let code_loads = ConstCounter::new(stats.code_loads);
+        code_loads.encode(encoder.encode_descriptor(
+            "plugin_code_loads",
+            "Plugin versions whose compiled code a call brought into memory (the first call of each)",
+            None,
+            code_loads.metric_type(),
+        )?)?;
+        let code_loaded = ConstGauge::new(i64::try_from(stats.code_loaded).unwrap_or(i64::MAX));
+        code_loaded.encode(encoder.encode_descriptor(
+            "plugin_code_loaded",
+            "Plugin versions whose compiled code is in memory now (those that ran, not those installed)",
+            None,
+            code_loaded.metric_type(),
+        )?)?;
         let uploading = ConstGauge::new(i64::try_from(stats.uploading).unwrap_or(i64::MAX));
         uploading.encode(encoder.encode_descriptor(
             "plugin_uploads_in_progress",

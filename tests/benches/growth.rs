@@ -16,15 +16,26 @@
 //! restarted with a one-hour retention and ingest is measured at a fixed rate while the job
 //! deletes the history, with the database's pages before and after.
 //!
-//! `GROWTH_ONLY=history,subscriptions` runs only the parts named: `history` (all of the
+//! `GROWTH_ONLY=history,subscriptions,plugins` runs only the parts named: `history` (all of the
 //! above), `subscriptions` (ingest with 1 vs `GROWTH_SUBSCRIPTIONS` = 10,000 subscriptions,
 //! `growth/subscriptions.rs`).
+//! Then `GROWTH_PLUGINS` (default 1,000) distinct plugins: cold and warm start, memory idle
+//! and after a few ran, hot reload (`growth/plugins.rs`); `GROWTH_ONLY=plugins` runs that
+//! phase alone.
+//!
+//! `SOAK_MINUTES=30` runs the soak instead (`growth/soak.rs`): half the end-to-end maximum for
+//! that long, to a receiver that fails 20% of requests and goes down every few minutes, with
+//! retention set short.
 
 #[path = "common/mod.rs"]
 #[allow(dead_code)]
 mod common;
 #[path = "growth/fill.rs"]
 mod fill;
+#[path = "growth/plugins.rs"]
+mod plugins;
+#[path = "growth/soak.rs"]
+mod soak;
 #[path = "growth/subscriptions.rs"]
 mod subscriptions;
 
@@ -80,11 +91,20 @@ fn selected(part: &str) -> bool {
 
 async fn run() {
     switchyard::net::install_crypto_provider();
+    // `SOAK_MINUTES=N` runs the soak instead of everything else.
+    if let Some(minutes) = soak::minutes() {
+        println!("{}", soak::run(minutes).await);
+        return;
+    }
+    let plugin_count = env_usize("GROWTH_PLUGINS", 1_000);
     if selected("subscriptions") {
         let many = env_usize("GROWTH_SUBSCRIPTIONS", 10_000);
         println!("\n{}\n", subscriptions::run(&KEEP, many).await);
     }
     if !selected("history") {
+        if selected("plugins") {
+            println!("{}", plugins::run(plugin_count).await);
+        }
         return;
     }
     let history = env_usize("GROWTH_ROWS", 1_000_000);
@@ -170,6 +190,10 @@ async fn run() {
     }
     println!();
     println!("{retention}");
+    if selected("plugins") {
+        println!();
+        println!("{}", plugins::run(plugin_count).await);
+    }
 }
 
 /// Ingest, lists and end to end on a running service.

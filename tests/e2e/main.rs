@@ -17,6 +17,7 @@ mod example_plugins;
 mod fairness;
 mod hot_reload;
 mod keys;
+mod many_plugins;
 mod operational_events;
 mod parked;
 mod plugin_dev;

@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::future::BoxFuture;
 use sha2::{Digest, Sha256};
+use wasmtime::Engine;
+use wasmtime::component::Component;
 
 /// Where artefact digests are kept (the service uses its database). Keys are the component's
 /// version (sha256 of its bytes) and the engine's compatibility hash; values the sha256 (hex)
@@ -79,6 +81,15 @@ impl ArtefactDigests for MemoryDigests {
     }
 }
 
+/// An artefact in the cache whose bytes matched the digest recorded for them.
+#[derive(Debug, Clone)]
+pub(super) struct Cached {
+    path: Arc<Path>,
+    sha256: Arc<str>,
+    /// The largest artefact worth reading.
+    max_bytes: u64,
+}
+
 /// The cache folder and its digests.
 #[derive(Clone)]
 pub struct Cache {
@@ -114,17 +125,21 @@ impl Cache {
     }
 
     /// The artefact of `version` for `engine`, if one is cached and its bytes are the ones
-    /// recorded. A mismatch is logged and treated as a miss (the caller compiles again).
-    pub(super) async fn get(&self, version: &str, engine: &str, max_bytes: u64) -> Option<Vec<u8>> {
+    /// recorded (hashed in chunks: nothing is kept in memory). A mismatch is logged and treated
+    /// as a miss (the caller compiles again).
+    pub(super) async fn find(&self, version: &str, engine: &str, max_bytes: u64) -> Option<Cached> {
         let path = self.path(version, engine);
         let file = path.clone();
-        let bytes = tokio::task::spawn_blocking(move || read_bounded(&file, max_bytes))
+        let actual = tokio::task::spawn_blocking(move || digest_bounded(&file, max_bytes))
             .await
             .ok()?
             .ok()??;
-        let actual = hex::encode(Sha256::digest(&bytes));
         match self.digests.get(version, engine).await {
-            Ok(Some(recorded)) if recorded == actual => Some(bytes),
+            Ok(Some(recorded)) if recorded == actual => Some(Cached {
+                path: Arc::from(path),
+                sha256: Arc::from(actual),
+                max_bytes,
+            }),
             Ok(recorded) => {
                 tracing::warn!(
                     path = %path.display(),
@@ -141,22 +156,70 @@ impl Cache {
         }
     }
 
-    /// Writes an accepted component's artefact and records its digest.
-    pub(super) async fn put(&self, version: &str, engine: &str, artefact: bytes::Bytes) {
+    /// Loads `cached`'s artefact for `engine`, once the bytes read still hash to the digest
+    /// checked when it was found (blocking: call off the async workers). The code runs from
+    /// a copy in memory, never from a mapping of the file: what was checked is what runs, and
+    /// a file changed in place later cannot reach it (nor fault it with `SIGBUS`).
+    ///
+    /// # Errors
+    /// The file is gone, changed, or wasmtime refuses it.
+    pub(super) fn open(&self, cached: &Cached, engine: &Engine) -> Result<Component, String> {
+        let path: &Path = &cached.path;
+        let bytes = match read_bounded(path, cached.max_bytes) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Err(format!("{} is gone", path.display())),
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        };
+        let actual = hex::encode(Sha256::digest(&bytes));
+        if *actual != *cached.sha256 {
+            return Err(format!(
+                "{} changed since it was checked (sha256 {actual})",
+                path.display()
+            ));
+        }
+        // SAFETY: these bytes hash to the digest recorded when this service wrote them, in
+        // the database, where only the service writes; the cache folder and the data folder
+        // holding it refuse to serve when others can write them. wasmtime copies them into
+        // memory of its own and still checks its version and settings.
+        #[allow(unsafe_code)]
+        unsafe { Component::deserialize(engine, &bytes) }.map_err(|e| format!("{e:#}"))
+    }
+
+    /// Writes an accepted component's artefact and records its digest; returns it as cached,
+    /// or `None` when it could not be written or recorded (logged).
+    pub(super) async fn put(
+        &self,
+        version: &str,
+        engine: &str,
+        artefact: bytes::Bytes,
+    ) -> Option<Cached> {
         let digest = hex::encode(Sha256::digest(&artefact));
+        let max_bytes = u64::try_from(artefact.len()).unwrap_or(u64::MAX);
         let (dir, path) = (self.dir.clone(), self.path(version, engine));
         let written = tokio::task::spawn_blocking(move || {
             super::folder::write_atomically(&dir, &path, &artefact)
         })
         .await;
         match written {
-            Ok(Ok(())) => {
-                if let Err(e) = self.digests.put(version, engine, &digest).await {
+            Ok(Ok(())) => match self.digests.put(version, engine, &digest).await {
+                Ok(()) => Some(Cached {
+                    path: Arc::from(self.path(version, engine)),
+                    sha256: Arc::from(digest),
+                    max_bytes,
+                }),
+                Err(e) => {
                     tracing::warn!(error = %e, "could not record a plugin artefact digest");
+                    None
                 }
+            },
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "could not write a plugin cache entry");
+                None
             }
-            Ok(Err(e)) => tracing::warn!(error = %e, "could not write a plugin cache entry"),
-            Err(e) => tracing::warn!(error = %e, "could not write a plugin cache entry"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not write a plugin cache entry");
+                None
+            }
         }
     }
 
@@ -200,7 +263,8 @@ impl Cache {
     }
 }
 
-/// The file's bytes, `None` when it does not exist or is larger than `max_bytes`.
+/// The file's bytes, `None` when it does not exist, is not a regular file, or is larger than
+/// `max_bytes`.
 fn read_bounded(path: &Path, max_bytes: u64) -> std::io::Result<Option<Vec<u8>>> {
     match std::fs::metadata(path) {
         Ok(meta) if meta.is_file() && meta.len() <= max_bytes => std::fs::read(path).map(Some),
@@ -208,4 +272,33 @@ fn read_bounded(path: &Path, max_bytes: u64) -> std::io::Result<Option<Vec<u8>>>
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// The sha256 (hex) of the file, read in chunks; `None` when it does not exist, is not a
+/// regular file, or is larger than `max_bytes`.
+fn digest_bounded(path: &Path, max_bytes: u64) -> std::io::Result<Option<String>> {
+    use std::io::Read;
+    // Checked before opening: opening a FIFO would wait for a writer.
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() && meta.len() <= max_bytes => {}
+        Ok(_) => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0_u8; 64 << 10];
+    loop {
+        match file.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => hasher.update(buffer.get(..n).unwrap_or_default()),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Some(hex::encode(hasher.finalize())))
 }

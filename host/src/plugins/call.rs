@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
-use super::bindings::Transformer;
 use super::bindings::switchyard::plugin::types;
+use super::bindings::{Transformer, TransformerPre};
 use super::limits::bound_text;
 use super::runtime::{LoadedPlugin, Runtime};
 use super::sandbox::{State, pipe_text};
@@ -107,10 +107,14 @@ impl Runtime {
             subscription_id: event.subscription_id,
             payload: event.payload,
         };
+        let pre = match self.code(plugin).await {
+            Ok(pre) => pre,
+            Err(error) => return CallReport::failed(error),
+        };
         let (runtime, plugin, config) = (self.clone(), plugin.clone(), config.to_owned());
         let call = async move {
             runtime
-                .run(&plugin, async |instance, store| {
+                .run(&plugin, &pre, async |instance, store| {
                     instance
                         .switchyard_plugin_transform()
                         .call_transform(store, &event, &config)
@@ -132,10 +136,11 @@ impl Runtime {
         plugin: &Arc<LoadedPlugin>,
         config: &str,
     ) -> Result<(), PluginError> {
+        let pre = self.code(plugin).await?;
         let (runtime, plugin, config) = (self.clone(), plugin.clone(), config.to_owned());
         let call = async move {
             runtime
-                .run(&plugin, async |instance, store| {
+                .run(&plugin, &pre, async |instance, store| {
                     instance
                         .switchyard_plugin_transform()
                         .call_validate_config(store, &config)
@@ -149,7 +154,12 @@ impl Runtime {
 
     /// Instantiates `plugin` in a fresh store and runs `call` under the limits; turns traps,
     /// timeouts and guest errors into [`PluginError`]s.
-    async fn run<R, F>(&self, plugin: &LoadedPlugin, call: F) -> RawReport<R>
+    async fn run<R, F>(
+        &self,
+        plugin: &LoadedPlugin,
+        pre: &TransformerPre<State>,
+        call: F,
+    ) -> RawReport<R>
     where
         F: AsyncFnOnce(&Transformer, &mut Store<State>) -> wasmtime::Result<Result<R, String>>,
     {
@@ -180,7 +190,7 @@ impl Runtime {
             .saturating_mul(super::runtime::SLOTS)
             .saturating_add(Duration::from_millis(250));
         let outcome = tokio::time::timeout(outer, async {
-            let instance = plugin.pre.instantiate_async(&mut store).await?;
+            let instance = pre.instantiate_async(&mut store).await?;
             call(&instance, &mut store).await
         })
         .await;

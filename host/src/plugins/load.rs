@@ -1,6 +1,7 @@
-//! Loading a component: refuse what is clearly not one, read what an instance needs, take
-//! the compiled artefact from the cache (if its digest matches) or compile it under the
-//! budget, check it against the world, and only then cache it.
+//! Loading a component: refuse what is clearly not one, read what an instance needs, find
+//! the compiled artefact in the cache (if its digest matches) or compile it under the budget,
+//! check it against the world, and only then cache it. The code itself comes into memory at
+//! the first call (`code.rs`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -11,7 +12,7 @@ use time::OffsetDateTime;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-use super::bindings::TransformerPre;
+use super::code::{Code, Source};
 use super::runtime::{LoadedPlugin, POOL, Runtime};
 use super::shape::Needs;
 use super::{PluginError, PluginLimits, compile, shape};
@@ -44,18 +45,21 @@ impl Runtime {
     ) -> Result<Arc<LoadedPlugin>, PluginError> {
         let bytes = bytes.into();
         let version = version_of(bytes.clone()).await?;
-        self.load_version(name, bytes, version, own).await
+        self.load_version(name, bytes, version, own, None).await
     }
 
-    /// [`Runtime::load_with`] of bytes whose version (sha256, hex) the caller computed already.
+    /// [`Runtime::load_with`] of bytes whose version (sha256, hex) the caller computed already;
+    /// `source` is the file they came from, to compile again from should the cached artefact
+    /// be gone at the first call.
     pub(super) async fn load_version(
         &self,
         name: &str,
         bytes: Bytes,
         version: String,
         own: PluginLimits,
+        source: Option<Source>,
     ) -> Result<Arc<LoadedPlugin>, PluginError> {
-        self.load_inner(name, bytes, version, own)
+        self.load_inner(name, bytes, version, own, source)
             .await
             .map_err(PluginError::bounded)
     }
@@ -83,6 +87,7 @@ impl Runtime {
         bytes: Bytes,
         version: String,
         own: PluginLimits,
+        source: Option<Source>,
     ) -> Result<Arc<LoadedPlugin>, PluginError> {
         let needs = self.precheck(&bytes, own).await?;
         let limits = Arc::new(self.limits.for_plugin(own)?);
@@ -90,31 +95,34 @@ impl Runtime {
         let cached = match &self.cache {
             Some(cache) => {
                 cache
-                    .get(&version, &engine_key, self.artefact_limit())
+                    .find(&version, &engine_key, self.artefact_limit())
                     .await
             }
             None => None,
         };
-        let (component, fresh) = match cached {
-            Some(artefact) => match deserialize(&self.engine, Bytes::from(artefact)).await {
-                Ok(component) => (component, None),
-                Err(e) => {
-                    tracing::warn!(plugin = name, error = %e, "cached plugin artefact unusable; compiling again");
-                    self.compile_fresh(bytes.clone()).await?
+        let code = match cached {
+            // Accepted when it was written: its code loads at the first call.
+            Some(artefact) => Code::lazy(artefact, source, self.counters.clone()),
+            None => {
+                let (component, artefact) = self.compile_fresh(bytes.clone()).await?;
+                let pre = self.link(&component)?;
+                // Accepted: only now is its artefact worth keeping. Once it is, the code in
+                // memory goes, to come back from the cache at the first call.
+                let cached = match (&self.cache, artefact) {
+                    (Some(cache), Some(artefact)) => {
+                        cache.put(&version, &engine_key, artefact).await
+                    }
+                    _ => None,
+                };
+                match cached {
+                    Some(artefact) => {
+                        drop((pre, component));
+                        Code::lazy(artefact, source, self.counters.clone())
+                    }
+                    None => Code::ready(pre, self.counters.clone()),
                 }
-            },
-            None => self.compile_fresh(bytes.clone()).await?,
+            }
         };
-        let instance_pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| PluginError::WrongWorld(format!("{e:#}")))?;
-        let pre = TransformerPre::new(instance_pre)
-            .map_err(|e| PluginError::WrongWorld(format!("{e:#}")))?;
-        // Accepted: only now is its artefact worth keeping.
-        if let (Some(cache), Some(artefact)) = (&self.cache, fresh) {
-            cache.put(&version, &engine_key, artefact).await;
-        }
         Ok(Arc::new(LoadedPlugin {
             name: name.to_owned(),
             version,
@@ -123,13 +131,16 @@ impl Runtime {
             needs,
             own_limits: own,
             limits,
-            pre,
+            code: Arc::new(code),
         }))
     }
 
     /// Compiles `bytes` (under the compile gate and the budget) and loads the artefact;
     /// returns the artefact too, to be cached once the component is accepted.
-    async fn compile_fresh(&self, bytes: Bytes) -> Result<(Component, Option<Bytes>), PluginError> {
+    pub(super) async fn compile_fresh(
+        &self,
+        bytes: Bytes,
+    ) -> Result<(Component, Option<Bytes>), PluginError> {
         let _permit = self
             .compile_gate
             .acquire()
@@ -179,11 +190,9 @@ pub(super) async fn version_of(bytes: Bytes) -> Result<String, PluginError> {
 async fn deserialize(engine: &Engine, artefact: Bytes) -> wasmtime::Result<Component> {
     let engine = engine.clone();
     tokio::task::spawn_blocking(move || {
-        // SAFETY: `artefact` is the output of this service's own compiler: either made just
-        // now (by the child process this binary started, or in-process), or read from the
-        // cache after its sha256 matched the digest recorded, where only the service writes
-        // (the database), when this service wrote it. The data folder holding both refuses
-        // to serve when others can write it. wasmtime still checks its version and settings.
+        // SAFETY: `artefact` is the output of this service's own compiler, made just now (by
+        // the child process this binary started, or in-process). Cached artefacts are mapped
+        // by `Cache::open` instead. wasmtime still checks its version and settings.
         #[allow(unsafe_code)]
         unsafe {
             Component::deserialize(&engine, &artefact)

@@ -19,6 +19,8 @@
 //!   rather than failing (`gate.rs`, `shape.rs`);
 //! - compiles in a child process under a time and memory budget (`compile.rs`), with an
 //!   on-disk cache whose artefacts are loaded only when their digest matches (`cache.rs`);
+//! - a version's code brought into memory at its first call, mapped from the cache file, so
+//!   memory follows the plugins that run, not those installed (`code.rs`);
 //! - the plugins folder read only as regular files, size-checked first, and only when they
 //!   changed (`folder.rs`);
 //! - every piece of plugin-supplied text bounded by [`MAX_PLUGIN_TEXT`].
@@ -29,6 +31,7 @@
 mod bundled;
 mod cache;
 mod call;
+mod code;
 mod compile;
 pub mod conformance;
 mod error;

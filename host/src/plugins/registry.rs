@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use bytes::Bytes;
+use futures::StreamExt;
 
+use super::code::Source;
 use super::folder::{Fingerprint, Folder, name_of_path, write_atomically};
 use super::own_limits::OwnLimits;
 use super::status::info;
@@ -23,6 +25,9 @@ use super::{LoadedPlugin, PluginError, PluginLimits, Runtime};
 /// still waits or was answered `202`; more are refused before their body is read (`429`), so
 /// at most this many components (`plugin_max_component_mb` each at most) are in memory.
 const UPLOADS_AT_ONCE: usize = 8;
+/// Files a scan syncs at once (reading, hashing, checking the cache; compiles have their own,
+/// smaller bound).
+const SYNCS_AT_ONCE: usize = 8;
 /// Versions that failed to load, remembered so they are not compiled again.
 const REMEMBERED_FAILURES: usize = 256;
 
@@ -132,6 +137,8 @@ impl Registry {
             file_reads: self.folder.reads(),
             compiles: self.runtime.compiles(),
             compiling: self.runtime.compiling(),
+            code_loads: self.runtime.code_loads(),
+            code_loaded: self.runtime.code_loaded(),
             uploading: u64::try_from(
                 UPLOADS_AT_ONCE.saturating_sub(self.uploads.available_permits()),
             )
@@ -345,9 +352,17 @@ impl Registry {
         names.extend(listed);
         names.sort();
         names.dedup();
-        let changed = futures::future::join_all(names.iter().map(|n| self.sync_file(n))).await;
+        // A few files at a time: each sync holds its component's bytes until it is loaded, so
+        // a folder of 1,000 plugins read all at once peaked at 1,000 components in memory, and
+        // the freed heap stayed with the process.
+        let syncs: Vec<_> = names.iter().map(|n| self.sync_file(n)).collect();
+        let changed: Vec<bool> = futures::stream::iter(syncs)
+            .buffer_unordered(SYNCS_AT_ONCE)
+            .collect()
+            .await;
         if changed.into_iter().any(|c| c) {
             self.prune().await;
+            super::runtime::release_compile_scratch();
         }
     }
 
@@ -398,9 +413,13 @@ impl Registry {
             return Err(err.clone());
         }
         lock(&self.loading).insert(version.clone());
+        let source = Source {
+            folder: self.folder.clone(),
+            name: name.to_owned(),
+        };
         let loaded = self
             .runtime
-            .load_version(name, bytes, version.clone(), limits)
+            .load_version(name, bytes, version.clone(), limits, Some(source))
             .await;
         lock(&self.loading).remove(&version);
         if let Err(err) = &loaded

@@ -13,6 +13,7 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 
 use super::bindings::TransformerPre;
 use super::cache::Cache;
+use super::code::Code;
 use super::compile::Compiler;
 use super::executor::Executor;
 use super::gate::{Gate, PoolSize};
@@ -46,7 +47,8 @@ pub struct LoadedPlugin {
     pub own_limits: PluginLimits,
     /// The limits its calls run under: the service's, with its own deadline and memory.
     pub limits: Arc<Limits>,
-    pub(super) pre: TransformerPre<State>,
+    /// Its compiled code, loaded on the first call (`code.rs`).
+    pub(super) code: Arc<Code>,
 }
 
 impl LoadedPlugin {
@@ -67,7 +69,7 @@ impl LoadedPlugin {
             needs: self.needs,
             own_limits: own,
             limits: Arc::new(service.for_plugin(own)?),
-            pre: self.pre.clone(),
+            code: self.code.clone(),
         })
     }
 }
@@ -91,6 +93,10 @@ pub(super) struct Counters {
     pub(super) compiles: AtomicU64,
     /// Compiles running now.
     pub(super) compiling: AtomicI64,
+    /// Versions whose code was brought into memory by a call (`code.rs`).
+    pub(super) code_loads: AtomicU64,
+    /// Versions whose code is in memory now.
+    pub(super) code_loaded: AtomicI64,
 }
 
 /// The plugin engine: compiles components and runs calls under [`Limits`].
@@ -139,6 +145,11 @@ impl Runtime {
         }
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
+        // A cached artefact was checked against this world when it was written, and is linked
+        // only at its first call (`code.rs`): a service with another world does not take it.
+        // (Not the service's version: an upgrade that keeps wasmtime and the world compiles
+        // nothing again.)
+        include_str!("../../../wit/transformer.wit").hash(&mut hasher);
         Ok(Self {
             engine,
             linker: Arc::new(linker),
@@ -188,6 +199,31 @@ impl Runtime {
     /// Compiles running now.
     pub fn compiling(&self) -> u64 {
         u64::try_from(self.counters.compiling.load(Ordering::Relaxed)).unwrap_or(0)
+    }
+
+    /// Versions whose code a call brought into memory, since start.
+    pub fn code_loads(&self) -> u64 {
+        self.counters.code_loads.load(Ordering::Relaxed)
+    }
+
+    /// Versions whose code is in memory now.
+    pub fn code_loaded(&self) -> u64 {
+        u64::try_from(self.counters.code_loaded.load(Ordering::Relaxed)).unwrap_or(0)
+    }
+
+    /// Links `component` against the host: fails when it does not match the world.
+    ///
+    /// # Errors
+    /// [`PluginError::WrongWorld`].
+    pub(super) fn link(
+        &self,
+        component: &wasmtime::component::Component,
+    ) -> Result<TransformerPre<State>, PluginError> {
+        let instance_pre = self
+            .linker
+            .instantiate_pre(component)
+            .map_err(|e| PluginError::WrongWorld(format!("{e:#}")))?;
+        TransformerPre::new(instance_pre).map_err(|e| PluginError::WrongWorld(format!("{e:#}")))
     }
 }
 
@@ -265,8 +301,9 @@ pub(super) fn create_private_dir(dir: &std::path::Path) -> Result<(), PluginErro
         .map_err(|e| PluginError::Io(format!("{}: {e}", dir.display())))
 }
 
-/// Hands the compiler's freed scratch memory back to the OS. glibc keeps freed heap pages
-/// around (a compile frees tens of MiB at once); elsewhere this is a no-op.
+/// Hands freed heap back to the OS: the compiler's scratch (a compile frees tens of MiB at
+/// once) and a scan's component bytes. glibc keeps freed heap pages around; elsewhere this is
+/// a no-op.
 #[allow(unsafe_code)] // one FFI call into libc, see below
 pub(super) fn release_compile_scratch() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

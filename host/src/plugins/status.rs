@@ -70,6 +70,10 @@ pub struct PluginStats {
     pub compiles: u64,
     /// Compiles running now.
     pub compiling: u64,
+    /// Versions whose compiled code a call brought into memory since start (`code.rs`).
+    pub code_loads: u64,
+    /// Versions whose compiled code is in memory now: those that ran, not those installed.
+    pub code_loaded: u64,
     /// Uploads holding a turn now (reading their body or installing).
     pub uploading: u64,
 }

@@ -360,6 +360,11 @@ impl Commit {
 fn configure(conn: &mut Connection) -> Result<(), StoreError> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Statement journals (the undo of one statement inside a transaction, which every insert
+    // that fires a queue trigger opens) in memory rather than in a temporary file: in a profile
+    // of fan-out they were 6% of the service's time, mostly `pwrite` to that file. They never
+    // hold anything durable.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.busy_timeout(Duration::from_secs(10))?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(())
@@ -509,6 +514,19 @@ mod tests {
         assert_eq!(store.write(|conn| level(conn)).await.unwrap(), 2);
         assert_eq!(store.bookkeeping(|tx| level(tx)).await.unwrap(), 1);
         assert_eq!(store.transaction(|tx| level(tx)).await.unwrap(), 2);
+        store.close().await;
+    }
+
+    /// Statement journals stay in memory on every connection (`temp_store`: 2 MEMORY).
+    #[tokio::test]
+    async fn statement_journals_are_kept_in_memory() {
+        fn temp_store(conn: &Connection) -> Result<i64, StoreError> {
+            Ok(conn.pragma_query_value(None, "temp_store", |r| r.get(0))?)
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db.sqlite")).await.unwrap();
+        assert_eq!(store.write(|conn| temp_store(conn)).await.unwrap(), 2);
+        assert_eq!(store.read(|conn| temp_store(conn)).await.unwrap(), 2);
         store.close().await;
     }
 

@@ -179,6 +179,8 @@ impl Runtime {
         };
         let mut store = Store::new(&self.engine, State::new(limits));
         store.limiter(|state| &mut state.limiter);
+        // The epoch advances while this is held (the ticker sleeps when no call runs).
+        let _ticking = self.ticker.running();
         let start = Instant::now();
         let budget = limits.deadline;
         store.set_epoch_deadline(1);

@@ -46,6 +46,7 @@ mod runtime;
 mod sandbox;
 mod shape;
 mod status;
+mod ticker;
 mod uploads;
 mod watcher;
 

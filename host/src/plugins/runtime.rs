@@ -19,6 +19,7 @@ use super::executor::Executor;
 use super::gate::{Gate, PoolSize};
 use super::sandbox::State;
 use super::shape::Needs;
+use super::ticker::Ticker;
 use super::{Limits, PluginError, PluginLimits};
 
 /// How often the epoch advances. A call's deadline is checked on every tick, and a running
@@ -117,11 +118,13 @@ pub struct Runtime {
     pub(super) shutdown: Arc<tokio::sync::watch::Sender<bool>>,
     /// The threads calls run on.
     pub(super) executor: Arc<Executor>,
+    /// Advances the epoch while calls run (their deadlines).
+    pub(super) ticker: Arc<Ticker>,
 }
 
 impl Runtime {
-    /// Creates the engine and starts its epoch ticker (a plain thread that stops when the
-    /// engine is dropped). With a `cache`, compiled artefacts are kept so a restart does not
+    /// Creates the engine and starts its epoch ticker (a plain thread that ticks while calls
+    /// run and stops when the engine is dropped). With a `cache`, compiled artefacts are kept so a restart does not
     /// compile again. Components compile in-process until [`Runtime::with_compiler`] says
     /// otherwise.
     ///
@@ -139,7 +142,7 @@ impl Runtime {
         };
         let mut linker = Linker::new(&engine);
         super::sandbox::add_to_linker(&mut linker)?;
-        start_ticker(&engine);
+        let ticker = Ticker::start(&engine);
         if let Some(cache) = &cache {
             create_private_dir(cache.dir())?;
         }
@@ -162,6 +165,7 @@ impl Runtime {
             counters: Arc::new(Counters::default()),
             shutdown: Arc::new(tokio::sync::watch::Sender::new(false)),
             executor: Arc::new(Executor::new()?),
+            ticker,
         })
     }
 
@@ -317,23 +321,5 @@ pub(super) fn release_compile_scratch() {
         unsafe {
             malloc_trim(0);
         }
-    }
-}
-
-/// Advances the engine's epoch every [`EPOCH_TICK`] on a plain thread (a tokio task would
-/// stall exactly when the workers are busy running plugins). Stops once the engine is gone.
-fn start_ticker(engine: &Engine) {
-    let weak = engine.weak();
-    let spawned = std::thread::Builder::new()
-        .name("switchyard-epoch".into())
-        .spawn(move || {
-            while let Some(engine) = weak.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(EPOCH_TICK);
-            }
-        });
-    if let Err(e) = spawned {
-        tracing::error!(error = %e, "could not start the plugin epoch ticker; plugin deadlines fall back to the outer timeout");
     }
 }

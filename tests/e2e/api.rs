@@ -58,22 +58,12 @@ async fn all_pages(server: &TestServer, first: &str) -> Vec<Vec<String>> {
     }
 }
 
-/// A value of `/metrics`, by exact series name.
+/// A value of `/metrics`, by exact series name; it must be there.
 async fn metric(server: &TestServer, name: &str) -> f64 {
-    let text = server
-        .anonymous(Method::GET, "/metrics")
-        .send()
+    server
+        .metric(name)
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|line| {
-            let (series, value) = line.split_once(' ')?;
-            (series == name).then(|| value.trim().parse::<f64>().unwrap())
-        })
-        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
+        .unwrap_or_else(|| panic!("no {name} in /metrics"))
 }
 
 /// `webhook-signature` replaced by just `signature`, for verifying one signature alone.

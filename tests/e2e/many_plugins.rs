@@ -25,19 +25,9 @@ fn distinct(base: &[u8], tag: &str) -> Vec<u8> {
     out
 }
 
-/// A metric's value from `/metrics`.
+/// A counter or gauge of `/metrics`, as a count.
 async fn metric(server: &TestServer, name: &str) -> Option<u64> {
-    let text = server
-        .anonymous(Method::GET, "/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
+    server.metric(name).await.map(|v| v as u64)
 }
 
 async fn dry_run(server: &TestServer, name: &str) {

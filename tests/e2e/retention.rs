@@ -108,22 +108,6 @@ async fn expunging_an_event_drops_its_content_and_fails_its_next_attempt() {
     assert_eq!(missing.error.code, switchyard::api::ErrorCode::NotFound);
 }
 
-/// A value of `/metrics` by exact series name, if it is there.
-async fn metric(server: &TestServer, name: &str) -> Option<f64> {
-    let text = server
-        .anonymous(Method::GET, "/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines().find_map(|line| {
-        let (series, value) = line.split_once(' ')?;
-        (series == name).then(|| value.trim().parse::<f64>().unwrap())
-    })
-}
-
 /// The retention job's work is on `/metrics`: rows deleted per kind and its batches' duration.
 /// Three delivered events; the clock moves past their retention; the restarted service's job
 /// (it runs at start) deletes them and counts exactly that.
@@ -168,22 +152,19 @@ async fn the_retention_job_counts_what_it_deleted_on_metrics() {
     assert!(succeeded, "the three deliveries did not succeed");
     // The job's run at start found nothing to delete.
     assert!(
-        wait_until(WAIT, || async {
-            metric(&server, batches).await >= Some(1.0)
-        })
-        .await,
+        wait_until(WAIT, || async { server.metric(batches).await >= Some(1.0) }).await,
         "no retention batch on /metrics"
     );
-    assert_eq!(metric(&server, deliveries).await, Some(0.0));
+    assert_eq!(server.metric(deliveries).await, Some(0.0));
     server.stop().await;
 
     manual.advance(Duration::from_secs(3 * 3600));
     let server = TestServer::start_config(config()).await;
     let deleted = || async {
         (
-            metric(&server, deliveries).await,
-            metric(&server, attempts).await,
-            metric(&server, events).await,
+            server.metric(deliveries).await,
+            server.metric(attempts).await,
+            server.metric(events).await,
         )
     };
     let all = (Some(3.0), Some(3.0), Some(3.0));
@@ -192,7 +173,7 @@ async fn the_retention_job_counts_what_it_deleted_on_metrics() {
         "deleted (deliveries, attempts, events): {:?}",
         deleted().await
     );
-    assert!(metric(&server, batches).await >= Some(1.0));
+    assert!(server.metric(batches).await >= Some(1.0));
     let page: Page<DeliveryOut> = server.get("/v1/deliveries").await;
     assert!(page.data.is_empty(), "{:?}", page.data);
     server.stop().await;

@@ -45,6 +45,14 @@ struct State {
     reserved_of: HashMap<String, usize>,
 }
 
+impl State {
+    /// Something may have become due: not drained, and a lease running now cannot say so.
+    fn undrain(&mut self) {
+        self.drained = false;
+        self.generation = self.generation.wrapping_add(1);
+    }
+}
+
 impl Fresh {
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
@@ -66,9 +74,7 @@ impl Fresh {
     /// Something may have become due in the store: fresh deliveries wait their turn there
     /// until the leaser has taken it.
     pub(super) fn undrain(&self) {
-        let mut state = self.state();
-        state.drained = false;
-        state.generation = state.generation.wrapping_add(1);
+        self.state().undrain();
     }
 
     /// Shutdown: nothing more is taken.
@@ -102,8 +108,7 @@ impl Handoff for Taker {
         let room = board.held() + state.reserved + LEASE_BATCH < buffer;
         if !room || board.parking(subscription) || board.held_by(subscription) + mine >= share {
             // This delivery stays pending: the store is no longer drained.
-            state.drained = false;
-            state.generation = state.generation.wrapping_add(1);
+            state.undrain();
             return false;
         }
         state.reserved += 1;

@@ -69,6 +69,27 @@ async fn fixture(per_subscription: usize) -> Fixture {
     }
 }
 
+impl Fixture {
+    /// A subscription to every event type, delivered to the fixture's receiver.
+    async fn subscribe(&self) -> Arc<crate::store::Subscription> {
+        self.ctx
+            .store
+            .create_subscription(NewSubscription {
+                tenant_id: crate::tenant::TenantId::default_tenant(),
+                url: self.url.clone(),
+                events: vec!["*".into()],
+                plugin: None,
+                plugin_config: None,
+                description: None,
+                headers: Default::default(),
+                signature: Default::default(),
+                secret: crate::signing::generate_secret(),
+            })
+            .await
+            .unwrap()
+    }
+}
+
 /// Results wait in a bounded queue for the recorder. When it falls behind (here it never
 /// reads), workers wait with their results and the leaser stops: attempts stop at the queue's
 /// room plus one per worker, instead of every due delivery being sent with its result piling
@@ -78,21 +99,7 @@ async fn a_recorder_that_falls_behind_stops_the_attempts() {
     const QUEUE: usize = 3;
     const WORKERS: usize = 2;
     let f = fixture(WORKERS).await;
-    f.ctx
-        .store
-        .create_subscription(NewSubscription {
-            tenant_id: crate::tenant::TenantId::default_tenant(),
-            url: f.url.clone(),
-            events: vec!["*".into()],
-            plugin: None,
-            plugin_config: None,
-            description: None,
-            headers: Default::default(),
-            signature: Default::default(),
-            secret: crate::signing::generate_secret(),
-        })
-        .await
-        .unwrap();
+    f.subscribe().await;
     let sends = (0..200).map(|_| {
         f.ingestor.ingest(NewEvent {
             tenant_id: crate::tenant::TenantId::default_tenant(),
@@ -129,22 +136,7 @@ async fn a_recorder_that_falls_behind_stops_the_attempts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_attempt_that_would_outlive_its_lease_is_not_started() {
     let f = fixture(4).await;
-    let sub = f
-        .ctx
-        .store
-        .create_subscription(NewSubscription {
-            tenant_id: crate::tenant::TenantId::default_tenant(),
-            url: f.url.clone(),
-            events: vec!["*".into()],
-            plugin: None,
-            plugin_config: None,
-            description: None,
-            headers: Default::default(),
-            signature: Default::default(),
-            secret: crate::signing::generate_secret(),
-        })
-        .await
-        .unwrap();
+    let sub = f.subscribe().await;
     let shared = Shared::new(f.ctx.clone());
     let now = f.ctx.clock.now_ms();
     let event = Arc::new(crate::store::Event {
@@ -282,21 +274,7 @@ async fn fresh_deliveries_are_taken_only_when_nothing_older_waits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_dispatcher_sends_fresh_deliveries_handed_over_at_ingest() {
     let f = fixture(4).await;
-    f.ctx
-        .store
-        .create_subscription(NewSubscription {
-            tenant_id: crate::tenant::TenantId::default_tenant(),
-            url: f.url.clone(),
-            events: vec!["*".into()],
-            plugin: None,
-            plugin_config: None,
-            description: None,
-            headers: Default::default(),
-            signature: Default::default(),
-            secret: crate::signing::generate_secret(),
-        })
-        .await
-        .unwrap();
+    f.subscribe().await;
     let dispatcher = Dispatcher::start(f.ctx.clone(), f.ctx.store.waker());
     for n in 1..=20 {
         f.ingestor

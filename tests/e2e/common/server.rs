@@ -188,6 +188,22 @@ impl TestServer {
         self.http.request(method, format!("{}{path}", self.base))
     }
 
+    /// A value of `/metrics` by exact series name (labels included), if it is there.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let text = self
+            .anonymous(Method::GET, "/metrics")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines().find_map(|line| {
+            let (series, value) = line.split_once(' ')?;
+            (series == name).then(|| value.trim().parse::<f64>().unwrap())
+        })
+    }
+
     /// Uploads a plugin; asserts 200/201; returns the response.
     pub async fn upload_plugin(&self, name: &str, bytes: Vec<u8>) -> Value {
         let response = self

@@ -67,17 +67,10 @@ async fn an_idle_service_reads_no_plugin_file() {
 
 /// `switchyard_plugin_file_reads_total` from `/metrics`.
 async fn file_reads(server: &TestServer) -> Option<u64> {
-    let text = server
-        .anonymous(Method::GET, "/metrics")
-        .send()
+    server
+        .metric("switchyard_plugin_file_reads_total")
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("switchyard_plugin_file_reads_total "))
-        .and_then(|v| v.trim().parse().ok())
+        .map(|v| v as u64)
 }
 
 /// The process view over 10 s (the real binary, bundled plugins loaded): no plugin file read

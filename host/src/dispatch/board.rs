@@ -39,6 +39,8 @@ pub(super) struct Board {
     sub_cap: usize,
     /// The tenant of each subscription holding jobs.
     tenant_of: HashMap<String, String>,
+    /// Where the next [`Board::starts`] begins going round the queues.
+    rotation: usize,
     /// Leases of the jobs being attempted (released at shutdown if still unfinished).
     running: HashSet<LeaseRef>,
     /// Subscriptions being disabled right now: nothing more of theirs starts.
@@ -91,14 +93,13 @@ impl Board {
         per
     }
 
-    /// Workers `sub` may have: `cap`, and an equal part (rounded up; the tenant cap still bounds
-    /// the sum) of its tenant's cap shared with the
+    /// Workers `sub` may have: `cap`, and an equal part of its tenant's cap shared with the
     /// tenant's other subscriptions holding jobs (at least one), so one busy subscription cannot
-    /// take the whole tenant's slots from its siblings.
+    /// take the whole tenant's slots from its siblings. Rounded down: rounded up, the parts add
+    /// up to more than the cap (9 × ⌈64/9⌉ = 72), and eight busy siblings at their part hold
+    /// all 64 slots while the ninth waits until one of their queues runs empty.
     fn limit_of(&self, tenant_subscriptions: usize, cap: usize) -> usize {
-        self.tenant_cap
-            .div_ceil(tenant_subscriptions.max(1))
-            .clamp(1, cap.max(1))
+        part(self.tenant_cap, tenant_subscriptions, cap)
     }
 
     /// Forgets `sub`'s tenant once it holds nothing.
@@ -177,32 +178,39 @@ impl Board {
     }
 
     /// Jobs for new workers: for every subscription with queued jobs, as many as it has jobs,
-    /// up to `cap` workers, and up to the tenant cap over each tenant's subscriptions.
+    /// up to `cap` workers, and up to the tenant cap over each tenant's subscriptions. Each
+    /// call begins one place further round the queues, so when a tenant has more subscriptions
+    /// than slots its freed slots go round them, not always to those the map lists first.
     pub(super) fn starts(&mut self, cap: usize) -> Vec<Job> {
         self.sub_cap = cap;
         let per_tenant = self.subscriptions_per_tenant();
         let mut starts = Vec::new();
-        for (sub, queue) in &mut self.queues {
-            let before = queue.len();
-            let workers = self.workers.entry(sub.clone()).or_default();
-            let tenant = self.tenant_of.get(sub).cloned().unwrap_or_default();
-            let siblings = per_tenant.get(&tenant).copied().unwrap_or(1);
-            let limit = self
-                .tenant_cap
-                .div_ceil(siblings.max(1))
-                .clamp(1, cap.max(1));
-            let of_tenant = self.tenant_workers.entry(tenant).or_default();
-            while *workers < limit
-                && *of_tenant < self.tenant_cap
-                && let Some(job) = queue.pop_front()
-            {
-                *workers += 1;
-                *of_tenant += 1;
-                self.queued -= 1;
-                self.running.insert(LeaseRef::from(&job.leased));
-                starts.push(job);
+        let first = self.rotation % self.queues.len().max(1);
+        self.rotation = self.rotation.wrapping_add(1);
+        // From `first` to the end, then those before it.
+        for from_first in [true, false] {
+            for (i, (sub, queue)) in self.queues.iter_mut().enumerate() {
+                if (i >= first) != from_first {
+                    continue;
+                }
+                let before = queue.len();
+                let workers = self.workers.entry(sub.clone()).or_default();
+                let tenant = self.tenant_of.get(sub).cloned().unwrap_or_default();
+                let siblings = per_tenant.get(&tenant).copied().unwrap_or(1);
+                let limit = part(self.tenant_cap, siblings, cap);
+                let of_tenant = self.tenant_workers.entry(tenant).or_default();
+                while *workers < limit
+                    && *of_tenant < self.tenant_cap
+                    && let Some(job) = queue.pop_front()
+                {
+                    *workers += 1;
+                    *of_tenant += 1;
+                    self.queued -= 1;
+                    self.running.insert(LeaseRef::from(&job.leased));
+                    starts.push(job);
+                }
+                self.refill |= before >= self.full && queue.len() < self.full;
             }
-            self.refill |= before >= self.full && queue.len() < self.full;
         }
         self.queues.retain(|_, q| !q.is_empty());
         self.workers.retain(|_, n| *n > 0);
@@ -309,6 +317,12 @@ impl Board {
         all.extend(self.running.drain());
         all
     }
+}
+
+/// A subscription's part of its tenant's `tenant_cap` workers beside `siblings` subscriptions
+/// holding jobs (itself included), at most `cap` and at least one (see [`Board::limit_of`]).
+fn part(tenant_cap: usize, siblings: usize, cap: usize) -> usize {
+    (tenant_cap / siblings.max(1)).clamp(1, cap.max(1))
 }
 
 #[cfg(test)]
@@ -493,5 +507,57 @@ mod tests {
         assert!(late.iter().all(|j| j.leased.subscription_id == "late"));
         let next = board.next_for("busy", &LeaseRef::from(&first[2].leased));
         assert!(next.is_some(), "at its part (2): it goes on");
+    }
+
+    /// Eight busy subscriptions hold all of their tenant's 64 slots; a ninth that gets a job
+    /// gets a worker as soon as each busy one has finished an attempt. (Parts rounded up, 8 of
+    /// 64 each beside a ninth, kept all eight at their part and the ninth waited until one of
+    /// their queues ran empty: 45 s in the slow-plugin fairness test.)
+    #[test]
+    fn a_ninth_subscription_gets_a_worker_beside_eight_busy_ones() {
+        let mut board = Board::new(1000, 64);
+        for sub in 0..8 {
+            let sub = format!("busy{sub}");
+            board.enqueue((0..100).map(|i| job_of("A", &sub, &format!("{sub}-{i}"))));
+        }
+        let mut running = board.starts(32);
+        assert_eq!(running.len(), 64, "eight at 8 workers each");
+        board.enqueue([job_of("A", "late", "late-0")]);
+        assert!(board.starts(32).is_empty(), "the tenant is at its cap");
+        let mut next = Vec::new();
+        for job in running.drain(..) {
+            let sub = job.leased.subscription_id.clone();
+            next.extend(board.next_for(&sub, &LeaseRef::from(&job.leased)));
+        }
+        let late = board.starts(32);
+        assert_eq!(late.len(), 1, "the ninth got a worker");
+        assert_eq!(late[0].leased.subscription_id, "late");
+        assert!(next.len() + late.len() <= 64, "within the tenant's cap");
+    }
+
+    /// More subscriptions than the tenant has slots: the slots go round, so every one of them
+    /// gets attempts, not only those the map happens to list first.
+    #[test]
+    fn with_more_subscriptions_than_slots_every_one_gets_turns() {
+        let mut board = Board::new(1000, 2);
+        let subs: Vec<String> = (0..6).map(|i| format!("s{i}")).collect();
+        for sub in &subs {
+            board.enqueue((0..50).map(|i| job_of("A", sub, &format!("{sub}-{i}"))));
+        }
+        let mut turns: HashMap<String, usize> = HashMap::new();
+        let mut running = board.starts(32);
+        for _ in 0..30 {
+            for job in running.drain(..) {
+                let sub = job.leased.subscription_id.clone();
+                *turns.entry(sub.clone()).or_default() += 1;
+                assert!(board.next_for(&sub, &LeaseRef::from(&job.leased)).is_none());
+            }
+            running = board.starts(32);
+            assert_eq!(running.len(), 2, "the tenant's two slots in use");
+        }
+        for sub in &subs {
+            let n = turns.get(sub).copied().unwrap_or(0);
+            assert!(n >= 5, "{sub} got {n} of 60 turns: {turns:?}");
+        }
     }
 }

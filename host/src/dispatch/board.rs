@@ -93,13 +93,21 @@ impl Board {
         per
     }
 
-    /// Workers `sub` may have: `cap`, and an equal part of its tenant's cap shared with the
-    /// tenant's other subscriptions holding jobs (at least one), so one busy subscription cannot
-    /// take the whole tenant's slots from its siblings. Rounded down: rounded up, the parts add
-    /// up to more than the cap (9 × ⌈64/9⌉ = 72), and eight busy siblings at their part hold
-    /// all 64 slots while the ninth waits until one of their queues runs empty.
-    fn limit_of(&self, tenant_subscriptions: usize, cap: usize) -> usize {
-        part(self.tenant_cap, tenant_subscriptions, cap)
+    /// The workers a subscription may have beside `siblings` subscriptions of its tenant holding
+    /// jobs (itself included): see [`Parts`].
+    fn parts_of(&self, siblings: usize, cap: usize) -> Parts {
+        Parts::new(self.tenant_cap, siblings, cap)
+    }
+
+    /// Whether a subscription of `tenant` other than `sub` waits below its floor: queued jobs
+    /// and fewer workers than `floor`. One pass over the subscriptions holding jobs.
+    fn sibling_waits(&self, tenant: &str, sub: &str, floor: usize) -> bool {
+        self.tenant_of.iter().any(|(other, t)| {
+            t == tenant
+                && other != sub
+                && self.queues.contains_key(other)
+                && self.workers.get(other).copied().unwrap_or(0) < floor
+        })
     }
 
     /// Forgets `sub`'s tenant once it holds nothing.
@@ -178,38 +186,46 @@ impl Board {
     }
 
     /// Jobs for new workers: for every subscription with queued jobs, as many as it has jobs,
-    /// up to `cap` workers, and up to the tenant cap over each tenant's subscriptions. Each
-    /// call begins one place further round the queues, so when a tenant has more subscriptions
-    /// than slots its freed slots go round them, not always to those the map lists first.
+    /// up to its part of the tenant's cap ([`Parts`]): first every subscription up to its
+    /// floor, then up to its ceiling while the tenant has slots. Each call begins one place
+    /// further round the queues, so when a tenant has more subscriptions than slots its freed
+    /// slots go round them, not always to those the map lists first.
     pub(super) fn starts(&mut self, cap: usize) -> Vec<Job> {
         self.sub_cap = cap;
         let per_tenant = self.subscriptions_per_tenant();
         let mut starts = Vec::new();
         let first = self.rotation % self.queues.len().max(1);
         self.rotation = self.rotation.wrapping_add(1);
-        // From `first` to the end, then those before it.
-        for from_first in [true, false] {
-            for (i, (sub, queue)) in self.queues.iter_mut().enumerate() {
-                if (i >= first) != from_first {
-                    continue;
+        for to_ceiling in [false, true] {
+            // From `first` to the end, then those before it.
+            for from_first in [true, false] {
+                for (i, (sub, queue)) in self.queues.iter_mut().enumerate() {
+                    if (i >= first) != from_first {
+                        continue;
+                    }
+                    let before = queue.len();
+                    let workers = self.workers.entry(sub.clone()).or_default();
+                    let tenant = self.tenant_of.get(sub).cloned().unwrap_or_default();
+                    let siblings = per_tenant.get(&tenant).copied().unwrap_or(1);
+                    let parts = Parts::new(self.tenant_cap, siblings, cap);
+                    let limit = if to_ceiling {
+                        parts.ceiling
+                    } else {
+                        parts.floor
+                    };
+                    let of_tenant = self.tenant_workers.entry(tenant).or_default();
+                    while *workers < limit
+                        && *of_tenant < self.tenant_cap
+                        && let Some(job) = queue.pop_front()
+                    {
+                        *workers += 1;
+                        *of_tenant += 1;
+                        self.queued -= 1;
+                        self.running.insert(LeaseRef::from(&job.leased));
+                        starts.push(job);
+                    }
+                    self.refill |= before >= self.full && queue.len() < self.full;
                 }
-                let before = queue.len();
-                let workers = self.workers.entry(sub.clone()).or_default();
-                let tenant = self.tenant_of.get(sub).cloned().unwrap_or_default();
-                let siblings = per_tenant.get(&tenant).copied().unwrap_or(1);
-                let limit = part(self.tenant_cap, siblings, cap);
-                let of_tenant = self.tenant_workers.entry(tenant).or_default();
-                while *workers < limit
-                    && *of_tenant < self.tenant_cap
-                    && let Some(job) = queue.pop_front()
-                {
-                    *workers += 1;
-                    *of_tenant += 1;
-                    self.queued -= 1;
-                    self.running.insert(LeaseRef::from(&job.leased));
-                    starts.push(job);
-                }
-                self.refill |= before >= self.full && queue.len() < self.full;
             }
         }
         self.queues.retain(|_, q| !q.is_empty());
@@ -225,13 +241,16 @@ impl Board {
     /// the worker ends.
     pub(super) fn next_for(&mut self, sub: &str, done: &LeaseRef) -> Option<Job> {
         self.running.remove(done);
-        // Past its part of the tenant's slots (siblings came since it started), or its tenant
-        // has more subscriptions than slots: the worker ends, and the slot goes round.
-        let tenant = self.tenant_of.get(sub);
-        let siblings = tenant.map_or(1, |t| self.tenant_of.values().filter(|v| *v == t).count());
+        // Past its ceiling (siblings came since it started), past its floor while a sibling
+        // waits below its own, or its tenant has more subscriptions than slots: the worker
+        // ends, and the slot goes round.
+        let tenant = self.tenant_of.get(sub).cloned().unwrap_or_default();
+        let siblings = self.tenant_of.values().filter(|t| **t == tenant).count();
         let workers = self.workers.get(sub).copied().unwrap_or(0);
-        let within =
-            workers <= self.limit_of(siblings, self.sub_cap) && siblings <= self.tenant_cap;
+        let parts = self.parts_of(siblings, self.sub_cap);
+        let within = siblings <= self.tenant_cap
+            && (workers <= parts.floor
+                || (workers <= parts.ceiling && !self.sibling_waits(&tenant, sub, parts.floor)));
         if within
             && !self.parking.contains(sub)
             && let Some(queue) = self.queues.get_mut(sub)
@@ -320,9 +339,30 @@ impl Board {
 }
 
 /// A subscription's part of its tenant's `tenant_cap` workers beside `siblings` subscriptions
-/// holding jobs (itself included), at most `cap` and at least one (see [`Board::limit_of`]).
-fn part(tenant_cap: usize, siblings: usize, cap: usize) -> usize {
-    (tenant_cap / siblings.max(1)).clamp(1, cap.max(1))
+/// holding jobs (itself included), each at least one and at most `cap` (the per-subscription
+/// cap): so one busy subscription cannot take the whole tenant's slots from its siblings.
+///
+/// Two bounds, because an equal part is rarely a whole number. Every subscription may have its
+/// floor (`tenant_cap / siblings`: the floors never add up to more than the cap); one may go
+/// up to its ceiling (rounded up) only while no sibling waits below its floor, so the slots the
+/// floors leave over are used but never kept from a sibling. With the ceiling alone, eight busy
+/// subscriptions at ⌈64/9⌉ = 8 workers held all 64 slots while a ninth waited until one of
+/// their queues ran empty; with the floor alone, 4 subscriptions used 4 of a cap of 6.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Parts {
+    floor: usize,
+    ceiling: usize,
+}
+
+impl Parts {
+    fn new(tenant_cap: usize, siblings: usize, cap: usize) -> Self {
+        let siblings = siblings.max(1);
+        let cap = cap.max(1);
+        Self {
+            floor: (tenant_cap / siblings).clamp(1, cap),
+            ceiling: tenant_cap.div_ceil(siblings).clamp(1, cap),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -529,10 +569,16 @@ mod tests {
             let sub = job.leased.subscription_id.clone();
             next.extend(board.next_for(&sub, &LeaseRef::from(&job.leased)));
         }
-        let late = board.starts(32);
-        assert_eq!(late.len(), 1, "the ninth got a worker");
-        assert_eq!(late[0].leased.subscription_id, "late");
-        assert!(next.len() + late.len() <= 64, "within the tenant's cap");
+        let started = board.starts(32);
+        assert!(
+            started.iter().any(|j| j.leased.subscription_id == "late"),
+            "the ninth got a worker"
+        );
+        assert_eq!(
+            next.len() + started.len(),
+            64,
+            "the whole tenant cap, no more"
+        );
     }
 
     /// More subscriptions than the tenant has slots: the slots go round, so every one of them
@@ -559,5 +605,28 @@ mod tests {
             let n = turns.get(sub).copied().unwrap_or(0);
             assert!(n >= 5, "{sub} got {n} of 60 turns: {turns:?}");
         }
+    }
+
+    /// Parts that are not whole numbers still use the whole cap: four busy subscriptions of a
+    /// tenant capped at 6 run 6 attempts (floors of 1, two of them at their ceiling of 2), and
+    /// those at their ceiling go on while no sibling waits below its floor.
+    #[test]
+    fn uneven_parts_use_the_whole_tenant_cap() {
+        let mut board = Board::new(1000, 6);
+        for sub in 0..4 {
+            let sub = format!("s{sub}");
+            board.enqueue((0..10).map(|i| job_of("A", &sub, &format!("{sub}-{i}"))));
+        }
+        let running = board.starts(4);
+        assert_eq!(running.len(), 6, "the tenant's whole cap");
+        let mut again = 0;
+        for job in &running {
+            let sub = job.leased.subscription_id.clone();
+            again += usize::from(board.next_for(&sub, &LeaseRef::from(&job.leased)).is_some());
+        }
+        assert_eq!(
+            again, 6,
+            "every worker goes on: nobody waits below its floor"
+        );
     }
 }

@@ -140,6 +140,26 @@ impl Service {
         ticks as f64 / 100.0
     }
 
+    /// Times each of the service's threads went to sleep of its own accord so far (its
+    /// `voluntary_ctxt_switches`), by thread id: each is a wake-up to come. Preemptions by
+    /// other processes (`nonvoluntary_…`) are not counted, so a busy machine does not change it.
+    pub fn voluntary_switches(&self) -> std::collections::HashMap<String, u64> {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.pid())).unwrap();
+        tasks
+            .filter_map(|task| {
+                let task = task.ok()?;
+                let status = std::fs::read_to_string(task.path().join("status")).ok()?;
+                let switches = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))?
+                    .trim()
+                    .parse()
+                    .ok()?;
+                Some((task.file_name().to_string_lossy().into_owned(), switches))
+            })
+            .collect()
+    }
+
     /// The ids of the service's child processes (its plugin compilers).
     pub fn children(&self) -> Vec<u32> {
         children_of(self.pid())

@@ -309,6 +309,16 @@ impl Board {
         self.to_release.push(lease);
     }
 
+    /// Whether leases wait to be given back.
+    pub(super) fn has_releases(&self) -> bool {
+        !self.to_release.is_empty()
+    }
+
+    /// Whether a full subscription's queue went below full (not taken yet).
+    pub(super) fn refill_asked(&self) -> bool {
+        self.refill
+    }
+
     /// Whether a full subscription's queue went below full since the last call.
     pub(super) fn take_refill(&mut self) -> bool {
         std::mem::take(&mut self.refill)

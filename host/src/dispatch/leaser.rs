@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc, watch};
@@ -71,6 +72,9 @@ impl Leaser {
                 self.next_check = Instant::now() + IDLE_POLL;
             }
             self.start_workers();
+            self.shared
+                .leaser_hungry
+                .store(self.more_due, Ordering::Release);
             tokio::select! {
                 Some(_) = self.workers.join_next(), if !self.workers.is_empty() => {}
                 () = self.wake.notified() => self.woken(),
@@ -96,9 +100,7 @@ impl Leaser {
 
     /// Lease when a useful batch fits, or when nothing is queued at all.
     fn has_room(&self) -> bool {
-        let held = self.shared.board().held();
-        let room = self.buffer().saturating_sub(held);
-        room >= LEASE_BATCH / 4 || (room > 0 && held == 0)
+        has_room(self.buffer(), self.shared.board().held())
     }
 
     /// Leases a batch into the per-subscription queues.
@@ -263,6 +265,19 @@ impl Leaser {
             }
         }
     }
+}
+
+/// Whether a board holding `held` of `buffer` jobs has room for a lease: a useful batch fits,
+/// or nothing is held at all.
+fn has_room(buffer: usize, held: usize) -> bool {
+    let room = buffer.saturating_sub(held);
+    room >= LEASE_BATCH / 4 || (room > 0 && held == 0)
+}
+
+/// Whether `held` is where the board, going down one job at a time, starts to have room for a
+/// lease ([`has_room`]): a worker that finishes an attempt there wakes the leaser.
+pub(super) fn room_opened(buffer: usize, held: usize) -> bool {
+    held == 0 || buffer.saturating_sub(held) == LEASE_BATCH / 4
 }
 
 fn jobs(leased: Vec<Leased>, events: &HashMap<String, Arc<Event>>) -> Vec<Job> {

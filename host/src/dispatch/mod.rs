@@ -29,6 +29,7 @@ mod request;
 mod retry;
 mod worker;
 
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -92,6 +93,9 @@ struct Shared {
     send_gate: Arc<Gate>,
     /// A job finished or a lease is to be given back: the leaser may have room or work.
     freed: Notify,
+    /// The leaser has more due to lease than it could take: every finished attempt may make
+    /// room for it, so workers wake it after each (`worker::leaser_wanted`).
+    leaser_hungry: AtomicBool,
     /// Fresh deliveries handed over at ingest.
     fresh: handoff::Fresh,
 }
@@ -121,6 +125,7 @@ impl Shared {
                 ctx.max_in_flight_per_tenant,
             )),
             freed: Notify::new(),
+            leaser_hungry: AtomicBool::new(false),
             fresh: handoff::Fresh::default(),
             ctx,
         })

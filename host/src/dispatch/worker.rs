@@ -3,12 +3,14 @@
 //! the gates when it needs them and gives them back at once.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use tokio::sync::mpsc;
 
 use super::Shared;
 use super::attempt::{self, Attempted};
-use super::board::Job;
+use super::board::{Board, Job};
+use super::leaser;
 use crate::store::{Completion, LeaseRef};
 
 pub(super) async fn run(shared: Arc<Shared>, done: mpsc::Sender<Completion>, mut job: Job) {
@@ -25,11 +27,30 @@ pub(super) async fn run(shared: Arc<Shared>, done: mpsc::Sender<Completion>, mut
             }
             Attempted::NotStarted => shared.board().release(lease.clone()),
         }
-        let next = shared.board().next_for(&subscription, &lease);
-        shared.freed.notify_one();
+        let (next, leaser_wanted) = {
+            let mut board = shared.board();
+            let next = board.next_for(&subscription, &lease);
+            (next, leaser_wanted(&shared, &board))
+        };
+        if leaser_wanted {
+            shared.freed.notify_one();
+        }
         match next {
             Some(next) => job = next,
             None => return,
         }
     }
+}
+
+/// Whether the leaser has something to do after an attempt: it has more due than it could
+/// lease (any freed room may be its turn), a lease waits to be given back, a full queue went
+/// below full, or the board now has room for a lease. Otherwise — the usual case while fresh
+/// deliveries are handed over at ingest — waking it after every attempt cost a task wake-up and
+/// a pass over the board per delivery for nothing. A worker that ends wakes it anyway (its task
+/// finishing).
+fn leaser_wanted(shared: &Shared, board: &Board) -> bool {
+    shared.leaser_hungry.load(Ordering::Acquire)
+        || board.has_releases()
+        || board.refill_asked()
+        || leaser::room_opened(shared.buffer(), board.held())
 }

@@ -1,4 +1,4 @@
-//! The REST API behaves as `shared/API.md` says: subscriptions, events, deliveries, plugins,
+//! The REST API behaves as `docs/API.md` says: subscriptions, events, deliveries, plugins,
 //! dry runs, metrics and health, against the real service.
 //!
 //! One file per part of the API; the helpers they share are here.

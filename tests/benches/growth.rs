@@ -10,7 +10,9 @@
 //! attempt, are written once with direct SQL and cached in `target/growth/`; every run copies
 //! the cache. `SWITCHYARD_BIN` overrides the binary.
 //!
-//! Per database: ingest throughput and p99 (64 closed-loop connections, no subscription
+//! Empty and filled alternate `GROWTH_ROUNDS` times (default 3), each on a fresh start of its
+//! service, so the machine's drift during the run falls on both. Per database: ingest
+//! throughput and p99 (64 closed-loop connections, no subscription
 //! matching), ingest at a fixed rate, the API's filtered lists (p50/p99 of 200 sequential
 //! calls), and end-to-end throughput to one receiver. Then, on the filled copy, the service is
 //! restarted with a one-hour retention and ingest is measured at a fixed rate while the job
@@ -84,6 +86,33 @@ struct Figures {
     lists: Vec<(String, f64, f64)>,
 }
 
+impl Figures {
+    /// The mean of several rounds' figures (the fixed rate is the same in all of them).
+    fn mean(all: &[Figures]) -> Figures {
+        let n = all.len().max(1) as f64;
+        let mean = |get: fn(&Figures) -> f64| all.iter().map(get).sum::<f64>() / n;
+        let lists = all.first().map_or_else(Vec::new, |first| {
+            (0..first.lists.len())
+                .map(|i| {
+                    let name = first.lists[i].0.clone();
+                    let p50 = all.iter().map(|f| f.lists[i].1).sum::<f64>() / n;
+                    let p99 = all.iter().map(|f| f.lists[i].2).sum::<f64>() / n;
+                    (name, p50, p99)
+                })
+                .collect()
+        });
+        Figures {
+            ingest: mean(|f| f.ingest),
+            ingest_p99: mean(|f| f.ingest_p99),
+            fixed_p50: mean(|f| f.fixed_p50),
+            fixed_p99: mean(|f| f.fixed_p99),
+            fixed_rate: mean(|f| f.fixed_rate),
+            e2e: mean(|f| f.e2e),
+            lists,
+        }
+    }
+}
+
 /// Whether `GROWTH_ONLY` (a comma-separated list; unset: everything) names `part`.
 fn selected(part: &str) -> bool {
     std::env::var("GROWTH_ONLY").map_or(true, |only| only.split(',').any(|p| p.trim() == part))
@@ -112,10 +141,13 @@ async fn run() {
     let fill = fill::cached(history, pending).await;
     let ceiling = Ceiling::measure(10, 20_000).await;
 
-    let empty = {
-        let mut service = Service::start(&KEEP).await;
-        let subscriptions = fill::create_subscriptions(&service).await;
-        measure("empty", &mut service, &subscriptions[3], None).await
+    // Empty and filled alternate, `GROWTH_ROUNDS` times each, so a drift of the machine's
+    // speed during the run falls on both alike; the tables show the mean and each round's ratio.
+    let rounds = env_usize("GROWTH_ROUNDS", 3).max(1);
+    let empty_dir = tempfile::tempdir().expect("empty data folder");
+    let empty_subscriptions = {
+        let service = Service::start_in(empty_dir.path(), &KEEP).await;
+        fill::create_subscriptions(&service).await
     };
     let work = tempfile::tempdir_in(fill.dir.parent().unwrap_or(&fill.dir)).expect("run folder");
     let data = work.path().join("data");
@@ -123,16 +155,29 @@ async fn run() {
     fill::copy(&fill, &data);
     eprintln!("growth: copied the fill in {:.0?}", copied.elapsed());
     let db = data.join("switchyard.db");
-    let full = {
+    let (mut empties, mut fulls) = (Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        let mut service = Service::start_in(empty_dir.path(), &KEEP).await;
+        let rate = empties.first().map(|e: &Figures| e.fixed_rate);
+        let name = format!("empty, round {round}");
+        empties.push(measure(&name, &mut service, &empty_subscriptions[3], rate).await);
+        drop(service);
         let mut service = Service::start_in(&data, &KEEP).await;
-        measure(
-            "filled",
-            &mut service,
-            &fill.subscriptions[3],
-            Some(empty.fixed_rate),
-        )
-        .await
+        let rate = empties.first().map(|e| e.fixed_rate);
+        let name = format!("filled, round {round}");
+        fulls.push(measure(&name, &mut service, &fill.subscriptions[3], rate).await);
+    }
+    let ratios = |get: fn(&Figures) -> f64| -> String {
+        empties
+            .iter()
+            .zip(&fulls)
+            .map(|(e, f)| format!("{:.0}%", get(f) / get(e).max(f64::MIN_POSITIVE) * 100.0))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
+    let (ingest_rounds, e2e_rounds) = (ratios(|f| f.ingest), ratios(|f| f.e2e));
+    let empty = Figures::mean(&empties);
+    let full = Figures::mean(&fulls);
     let before = fill::old_plans(&db, &fill.subscriptions[3]);
     let retention = retention_phase(&data, &db, empty.fixed_rate).await;
 
@@ -143,7 +188,7 @@ async fn run() {
     );
     println!();
     println!(
-        "| {history} finished + {pending} pending deliveries | empty database | filled | filled / empty |"
+        "| {history} finished + {pending} pending deliveries, mean of {rounds} alternating rounds | empty database | filled | filled / empty |"
     );
     println!("|---|---|---|---|");
     let share = |a: f64, b: f64| {
@@ -154,7 +199,7 @@ async fn run() {
         }
     };
     println!(
-        "| ingest (64 conns) | {:.0} events/s ({} of null router) | {:.0} events/s ({}) | {} |",
+        "| ingest (64 conns) | {:.0} events/s ({} of null router) | {:.0} events/s ({}) | {} (rounds: {ingest_rounds}) |",
         empty.ingest,
         share(ceiling.ingest, empty.ingest),
         full.ingest,
@@ -170,7 +215,7 @@ async fn run() {
         empty.fixed_rate, empty.fixed_p50, empty.fixed_p99, full.fixed_p50, full.fixed_p99
     );
     println!(
-        "| e2e (1 subscription) | {:.0} deliveries/s ({} of null router) | {:.0} deliveries/s ({}) | {} |",
+        "| e2e (1 subscription) | {:.0} deliveries/s ({} of null router) | {:.0} deliveries/s ({}) | {} (rounds: {e2e_rounds}) |",
         empty.e2e,
         share(ceiling.deliveries, empty.e2e),
         full.e2e,
@@ -247,7 +292,7 @@ async fn measure(
         figures.lists.push((shown, p50, p99));
     }
     let receiver = Receiver::start().await;
-    service
+    let subscription = service
         .call(
             &http,
             reqwest::Method::POST,
@@ -261,6 +306,19 @@ async fn measure(
         .wait_distinct(sent.len(), Duration::from_secs(300))
         .await;
     figures.e2e = receiver.distinct() as f64 / started.elapsed().as_secs_f64();
+    // The next round on this folder creates its own (to its own receiver).
+    if let Some(id) = subscription["id"].as_str() {
+        let deleted = http
+            .delete(format!("{}/v1/subscriptions/{id}", service.base))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .map(|r| r.status());
+        assert!(
+            deleted.as_ref().is_ok_and(|s| s.is_success()),
+            "deleting the e2e subscription: {deleted:?}"
+        );
+    }
     eprintln!("growth {name}: {figures:?}");
     figures
 }

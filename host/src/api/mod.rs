@@ -13,6 +13,7 @@ mod error;
 mod events;
 mod extract;
 mod keys;
+mod known_query;
 pub mod models;
 mod openapi;
 mod ops;
@@ -116,6 +117,8 @@ fn v1_routes(component_limit: usize) -> OpenApiRouter<AppState> {
 pub fn router(state: AppState) -> Router {
     let component_limit = state.plugins.runtime().limits().component_bytes;
     let v1: Router<AppState> = v1_routes(component_limit)
+        // Inside the key check: a caller without a key learns nothing about the routes.
+        .route_layer(axum::middleware::from_fn(known_query::refuse_unknown))
         .route_layer(axum::middleware::from_fn_with_state(
             auth::Guard::new(state.clone()),
             auth::require_key,

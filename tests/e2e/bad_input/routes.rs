@@ -294,3 +294,44 @@ async fn bad_list_queries_are_400() {
     }
     assert_still_healthy(&server).await;
 }
+
+/// A query parameter the route does not take is refused, on every route, naming it: a typo such
+/// as `?subscription=` must not answer the unfiltered list. (The contract fuzzer found
+/// `?cursor=&=null` accepted with a 200.)
+#[tokio::test]
+async fn unknown_query_parameters_are_400() {
+    let server = TestServer::start().await;
+    for path in [
+        "/v1/deliveries?subscription=sub_x",
+        "/v1/deliveries?cursor=&=null",
+        "/v1/keys?cursor=&%C3%BAE=",
+        "/v1/subscriptions?limit=5&colour=red",
+        "/v1/attempts?nope=1",
+        "/v1/tenants?x=",
+        "/v1/events/evt_01HZZZZZZZZZZZZZZZZZZZZZZZ?x=1",
+    ] {
+        let body = assert_error_in(
+            send(server.request(Method::GET, path)).await,
+            400,
+            "invalid_query",
+            path,
+        )
+        .await;
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("unknown query parameter")),
+            "{path}: {body}"
+        );
+    }
+    // What a route declares still works, and an empty query is no parameter.
+    for path in [
+        "/v1/deliveries?status=failed&limit=5&tenant_id=default",
+        "/v1/deliveries?&&",
+        "/v1/subscriptions?limit=2",
+    ] {
+        let status = send(server.request(Method::GET, path)).await.status();
+        assert_eq!(status, 200, "{path}");
+    }
+    assert_still_healthy(&server).await;
+}

@@ -93,12 +93,6 @@ impl Board {
         per
     }
 
-    /// The workers a subscription may have beside `siblings` subscriptions of its tenant holding
-    /// jobs (itself included): see [`Parts`].
-    fn parts_of(&self, siblings: usize, cap: usize) -> Parts {
-        Parts::new(self.tenant_cap, siblings, cap)
-    }
-
     /// Whether a subscription of `tenant` other than `sub` waits below its floor: queued jobs
     /// and fewer workers than `floor`. One pass over the subscriptions holding jobs.
     fn sibling_waits(&self, tenant: &str, sub: &str, floor: usize) -> bool {
@@ -244,13 +238,15 @@ impl Board {
         // Past its ceiling (siblings came since it started), past its floor while a sibling
         // waits below its own, or its tenant has more subscriptions than slots: the worker
         // ends, and the slot goes round.
-        let tenant = self.tenant_of.get(sub).cloned().unwrap_or_default();
-        let siblings = self.tenant_of.values().filter(|t| **t == tenant).count();
-        let workers = self.workers.get(sub).copied().unwrap_or(0);
-        let parts = self.parts_of(siblings, self.sub_cap);
-        let within = siblings <= self.tenant_cap
-            && (workers <= parts.floor
-                || (workers <= parts.ceiling && !self.sibling_waits(&tenant, sub, parts.floor)));
+        let within = {
+            let tenant = self.tenant_of.get(sub).map_or("", String::as_str);
+            let siblings = self.tenant_of.values().filter(|t| *t == tenant).count();
+            let workers = self.workers.get(sub).copied().unwrap_or(0);
+            let parts = Parts::new(self.tenant_cap, siblings, self.sub_cap);
+            siblings <= self.tenant_cap
+                && (workers <= parts.floor
+                    || (workers <= parts.ceiling && !self.sibling_waits(tenant, sub, parts.floor)))
+        };
         if within
             && !self.parking.contains(sub)
             && let Some(queue) = self.queues.get_mut(sub)

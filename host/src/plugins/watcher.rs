@@ -9,7 +9,7 @@
 //! `notify-debouncer-full` thread it replaces woke 40 times a second forever to check its
 //! queue: a quarter of an idle service's CPU.)
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -94,13 +94,15 @@ async fn watch(
             },
             () = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
                 let now = Instant::now();
-                let quiet: BTreeSet<String> = quiet_at
-                    .iter()
-                    .filter(|(_, at)| **at <= now)
-                    .map(|(name, _)| name.clone())
-                    .collect();
+                let mut quiet = Vec::new();
+                quiet_at.retain(|name, at| {
+                    let waiting = *at > now;
+                    if !waiting {
+                        quiet.push(name.clone());
+                    }
+                    waiting
+                });
                 for name in quiet {
-                    quiet_at.remove(&name);
                     registry.sync_file(&name).await;
                 }
             }

@@ -133,16 +133,7 @@ async fn past_the_bound_an_upload_is_refused_before_its_body_is_read() {
     }
     // Only once all eight hold their turn (else a probe could take one itself)…
     let holding = wait_until(Duration::from_secs(10), || async {
-        let text = server
-            .anonymous(Method::GET, "/metrics")
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .any(|l| l.trim() == "switchyard_plugin_uploads_in_progress 8")
+        server.metric("switchyard_plugin_uploads_in_progress").await == Some(8.0)
     })
     .await;
     assert!(holding, "the eight stalled uploads did not all get a turn");

@@ -113,7 +113,7 @@ pub async fn run(
     }
     let api_key = Arc::new(api_key);
     let plugins = start_plugins(&config, &store).await?;
-    let _watcher = Watcher::start(plugins.clone()).await?;
+    let _watcher = Watcher::start_within(plugins.clone(), config.plugin_startup_wait).await?;
     // Uploads answered `202` before a stop or a crash compile now (in tasks of their own).
     plugins.resume_uploads().await;
     // A shutdown kills compiles in progress, so it never waits for one (their uploads answer

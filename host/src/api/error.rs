@@ -154,6 +154,7 @@ fn plugin_code(error: &PluginError) -> ErrorCode {
     match error {
         PluginError::InvalidName(_) => ErrorCode::InvalidName,
         PluginError::NotFound(_) => ErrorCode::NotFound,
+        PluginError::Loading(_) => ErrorCode::PluginLoading,
         PluginError::NotAComponent(_) => ErrorCode::NotAComponent,
         PluginError::WrongWorld(_) => ErrorCode::WrongWorld,
         PluginError::Compile(_) => ErrorCode::Compile,
@@ -238,6 +239,10 @@ impl ApiError {
                 error: PluginError::Busy(_),
                 ..
             } => Some(1),
+            Self::Invalid {
+                code: ErrorCode::PluginLoading,
+                ..
+            } => Some(PLUGIN_LOADING_RETRY_AFTER),
             Self::AuthLimited { retry_after } => Some(*retry_after),
             // Storage needs the operator (or a cleanup job): not worth a retry every second.
             Self::StorageFull | Self::StorageUnavailable(_) => Some(STORAGE_RETRY_AFTER),
@@ -248,6 +253,8 @@ impl ApiError {
 
 /// `Retry-After` of the storage failures.
 const STORAGE_RETRY_AFTER: u64 = 5;
+/// `Retry-After` of a request that waited for a plugin still compiling after a start.
+const PLUGIN_LOADING_RETRY_AFTER: u64 = 5;
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
@@ -290,6 +297,7 @@ mod tests {
         let errors = [
             PluginError::InvalidName("x".into()),
             PluginError::NotFound("x".into()),
+            PluginError::Loading("x".into()),
             PluginError::NotAComponent("x".into()),
             PluginError::WrongWorld("x".into()),
             PluginError::Compile("x".into()),

@@ -204,7 +204,11 @@ pub async fn dry_run(
     ApiJson(body): ApiJson<DryRunIn>,
 ) -> Result<Json<DryRunOut>, ApiError> {
     principal.allow(Permission::PluginsRead)?;
-    let plugin = state.plugins.get(&name).ok_or_else(|| not_found(&name))?;
+    // A plugin still compiling after a start is waited for, a while.
+    let plugin = state
+        .plugins
+        .ready_within(&name, crate::plugins::LOADING_WAIT)
+        .await?;
     super::events::check_event_type(&body.event.event_type)?;
     let config = body
         .config

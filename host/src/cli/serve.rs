@@ -123,6 +123,10 @@ pub struct ServeArgs {
     /// (`?wait=true` waits to the end) [default: 2s]
     #[arg(long, env = "SWITCHYARD_PLUGIN_UPLOAD_WAIT")]
     plugin_upload_wait: Option<String>,
+    /// How long start-up waits for the plugins folder to load before serving; plugins still
+    /// compiling after it show `compiling` and their deliveries wait for them [default: 5s]
+    #[arg(long, env = "SWITCHYARD_PLUGIN_STARTUP_WAIT")]
+    plugin_startup_wait: Option<String>,
     /// Wall-clock limit of one plugin compile; a component past it is refused (422
     /// compile_budget_exceeded) [default: 60s]
     #[arg(long, env = "SWITCHYARD_PLUGIN_COMPILE_TIMEOUT")]
@@ -188,6 +192,7 @@ impl ServeArgs {
             plugin_max_memory_mb: self.plugin_max_memory_mb,
             plugin_max_component_mb: self.plugin_max_component_mb,
             plugin_upload_wait: self.plugin_upload_wait,
+            plugin_startup_wait: self.plugin_startup_wait,
             plugin_keep_resident_mb: self.plugin_keep_resident_mb,
             plugin_compile_timeout: self.plugin_compile_timeout,
             plugin_compile_memory_mb: self.plugin_compile_memory_mb,

@@ -69,6 +69,8 @@ pub struct Layer {
     pub plugin_max_component_mb: Option<usize>,
     /// `plugin_upload_wait`, e.g. `"2s"`
     pub plugin_upload_wait: Option<String>,
+    /// `plugin_startup_wait`, e.g. `"5s"`
+    pub plugin_startup_wait: Option<String>,
     /// `plugin_keep_resident_mb`
     pub plugin_keep_resident_mb: Option<usize>,
     /// `plugin_compile_timeout`, e.g. `"60s"`
@@ -153,6 +155,7 @@ impl Layer {
                 .plugin_max_component_mb
                 .or(self.plugin_max_component_mb),
             plugin_upload_wait: over.plugin_upload_wait.or(self.plugin_upload_wait),
+            plugin_startup_wait: over.plugin_startup_wait.or(self.plugin_startup_wait),
             plugin_keep_resident_mb: over
                 .plugin_keep_resident_mb
                 .or(self.plugin_keep_resident_mb),

@@ -83,6 +83,10 @@ pub struct Config {
     /// How long `PUT /v1/plugins/{name}` waits for the compile before it answers
     /// `202 compiling` (`plugin_upload_wait`); `?wait=true` waits to the end.
     pub plugin_upload_wait: Duration,
+    /// How long start-up waits for the plugins folder to load before it serves
+    /// (`plugin_startup_wait`): plugins still compiling after it show `compiling`, and
+    /// their deliveries wait for them (no attempt is made or failed).
+    pub plugin_startup_wait: Duration,
     /// Time and memory one plugin compile may use (`plugin_compile_timeout`,
     /// `plugin_compile_memory_mb`).
     pub plugin_compile_budget: CompileBudget,
@@ -134,6 +138,7 @@ impl Config {
             max_pending_bytes: 64 << 20,
             plugin_limits: Limits::default(),
             plugin_upload_wait: Duration::from_secs(2),
+            plugin_startup_wait: Duration::from_secs(5),
             plugin_compile_budget: CompileBudget::default(),
             plugin_compiler: None,
             plugins_follow_symlinks: false,

@@ -165,15 +165,20 @@ impl Layer {
             keep_resident_mb: self.plugin_keep_resident_mb,
         };
         set_plugin_limits(&mut config, maxima, &mut errors);
-        if let Some(text) = &self.plugin_upload_wait {
-            // Zero is allowed: every upload then answers `202 compiling` at once.
-            match humantime::parse_duration(text.trim()) {
-                Ok(wait) => config.plugin_upload_wait = wait,
-                Err(e) => errors.push(format!(
-                    "plugin_upload_wait: {text:?}: {e} (use e.g. 0s, 500ms, 2s)"
-                )),
-            }
-        }
+        // Zero is allowed: every upload then answers `202 compiling` at once, and a start
+        // serves before any plugin is loaded.
+        set_wait(
+            &mut config.plugin_upload_wait,
+            "plugin_upload_wait",
+            self.plugin_upload_wait.as_deref(),
+            &mut errors,
+        );
+        set_wait(
+            &mut config.plugin_startup_wait,
+            "plugin_startup_wait",
+            self.plugin_startup_wait.as_deref(),
+            &mut errors,
+        );
         set_duration(
             &mut config.plugin_compile_budget.timeout,
             "plugin_compile_timeout",
@@ -296,6 +301,16 @@ fn set_duration(
             Err(e) => errors.push(format!(
                 "{name}: {text:?}: {e} (use e.g. 500ms, 10s, 5m, 2h, 3d)"
             )),
+        }
+    }
+}
+
+/// A wait that may be zero (don't wait), e.g. `plugin_upload_wait`.
+fn set_wait(target: &mut Duration, name: &str, value: Option<&str>, errors: &mut Vec<String>) {
+    if let Some(text) = value {
+        match humantime::parse_duration(text.trim()) {
+            Ok(wait) => *target = wait,
+            Err(e) => errors.push(format!("{name}: {text:?}: {e} (use e.g. 0s, 500ms, 2s)")),
         }
     }
 }

@@ -66,6 +66,7 @@ fn plugin_limits_and_their_maxima() {
         plugin_max_memory_mb: Some(512),
         plugin_max_component_mb: Some(100),
         plugin_upload_wait: Some("0s".into()),
+        plugin_startup_wait: Some("0s".into()),
         plugin_keep_resident_mb: Some(0),
         ..Layer::default()
     }
@@ -78,7 +79,19 @@ fn plugin_limits_and_their_maxima() {
     assert_eq!(limits.max_memory_bytes, 512 << 20);
     assert_eq!(limits.component_bytes, 100 << 20);
     assert_eq!(config.plugin_upload_wait, Duration::ZERO);
+    assert_eq!(config.plugin_startup_wait, Duration::ZERO);
     let defaults = Layer::default().resolve().unwrap();
+    assert_eq!(defaults.plugin_startup_wait, Duration::from_secs(5));
+    let bad = Layer {
+        plugin_startup_wait: Some("soon".into()),
+        ..Layer::default()
+    }
+    .resolve()
+    .unwrap_err();
+    assert!(
+        bad.iter().any(|e| e.contains("plugin_startup_wait")),
+        "{bad:?}"
+    );
     assert_eq!(defaults.plugin_limits.component_bytes, 64 << 20);
     assert_eq!(defaults.plugin_upload_wait, Duration::from_secs(2));
     assert_eq!(defaults.plugin_limits.keep_resident_bytes, 2 << 20);

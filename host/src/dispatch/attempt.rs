@@ -29,8 +29,9 @@ pub(crate) const EXPUNGED: &str =
 pub(super) enum Attempted {
     /// A result to record.
     Done(Box<Completion>),
-    /// Not attempted (the subscription is disabled, the lease could not hold the attempt, or
-    /// its subscription could not be read): the lease is to be given back.
+    /// Not attempted (the subscription is disabled, the lease could not hold the attempt, its
+    /// plugin is still loading, or its subscription could not be read): the lease is to be
+    /// given back.
     NotStarted,
 }
 
@@ -185,10 +186,14 @@ async fn prepare(
     let Some(name) = &sub.plugin else {
         return Ok(Prepared::Send(Outgoing::envelope(event)));
     };
-    let plugin = ctx
-        .plugins
-        .get(name)
-        .ok_or_else(|| (format!("plugin {name:?} is not loaded"), None))?;
+    let Some(plugin) = ctx.plugins.get(name) else {
+        if ctx.plugins.is_loading(name) {
+            // Still compiling after a start: not a failure of this delivery. The leaser leaves
+            // the subscription out until the plugin is ready.
+            return Ok(Prepared::Stopped(Stop::NotStarted));
+        }
+        return Err((format!("plugin {name:?} is not loaded"), None));
+    };
     let version = Some(plugin.version.clone());
     let (group, member): (Arc<str>, Arc<str>) =
         (Arc::from(name.as_str()), Arc::from(sub.id.as_str()));

@@ -61,6 +61,8 @@ impl Leaser {
         self.recover().await;
         let mut requeue = tokio::time::interval(REQUEUE_EVERY);
         let store_wake = self.shared.ctx.store.waker();
+        // A plugin that finishes loading lets its subscriptions' deliveries go.
+        let mut plugins_changed = self.shared.ctx.plugins.changes();
         while !*stopped.borrow() {
             self.give_back().await;
             if self.more_due
@@ -79,6 +81,7 @@ impl Leaser {
                 Some(_) = self.workers.join_next(), if !self.workers.is_empty() => {}
                 () = self.wake.notified() => self.woken(),
                 () = store_wake.notified() => self.woken(),
+                Ok(()) = plugins_changed.changed() => self.woken(),
                 () = self.shared.freed.notified() => self.more_due |= self.shared.board().take_refill(),
                 () = tokio::time::sleep_until(self.next_check), if !self.more_due => self.more_due = true,
                 _ = requeue.tick() => self.requeue_expired().await,
@@ -132,6 +135,8 @@ impl Leaser {
                 exclude_tenants,
             )
         };
+        let mut exclude = exclude;
+        exclude.extend(self.waiting_for_plugins());
         let generation = self.shared.fresh.generation();
         let everyone = exclude.is_empty() && exclude_tenants.is_empty();
         let batch = self
@@ -178,6 +183,24 @@ impl Leaser {
             self.workers
                 .spawn(worker::run(self.shared.clone(), self.done.clone(), job));
         }
+    }
+
+    /// The subscriptions whose plugin is still loading (compiling after a start): left out of
+    /// the lease, so their deliveries wait in the store instead of failing or filling the
+    /// board. Usually no plugin is loading and this reads nothing.
+    fn waiting_for_plugins(&self) -> Vec<String> {
+        let loading = self.shared.ctx.plugins.loading_names();
+        if loading.is_empty() {
+            return Vec::new();
+        }
+        self.shared
+            .ctx
+            .store
+            .subscriptions()
+            .iter()
+            .filter(|s| s.plugin.as_ref().is_some_and(|p| loading.contains(p)))
+            .map(|s| s.id.clone())
+            .collect()
     }
 
     /// Gives back the leases the workers did not use (one write for all of them).

@@ -223,11 +223,25 @@ impl Cache {
         }
     }
 
-    /// Removes every artefact (and digest) but those of `keep` for `engine`, and leftovers of
-    /// compiles (`.compile-*`) when `leftovers` is set (at start, when none runs).
-    pub(super) async fn prune(&self, engine: &str, keep: &[String], leftovers: bool) {
-        let dir = self.dir.clone();
+    /// Removes every artefact (and digest) but those of `keep` for `engine`.
+    pub(super) async fn prune(&self, engine: &str, keep: &[String]) {
         let wanted: Vec<String> = keep.iter().map(|v| format!("{v}-{engine}.cwasm")).collect();
+        self.remove_where(move |name| !name.starts_with('.') && !wanted.iter().any(|w| w == name))
+            .await;
+        if let Err(e) = self.digests.retain(engine, keep).await {
+            tracing::warn!(error = %e, "could not prune plugin artefact digests");
+        }
+    }
+
+    /// Removes the leftovers of compiles a crash interrupted (`.compile-*`): at start, before
+    /// anything compiles.
+    pub(super) async fn remove_leftovers(&self) {
+        self.remove_where(|name| name.starts_with('.')).await;
+    }
+
+    /// Removes the cache folder's entries whose name is `stale`.
+    async fn remove_where(&self, stale: impl Fn(&str) -> bool + Send + 'static) {
+        let dir = self.dir.clone();
         let removed = tokio::task::spawn_blocking(move || {
             let mut removed = 0_usize;
             let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -235,12 +249,7 @@ impl Cache {
             };
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                let stale = if name.starts_with('.') {
-                    leftovers
-                } else {
-                    !wanted.contains(&name)
-                };
-                if stale {
+                if stale(&name) {
                     let path = entry.path();
                     let gone = if path.is_dir() {
                         std::fs::remove_dir_all(&path)
@@ -256,9 +265,6 @@ impl Cache {
         .unwrap_or(0);
         if removed > 0 {
             tracing::info!(removed, "pruned the plugin compile cache");
-        }
-        if let Err(e) = self.digests.retain(engine, keep).await {
-            tracing::warn!(error = %e, "could not prune plugin artefact digests");
         }
     }
 }

@@ -18,6 +18,10 @@ pub enum PluginError {
     /// No plugin of that name is loaded.
     #[error("plugin {0:?} is not loaded")]
     NotFound(String),
+    /// The plugin's file is still being loaded (compiled, after a start without its cached
+    /// artefact): nothing of it serves yet.
+    #[error("plugin {0:?} is still loading (compiling after a start); retry in a few seconds")]
+    Loading(String),
     /// The bytes are not a WebAssembly component (garbage, a core module, …).
     #[error("not a WebAssembly component: {0}")]
     NotAComponent(String),
@@ -116,6 +120,7 @@ impl PluginError {
         match self {
             Self::InvalidName(_) => "invalid_name",
             Self::NotFound(_) => "not_found",
+            Self::Loading(_) => "plugin_loading",
             Self::NotAComponent(_) => "not_a_component",
             Self::WrongWorld(_) => "wrong_world",
             Self::Compile(_) => "compile",
@@ -145,6 +150,7 @@ impl PluginError {
         match self {
             Self::InvalidName(t) => Self::InvalidName(bound_text(t)),
             Self::NotFound(t) => Self::NotFound(bound_text(t)),
+            Self::Loading(t) => Self::Loading(bound_text(t)),
             Self::NotAComponent(t) => Self::NotAComponent(bound_text(t)),
             Self::WrongWorld(t) => Self::WrongWorld(bound_text(t)),
             Self::Compile(t) => Self::Compile(bound_text(t)),

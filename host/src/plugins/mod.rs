@@ -56,7 +56,7 @@ pub use call::{CallReport, Decision, LogLine, PluginEvent, PluginRequest};
 pub use compile::{COMPILE_SUBCOMMAND, Compiler, compile_child_main};
 pub use error::PluginError;
 pub use limits::{CompileBudget, Limits, MAX_PLUGIN_TEXT, MAX_RANDOM_BYTES, PluginLimits};
-pub use registry::{PluginInfo, PluginStats, PluginStatus, Registry, valid_name};
+pub use registry::{LOADING_WAIT, PluginInfo, PluginStats, PluginStatus, Registry, valid_name};
 pub use runtime::{LoadedPlugin, Runtime};
 pub use shape::Needs;
 pub use uploads::Upload;

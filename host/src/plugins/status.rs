@@ -14,7 +14,8 @@ pub enum PluginStatus {
     Ready,
     /// The latest file failed to load; the last good version (if any) keeps serving.
     Error,
-    /// A new version is being compiled; the last good version (if any) keeps serving.
+    /// A new version is being compiled (or, at start-up, waits its turn to load); the last
+    /// good version (if any) keeps serving.
     Compiling,
 }
 
@@ -82,7 +83,7 @@ pub struct PluginStats {
 /// serves yet.
 pub(super) fn info(name: &str, entry: &Entry, fallback: &Limits) -> PluginInfo {
     let current = entry.current.as_ref();
-    let status = if !entry.pending.is_empty() {
+    let status = if !entry.pending.is_empty() || entry.starting {
         PluginStatus::Compiling
     } else if entry.error.is_some() {
         PluginStatus::Error

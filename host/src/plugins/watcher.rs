@@ -28,25 +28,42 @@ const DEBOUNCE: Duration = Duration::from_millis(100);
 /// How often the folder is rescanned regardless of events.
 const RESCAN_EVERY: Duration = Duration::from_secs(30);
 
-/// Watches the plugins folder while alive; dropping it stops watching.
+/// Watches the plugins folder while alive; dropping it stops watching (and the first scan,
+/// if it is still running).
 pub struct Watcher {
     _watcher: RecommendedWatcher,
     task: tokio::task::JoinHandle<()>,
+    first_scan: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Watcher {
     fn drop(&mut self) {
         self.task.abort();
+        self.first_scan.abort();
     }
 }
 
 impl Watcher {
-    /// Starts watching, then scans the folder once, so no change falls between the two.
-    /// Must be called from within a tokio runtime.
+    /// Starts watching, then scans the folder once, so no change falls between the two, and
+    /// returns when that scan is done. Must be called from within a tokio runtime.
     ///
     /// # Errors
     /// When the OS watch cannot be set up.
     pub async fn start(registry: Arc<Registry>) -> Result<Self, PluginError> {
+        Self::start_within(registry, Duration::MAX).await
+    }
+
+    /// [`Watcher::start`], returning after `wait` at most (`plugin_startup_wait`): the first
+    /// scan goes on in the background, each plugin not loaded yet showing `compiling`
+    /// ([`Registry::mark_folder_starting`]), so a start that must compile many plugins (no
+    /// cached artefacts: a first start, a new engine) serves the API meanwhile.
+    ///
+    /// # Errors
+    /// When the OS watch cannot be set up.
+    pub async fn start_within(
+        registry: Arc<Registry>,
+        wait: Duration,
+    ) -> Result<Self, PluginError> {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<notify::Result<Event>>();
         let mut watcher = notify::recommended_watcher(move |result| {
             // The receiver is gone only when the watcher is being dropped.
@@ -56,12 +73,28 @@ impl Watcher {
         watcher
             .watch(registry.dir(), RecursiveMode::NonRecursive)
             .map_err(|e| PluginError::Io(format!("watching {}: {e}", registry.dir().display())))?;
-        registry.scan().await;
-        registry.prune_at_start().await;
+        registry.remove_compile_leftovers().await;
+        registry.mark_folder_starting().await;
+        let mut first_scan = tokio::spawn({
+            let registry = registry.clone();
+            async move {
+                registry.scan().await;
+                // Only now that every file was synced: the cache keeps what they use.
+                registry.prune().await;
+            }
+        });
+        if tokio::time::timeout(wait, &mut first_scan).await.is_err() {
+            let loading = registry.loading_names().len();
+            tracing::info!(
+                loading,
+                "serving while plugins still compile; their deliveries wait for them"
+            );
+        }
         let task = tokio::spawn(watch(registry, rx));
         Ok(Self {
             _watcher: watcher,
             task,
+            first_scan,
         })
     }
 }

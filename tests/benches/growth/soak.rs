@@ -94,6 +94,64 @@ struct Sample {
     db_mib: f64,
 }
 
+/// CPU ticks (user + system, `/proc/<pid>/task/<tid>/stat`) of each thread of `pid`, with its
+/// name: where the service's CPU goes over the soak, thread by thread.
+fn thread_ticks(pid: u32) -> std::collections::HashMap<u32, (String, u64)> {
+    let mut all = std::collections::HashMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return all;
+    };
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].to_owned();
+        // After the name: state, ppid, … utime is field 14 and stime 15 of the whole line.
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let tid = task.file_name().to_string_lossy().parse().unwrap_or(0);
+        all.insert(tid, (name, ticks(11) + ticks(12)));
+    }
+    all
+}
+
+/// Between two [`thread_ticks`] samples `seconds` apart: the process's CPU (in cores) and
+/// its three busiest threads (name, id and share of one core).
+fn cpu_between(
+    before: &std::collections::HashMap<u32, (String, u64)>,
+    after: &std::collections::HashMap<u32, (String, u64)>,
+    seconds: f64,
+) -> (f64, String) {
+    // Linux reports ticks of 1/100 s (USER_HZ) on every common configuration.
+    let per_second = 100.0 * seconds.max(1e-3);
+    let mut used: Vec<(f64, String)> = after
+        .iter()
+        .map(|(tid, (name, ticks))| {
+            let was = before.get(tid).map_or(0, |(_, t)| *t);
+            (
+                ticks.saturating_sub(was) as f64 / per_second,
+                format!("{name}/{tid}"),
+            )
+        })
+        .collect();
+    let total = used.iter().map(|(u, _)| u).sum();
+    used.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let busiest: Vec<String> = used
+        .iter()
+        .take(3)
+        .map(|(u, name)| format!("{name} {:.0}%", u * 100.0))
+        .collect();
+    (total, busiest.join(", "))
+}
+
 fn db_mib(data: &Path) -> f64 {
     let size = |name: &str| std::fs::metadata(data.join(name)).map_or(0, |m| m.len());
     (size("switchyard.db") + size("switchyard.db-wal")) as f64 / f64::from(1 << 20)
@@ -261,10 +319,16 @@ pub async fn run(minutes: f64) -> String {
         })
     };
     let samples = Arc::new(Mutex::new(Vec::<Sample>::new()));
+    type Ticks = std::collections::HashMap<u32, (String, u64)>;
+    let ticks = Arc::new(Mutex::new(Vec::<(f64, Ticks)>::new()));
     let sampler = {
         let (samples, data, pid) = (samples.clone(), data.clone(), service.pid);
+        let ticks = ticks.clone();
         tokio::spawn(async move {
             loop {
+                if let Ok(mut all) = ticks.lock() {
+                    all.push((started.elapsed().as_secs_f64(), thread_ticks(pid)));
+                }
                 let sample = Sample {
                     at: started.elapsed().as_secs_f64(),
                     rss_mib: rss_mib(pid),
@@ -359,6 +423,19 @@ pub async fn run(minutes: f64) -> String {
             ))
         })
         .collect();
+    // CPU by tenth: the whole service (cores) and its busiest threads (share of one core).
+    let ticks = ticks.lock().map(|t| t.clone()).unwrap_or_default();
+    let cpu: Vec<String> = (1..=10)
+        .filter_map(|tenth| {
+            let from = length * f64::from(tenth - 1) / 10.0;
+            let until = length * f64::from(tenth) / 10.0;
+            let a = ticks.iter().find(|(at, _)| *at >= from)?;
+            let b = ticks.iter().rev().find(|(at, _)| *at <= until)?;
+            let (total, busiest) = cpu_between(&a.1, &b.1, b.0 - a.0);
+            Some(format!("{:.0} s: {total:.2} cores ({busiest})", b.0))
+        })
+        .collect();
+    eprintln!("soak: CPU by tenth: {}", cpu.join("; "));
     let peak_rss = samples.iter().map(|s| s.rss_mib).fold(0.0, f64::max);
     let peak_db = samples.iter().map(|s| s.db_mib).fold(0.0, f64::max);
     drop(service);
@@ -370,7 +447,8 @@ pub async fn run(minutes: f64) -> String {
          the rest arrived within {:.0} s of the receiver healing: **{lost} lost**, **{duplicates} duplicated** \
          (a 2xx beyond the first for one webhook-id). The receiver answered {requests} requests, {failed_answers} of \
          them with 500/503: those deliveries were sent again, as at-least-once does.\n\n\
-         RSS (of it heap, RssAnon) / database MiB by tenth: {}.",
+         RSS (of it heap, RssAnon) / database MiB by tenth: {}.\n\n\
+         CPU by tenth (the service's, in cores; its three busiest threads', in % of one core): {}.",
         load * 100.0,
         outage.as_secs_f64(),
         period.as_secs_f64(),
@@ -378,5 +456,6 @@ pub async fn run(minutes: f64) -> String {
         accepted.len(),
         drain.as_secs_f64(),
         series.join(", "),
+        cpu.join("; "),
     )
 }

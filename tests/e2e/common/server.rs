@@ -35,6 +35,8 @@ pub fn test_config(data_dir: PathBuf) -> Config {
     // Uploads answer with the compile's result (`202 compiling` only in the tests of it), so
     // a slow compile on a busy machine does not change what a test sees.
     config.plugin_upload_wait = Duration::from_secs(300);
+    // Every plugin of the folder is loaded before the test's first request.
+    config.plugin_startup_wait = Duration::from_secs(300);
     // Plugins compile in a child process of the real binary, as `switchyard serve` does.
     config.plugin_compiler = Some(env!("CARGO_BIN_EXE_switchyard").into());
     // Tests send wrong keys on purpose, all from 127.0.0.1; `edge` tests the limit itself.

@@ -94,6 +94,7 @@ error_codes! {
     503 Unavailable "unavailable" "The service is shutting down.";
     503 StorageFull "storage_full" "The disk holding the database is full: nothing was stored. Retry after `Retry-After` seconds.";
     503 StorageUnavailable "storage_unavailable" "The database cannot be written (or its file is not the one opened): nothing was stored. Retry after `Retry-After` seconds.";
+    503 PluginLoading "plugin_loading" "The plugin is still compiling after a start (its cached artefact was missing) and did not become ready while the request waited: retry after `Retry-After` seconds.";
     503 Busy "busy" "Every plugin instance was busy for the whole call deadline; the plugin did not run. Retry after `Retry-After` seconds.";
 }
 

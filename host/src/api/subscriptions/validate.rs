@@ -219,12 +219,21 @@ async fn check_plugin(
             None => Ok(()),
         };
     };
-    let loaded = state.plugins.get(name).ok_or_else(|| {
-        ApiError::invalid(
-            ErrorCode::UnknownPlugin,
-            format!("plugin {name:?} is not loaded (GET /v1/plugins lists them)"),
-        )
-    })?;
+    // A plugin still compiling after a start is waited for, a while.
+    let loaded = match state
+        .plugins
+        .ready_within(name, crate::plugins::LOADING_WAIT)
+        .await
+    {
+        Ok(loaded) => loaded,
+        Err(crate::plugins::PluginError::NotFound(_)) => {
+            return Err(ApiError::invalid(
+                ErrorCode::UnknownPlugin,
+                format!("plugin {name:?} is not loaded (GET /v1/plugins lists them)"),
+            ));
+        }
+        Err(other) => return Err(other.into()),
+    };
     state
         .plugins
         .runtime()

@@ -66,6 +66,7 @@ impl Registry {
             Err(e) => return Err(PluginError::Io(e.to_string())),
         };
         let existed_entry = self.write().remove(name).is_some();
+        self.notify_changed();
         if let Err(e) = self.own_limits.set(name, PluginLimits::default()).await {
             tracing::warn!(plugin = name, error = %e, "could not forget the plugin's own limits");
         }
@@ -78,6 +79,12 @@ impl Registry {
     /// whose fingerprint did not change is not read. Returns whether the serving version
     /// changed.
     pub async fn sync_file(&self, name: &str) -> bool {
+        let changed = self.sync_file_now(name).await;
+        self.done_starting(name);
+        changed
+    }
+
+    async fn sync_file_now(&self, name: &str) -> bool {
         let lock = self.lock_of(name);
         let _guard = lock.lock().await;
         let folder = self.folder.clone();
@@ -139,19 +146,7 @@ impl Registry {
     /// changed (one `lstat` per file).
     pub async fn scan(&self) {
         let mut names: Vec<String> = self.read().keys().cloned().collect();
-        let dir = self.folder.dir().to_owned();
-        let listed = tokio::task::spawn_blocking(move || {
-            std::fs::read_dir(dir)
-                .map(|d| {
-                    d.flatten()
-                        .filter_map(|e| name_of_path(&e.path()))
-                        .collect::<Vec<_>>()
-                })
-                .unwrap_or_default()
-        })
-        .await
-        .unwrap_or_default();
-        names.extend(listed);
+        names.extend(self.listed().await);
         names.sort();
         names.dedup();
         // A few files at a time: each sync holds its component's bytes until it is loaded, so
@@ -166,5 +161,29 @@ impl Registry {
             self.prune().await;
             runtime::release_compile_scratch();
         }
+    }
+
+    /// The start-up's first step, before anything is read: every plugin file in the folder
+    /// shows `compiling` until the first [`Registry::scan`] has synced it, so requests and
+    /// deliveries through it wait for it instead of finding no such plugin.
+    pub async fn mark_folder_starting(&self) {
+        let names = self.listed().await;
+        self.mark_starting(&names);
+    }
+
+    /// The plugin names of the folder's files (names only: nothing is opened).
+    async fn listed(&self) -> Vec<String> {
+        let dir = self.folder.dir().to_owned();
+        tokio::task::spawn_blocking(move || {
+            std::fs::read_dir(dir)
+                .map(|d| {
+                    d.flatten()
+                        .filter_map(|e| name_of_path(&e.path()))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        })
+        .await
+        .unwrap_or_default()
     }
 }

@@ -31,6 +31,9 @@ const UPLOADS_AT_ONCE: usize = 8;
 /// Files a scan syncs at once (reading, hashing, checking the cache; compiles have their own,
 /// smaller bound).
 const SYNCS_AT_ONCE: usize = 8;
+/// How long a request (a dry run, a subscription naming the plugin) waits for a plugin still
+/// loading after a start before it answers `503 plugin_loading`.
+pub const LOADING_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Versions that failed to load, remembered so they are not compiled again.
 const REMEMBERED_FAILURES: usize = 256;
 
@@ -40,8 +43,28 @@ pub(super) struct Entry {
     pub(super) error: Option<String>,
     /// Versions being compiled for this name (uploads, or a changed file), oldest first.
     pub(super) pending: Vec<String>,
+    /// Listed at start-up and not synced yet: the start's first scan will load it.
+    pub(super) starting: bool,
     /// The file as last examined: unchanged means nothing to read.
     file: Option<Fingerprint>,
+}
+
+impl Entry {
+    /// Nothing serves yet, but a version is on its way: the name was listed at start-up and
+    /// not synced yet, or its first version is compiling. Deliveries through it wait instead
+    /// of failing.
+    pub(super) fn loading(&self) -> bool {
+        self.current.is_none() && (self.starting || !self.pending.is_empty())
+    }
+
+    /// Nothing to show: no version, no error, nothing on its way, no file.
+    pub(super) fn shows_nothing(&self) -> bool {
+        self.current.is_none()
+            && self.error.is_none()
+            && self.pending.is_empty()
+            && !self.starting
+            && self.file.is_none()
+    }
 }
 
 /// The plugins folder, loaded. Reads are a short lock and an `Arc` clone; a swap replaces the
@@ -61,6 +84,8 @@ pub struct Registry {
     staging: Option<Staging>,
     /// Each plugin's own deadline and memory.
     own_limits: OwnLimits,
+    /// Bumped whenever a plugin's state changes, for those waiting for one to load.
+    changed: tokio::sync::watch::Sender<u64>,
 }
 
 /// Whether `name` is a valid plugin name: `[a-z0-9][a-z0-9_-]{0,62}`.
@@ -105,6 +130,7 @@ impl Registry {
             uploads: Arc::new(tokio::sync::Semaphore::new(UPLOADS_AT_ONCE)),
             staging: None,
             own_limits: OwnLimits::in_memory(),
+            changed: tokio::sync::watch::Sender::new(0),
         })
     }
 
@@ -177,6 +203,57 @@ impl Registry {
     /// The serving version of `name`.
     pub fn get(&self, name: &str) -> Option<Arc<LoadedPlugin>> {
         self.read().get(name).and_then(|e| e.current.clone())
+    }
+
+    /// Whether `name` has nothing serving yet but is being loaded ([`Entry::loading`]).
+    pub fn is_loading(&self, name: &str) -> bool {
+        self.read().get(name).is_some_and(Entry::loading)
+    }
+
+    /// The names [`Registry::is_loading`] holds for (usually none).
+    pub fn loading_names(&self) -> HashSet<String> {
+        self.read()
+            .iter()
+            .filter(|(_, e)| e.loading())
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// Changes whenever a plugin's state does (a version swapped in, a load that failed or
+    /// ended): what a waiter for a loading plugin watches.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    pub(super) fn notify_changed(&self) {
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// The serving version of `name`, waiting up to `within` while it is loading.
+    ///
+    /// # Errors
+    /// [`PluginError::NotFound`] when no such plugin is loaded or loading;
+    /// [`PluginError::Loading`] when it is still loading after `within`.
+    pub async fn ready_within(
+        &self,
+        name: &str,
+        within: std::time::Duration,
+    ) -> Result<Arc<LoadedPlugin>, PluginError> {
+        let mut changes = self.changes();
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(plugin) = self.get(name) {
+                return Ok(plugin);
+            }
+            if !self.is_loading(name) {
+                return Err(PluginError::NotFound(name.to_owned()));
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => {}
+                // The sender lives as long as `self`: this is only the timeout.
+                Ok(Err(_)) | Err(_) => return Err(PluginError::Loading(name.to_owned())),
+            }
+        }
     }
 
     /// Status of one plugin (also of one whose only file failed to load).

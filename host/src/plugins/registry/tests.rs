@@ -30,3 +30,49 @@ fn names() {
     assert_eq!(name_of_path(Path::new("/x/.tmpAb12.wasm")), None);
     assert_eq!(name_of_path(Path::new("/x/slack.txt")), None);
 }
+
+/// A file listed at start-up is `compiling` and waited for until the first scan has synced
+/// it; then it is whatever its file made of it (here an error: it is not a component).
+#[tokio::test]
+async fn a_plugin_listed_at_start_is_loading_until_its_file_is_synced() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("x.wasm"), b"not a component").unwrap();
+    let runtime = Runtime::new(super::super::Limits::default(), None).unwrap();
+    let registry = Registry::new(runtime, dir.path()).unwrap();
+    assert!(!registry.is_loading("x"));
+    registry.mark_folder_starting().await;
+    assert!(registry.is_loading("x"));
+    assert_eq!(registry.loading_names(), HashSet::from(["x".to_owned()]));
+    assert_eq!(registry.info("x").unwrap().status, PluginStatus::Compiling);
+    let waited = registry.ready_within("x", std::time::Duration::ZERO).await;
+    assert!(matches!(waited, Err(PluginError::Loading(_))), "{waited:?}");
+    assert!(matches!(
+        registry
+            .ready_within("nope", std::time::Duration::ZERO)
+            .await,
+        Err(PluginError::NotFound(_))
+    ));
+
+    // A waiter is woken by the sync, not by its timeout.
+    let waiter = {
+        let started = tokio::time::Instant::now();
+        let registry = &registry;
+        async move {
+            let result = registry
+                .ready_within("x", std::time::Duration::from_secs(60))
+                .await;
+            (result, started.elapsed())
+        }
+    };
+    let ((result, waited), ()) = tokio::join!(waiter, async {
+        registry.sync_file("x").await;
+    });
+    assert!(
+        matches!(result, Err(PluginError::NotFound(_))),
+        "{result:?}"
+    );
+    assert!(waited < std::time::Duration::from_secs(30), "{waited:?}");
+    assert!(!registry.is_loading("x"));
+    assert!(registry.loading_names().is_empty());
+    assert_eq!(registry.info("x").unwrap().status, PluginStatus::Error);
+}

@@ -12,19 +12,24 @@ use super::super::status::info;
 use super::{LoadedPlugin, PluginError, PluginInfo, PluginLimits, REMEMBERED_FAILURES, Registry};
 
 impl Registry {
-    /// Removes compiled artefacts no loaded version uses, and leftovers of interrupted
-    /// compiles: at start, before anything compiles.
-    pub async fn prune_at_start(&self) {
+    /// Removes the leftovers of compiles a crash interrupted: at start, before anything
+    /// compiles.
+    pub async fn remove_compile_leftovers(&self) {
         if let Some(cache) = &self.runtime.cache {
-            let keep = self.versions_in_use();
-            cache.prune(&self.runtime.engine_key, &keep, true).await;
+            cache.remove_leftovers().await;
         }
     }
 
-    pub(super) async fn prune(&self) {
+    /// Removes compiled artefacts no loaded version uses — except while the start's first scan
+    /// runs: the artefacts of the plugins it has not reached yet are in use too (it prunes
+    /// once it is done).
+    pub(in crate::plugins) async fn prune(&self) {
+        if self.read().values().any(|e| e.starting) {
+            return;
+        }
         if let Some(cache) = &self.runtime.cache {
             let keep = self.versions_in_use();
-            cache.prune(&self.runtime.engine_key, &keep, false).await;
+            cache.prune(&self.runtime.engine_key, &keep).await;
         }
     }
 
@@ -93,6 +98,8 @@ impl Registry {
         let created = entry.current.is_none();
         entry.current = Some(loaded);
         entry.error = None;
+        drop(entries);
+        self.notify_changed();
         created
     }
 
@@ -118,13 +125,39 @@ impl Registry {
         if let Some(at) = entry.pending.iter().position(|v| v == version) {
             entry.pending.remove(at);
         }
-        let empty = entry.current.is_none()
-            && entry.error.is_none()
-            && entry.pending.is_empty()
-            && entry.file.is_none();
-        if empty {
+        if entry.shows_nothing() {
             entries.remove(name);
         }
+        drop(entries);
+        self.notify_changed();
+    }
+
+    /// Marks each of `names` as listed at start-up, to be loaded by the first scan: until then
+    /// it shows `compiling` and its deliveries wait.
+    pub(in crate::plugins) fn mark_starting(&self, names: &[String]) {
+        let mut entries = self.write();
+        for name in names {
+            let entry = entries.entry(name.clone()).or_default();
+            entry.starting = entry.current.is_none();
+        }
+    }
+
+    /// `name` was synced: it is not waiting for the start's first scan any more. A name that
+    /// was only listed (its file went before the scan reached it) is forgotten.
+    pub(super) fn done_starting(&self, name: &str) {
+        let mut entries = self.write();
+        let Some(entry) = entries.get_mut(name) else {
+            return;
+        };
+        if !entry.starting {
+            return;
+        }
+        entry.starting = false;
+        if entry.shows_nothing() {
+            entries.remove(name);
+        }
+        drop(entries);
+        self.notify_changed();
     }
 
     /// Records why an upload answered `202` did not load (the last good version serves).
@@ -136,6 +169,7 @@ impl Registry {
     pub(super) fn record_error(&self, name: &str, err: PluginError) -> bool {
         tracing::warn!(plugin = name, error = %err, "plugin file did not load; the last good version keeps serving");
         self.write().entry(name.to_owned()).or_default().error = Some(err.to_string());
+        self.notify_changed();
         false
     }
 }

@@ -74,17 +74,7 @@ impl Fixture {
     async fn subscribe(&self) -> Arc<crate::store::Subscription> {
         self.ctx
             .store
-            .create_subscription(NewSubscription {
-                tenant_id: crate::tenant::TenantId::default_tenant(),
-                url: self.url.clone(),
-                events: vec!["*".into()],
-                plugin: None,
-                plugin_config: None,
-                description: None,
-                headers: Default::default(),
-                signature: Default::default(),
-                secret: crate::signing::generate_secret(),
-            })
+            .create_subscription(NewSubscription::to_url(&self.url, "*"))
             .await
             .unwrap()
     }

@@ -105,3 +105,6 @@ impl Client {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod url_tests;

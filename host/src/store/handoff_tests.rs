@@ -79,17 +79,10 @@ async fn fixture(take: usize) -> Fixture {
 impl Fixture {
     async fn subscription(&self) -> String {
         self.store
-            .create_subscription(NewSubscription {
-                tenant_id: TenantId::default_tenant(),
-                url: "https://receiver.example/hook".into(),
-                events: vec!["*".into()],
-                plugin: None,
-                plugin_config: None,
-                description: None,
-                headers: Default::default(),
-                signature: Default::default(),
-                secret: crate::signing::generate_secret(),
-            })
+            .create_subscription(NewSubscription::to_url(
+                "https://receiver.example/hook",
+                "*",
+            ))
             .await
             .unwrap()
             .id

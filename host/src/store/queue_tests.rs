@@ -41,17 +41,10 @@ async fn fixture() -> Fixture {
 impl Fixture {
     async fn subscription(&self, pattern: &str) -> String {
         self.store
-            .create_subscription(NewSubscription {
-                tenant_id: crate::tenant::TenantId::default_tenant(),
-                url: "https://receiver.example/hook".into(),
-                events: vec![pattern.into()],
-                plugin: None,
-                plugin_config: None,
-                description: None,
-                headers: Default::default(),
-                signature: Default::default(),
-                secret: crate::signing::generate_secret(),
-            })
+            .create_subscription(NewSubscription::to_url(
+                "https://receiver.example/hook",
+                pattern,
+            ))
             .await
             .unwrap()
             .id
@@ -428,14 +421,7 @@ async fn leases_take_turns_across_tenants() {
             store
                 .create_subscription(NewSubscription {
                     tenant_id: tenant,
-                    url: "https://receiver.example/hook".into(),
-                    events: vec![pattern.into()],
-                    plugin: None,
-                    plugin_config: None,
-                    description: None,
-                    headers: Default::default(),
-                    signature: Default::default(),
-                    secret: crate::signing::generate_secret(),
+                    ..NewSubscription::to_url("https://receiver.example/hook", pattern)
                 })
                 .await
                 .unwrap()

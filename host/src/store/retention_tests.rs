@@ -38,17 +38,10 @@ async fn fixture() -> Fixture {
 impl Fixture {
     async fn subscription(&self, pattern: &str) -> String {
         self.store
-            .create_subscription(NewSubscription {
-                url: "https://receiver.example/hook".into(),
-                events: vec![pattern.into()],
-                plugin: None,
-                plugin_config: None,
-                description: None,
-                headers: Default::default(),
-                signature: Default::default(),
-                secret: crate::signing::generate_secret(),
-                tenant_id: crate::tenant::TenantId::default_tenant(),
-            })
+            .create_subscription(NewSubscription::to_url(
+                "https://receiver.example/hook",
+                pattern,
+            ))
             .await
             .unwrap()
             .id

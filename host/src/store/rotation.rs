@@ -121,7 +121,6 @@ fn parse_previous(id: &str, text: &str) -> Result<Vec<StoredSecret>, StoreError>
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use std::collections::BTreeMap;
 
     use super::*;
     use crate::signing::Scheme;
@@ -129,15 +128,9 @@ mod tests {
 
     fn new_subscription(secret: &str) -> NewSubscription {
         NewSubscription {
-            tenant_id: crate::tenant::TenantId::default_tenant(),
-            url: "https://example.com/hook".into(),
-            events: vec!["*".into()],
-            plugin: None,
-            plugin_config: None,
-            description: None,
-            headers: BTreeMap::new(),
             signature: Scheme::StandardWebhooks,
             secret: secret.into(),
+            ..NewSubscription::to_url("https://example.com/hook", "*")
         }
     }
 

@@ -34,6 +34,25 @@ pub struct NewSubscription {
     pub secret: String,
 }
 
+#[cfg(test)]
+impl NewSubscription {
+    /// For tests: a subscription of the default tenant to `url` for `pattern`, with no plugin
+    /// and a fresh Standard Webhooks secret.
+    pub(crate) fn to_url(url: &str, pattern: &str) -> Self {
+        Self {
+            tenant_id: crate::tenant::TenantId::default_tenant(),
+            url: url.into(),
+            events: vec![pattern.into()],
+            plugin: None,
+            plugin_config: None,
+            description: None,
+            headers: BTreeMap::new(),
+            signature: Scheme::default(),
+            secret: crate::signing::generate_secret(),
+        }
+    }
+}
+
 /// A subscription's whole new configuration, merged from a PATCH and validated by the caller.
 #[derive(Debug, Clone)]
 pub struct SubscriptionUpdate {
@@ -534,17 +553,7 @@ mod update_tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db.sqlite")).await.unwrap();
         let created = store
-            .create_subscription(NewSubscription {
-                tenant_id: crate::tenant::TenantId::default_tenant(),
-                url: "http://127.0.0.1:9/".into(),
-                events: vec!["*".into()],
-                plugin: None,
-                plugin_config: None,
-                description: None,
-                headers: BTreeMap::new(),
-                signature: Scheme::StandardWebhooks,
-                secret: crate::signing::generate_secret(),
-            })
+            .create_subscription(NewSubscription::to_url("http://127.0.0.1:9/", "*"))
             .await
             .unwrap();
         let stale = (*created).clone();

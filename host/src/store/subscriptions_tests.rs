@@ -1,17 +1,7 @@
 use super::*;
 
 fn new_subscription(url: &str) -> NewSubscription {
-    NewSubscription {
-        tenant_id: crate::tenant::TenantId::default_tenant(),
-        url: url.into(),
-        events: vec!["*".into()],
-        plugin: None,
-        plugin_config: None,
-        description: None,
-        headers: BTreeMap::new(),
-        signature: Scheme::default(),
-        secret: crate::signing::generate_secret(),
-    }
+    NewSubscription::to_url(url, "*")
 }
 
 /// A change to one subscription changes one entry of the in-memory copy: the others are

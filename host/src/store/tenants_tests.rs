@@ -17,14 +17,7 @@ fn tenant(id: &str) -> TenantId {
 fn new_subscription(tenant_id: &TenantId, pattern: &str) -> NewSubscription {
     NewSubscription {
         tenant_id: tenant_id.clone(),
-        url: "https://receiver.example/hook".into(),
-        events: vec![pattern.into()],
-        plugin: None,
-        plugin_config: None,
-        description: None,
-        headers: BTreeMap::new(),
-        signature: Default::default(),
-        secret: crate::signing::generate_secret(),
+        ..NewSubscription::to_url("https://receiver.example/hook", pattern)
     }
 }
 

@@ -288,11 +288,21 @@ pub async fn run(minutes: f64) -> String {
 
     // The maximum: end to end to the healthy receiver, in this run.
     let measured = Instant::now();
+    let ticks_before = thread_ticks(service.pid);
     let (sent, _, _) = closed_loop(&service.base, Some(20_000), None).await;
     while receiver.distinct() < sent.len() && measured.elapsed() < Duration::from_secs(300) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let max = receiver.distinct() as f64 / measured.elapsed().as_secs_f64();
+    // The same CPU figures as the soak's, for the maximum: what one delivery costs when
+    // nothing fails.
+    let (max_cores, max_busiest) = cpu_between(
+        &ticks_before,
+        &thread_ticks(service.pid),
+        measured.elapsed().as_secs_f64(),
+    );
+    let max_cpu = format!("{max_cores:.2} cores ({max_busiest})");
+    eprintln!("soak: CPU at the maximum: {max_cpu}");
     // `SOAK_LOAD`: the share of that maximum to soak at (default the issue's half).
     let load = std::env::var("SOAK_LOAD")
         .ok()
@@ -448,7 +458,8 @@ pub async fn run(minutes: f64) -> String {
          (a 2xx beyond the first for one webhook-id). The receiver answered {requests} requests, {failed_answers} of \
          them with 500/503: those deliveries were sent again, as at-least-once does.\n\n\
          RSS (of it heap, RssAnon) / database MiB by tenth: {}.\n\n\
-         CPU by tenth (the service's, in cores; its three busiest threads', in % of one core): {}.",
+         CPU by tenth (the service's, in cores; its three busiest threads', in % of one core): {}; \
+         at the maximum measured first: {max_cpu}.",
         load * 100.0,
         outage.as_secs_f64(),
         period.as_secs_f64(),

@@ -62,6 +62,10 @@ impl Service {
             .env("SWITCHYARD_API_KEY", KEY)
             .env("SWITCHYARD_ALLOW_PRIVATE_NETWORKS", "true")
             .env("RUST_LOG", "warn")
+            // Measure a loaded service: the start waits for every plugin's compile (the
+            // bundled jq and js take seconds) instead of serving after 5 s while they compile
+            // beside the measurement. `extra_env` may set it back.
+            .env("SWITCHYARD_PLUGIN_STARTUP_WAIT", "1h")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         for (k, v) in extra_env {

@@ -123,6 +123,8 @@ async fn start(data: &Path, count: usize, http: &reqwest::Client) -> Started {
         ("SWITCHYARD_BUNDLED_PLUGINS", "false"),
         ("SWITCHYARD_RETENTION_FINISHED", "3650d"),
         ("SWITCHYARD_RETENTION_FAILED", "3650d"),
+        // The default: the API answers after 5 s, whatever is left to compile.
+        ("SWITCHYARD_PLUGIN_STARTUP_WAIT", "5s"),
     ];
     let started = Instant::now();
     let service = Service::start_in(data, &env).await;

@@ -193,14 +193,7 @@ impl Leaser {
         if loading.is_empty() {
             return Vec::new();
         }
-        self.shared
-            .ctx
-            .store
-            .subscriptions()
-            .iter()
-            .filter(|s| s.plugin.as_ref().is_some_and(|p| loading.contains(p)))
-            .map(|s| s.id.clone())
-            .collect()
+        self.shared.ctx.store.subscriptions_using(&loading)
     }
 
     /// Gives back the leases the workers did not use (one write for all of them).

@@ -312,6 +312,18 @@ impl Store {
         all
     }
 
+    /// The ids of the current subscriptions whose plugin is one of `plugins`, from memory
+    /// (unsorted: no copy of the whole list).
+    pub fn subscriptions_using(&self, plugins: &std::collections::HashSet<String>) -> Vec<String> {
+        self.subscriptions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .filter(|s| s.plugin.as_ref().is_some_and(|p| plugins.contains(p)))
+            .map(|s| s.id.clone())
+            .collect()
+    }
+
     /// The current subscriptions by tenant and pattern, to lock on the writer's thread.
     pub(crate) fn subscription_index(&self) -> matching::SharedIndex<Subscription> {
         self.index.clone()

@@ -218,20 +218,30 @@ async fn a_jq_program_is_run_again_on_every_save() {
     let _ = child.wait();
 }
 
-/// `plugins new --lang js|python` makes projects that the official toolchains (the pinned
-/// componentize-js and componentize-py the examples use) build as generated, and that pass
-/// their own cases. Without node or python3 this skips with a message, except in CI.
+/// `plugins new --lang js|js-quickjs|python` makes projects that their toolchains (the pinned
+/// componentize-js, componentize-qjs and componentize-py the examples use) build as generated,
+/// and that pass their own cases. Without node or python3 this skips with a message, except in CI.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_js_and_python_projects_build_with_their_toolchains_and_pass_their_cases() {
     let server = TestServer::start().await;
     let root = examples::workspace();
-    for (lang, bin) in [
-        ("js", "target/plugin-toolchains/js/node_modules/.bin"),
-        ("python", "target/plugin-toolchains/python/venv/bin"),
+    // (scaffold language, toolchain examples/plugins/build.sh installs, where its tools are)
+    for (lang, toolchain, bin) in [
+        ("js", "js", "target/plugin-toolchains/js/node_modules/.bin"),
+        (
+            "js-quickjs",
+            "js",
+            "target/plugin-toolchains/js/node_modules/.bin",
+        ),
+        (
+            "python",
+            "python",
+            "target/plugin-toolchains/python/venv/bin",
+        ),
     ] {
         let install = std::process::Command::new("bash")
             .arg(root.join("examples/plugins/build.sh"))
-            .args(["--install", lang])
+            .args(["--install", toolchain])
             .output()
             .unwrap();
         match install.status.code() {

@@ -61,6 +61,15 @@ const JS: &[Template] = &[
     (".gitignore", "node_modules/\nplugin.wasm\n"),
 ];
 
+const JS_QUICKJS: &[Template] = &[
+    (
+        "package.json",
+        include_str!("templates/js-quickjs/package.json"),
+    ),
+    ("app.js", include_str!("templates/js/app.js")),
+    (".gitignore", "node_modules/\nplugin.wasm\n"),
+];
+
 const PYTHON: &[Template] = &[
     (
         "requirements.txt",
@@ -92,6 +101,7 @@ pub fn create(dir: &Path, name: &str, lang: Lang) -> Result<Vec<PathBuf>, CliErr
     let own = match lang {
         Lang::Rust => RUST,
         Lang::Js => JS,
+        Lang::JsQuickjs => JS_QUICKJS,
         Lang::Python => PYTHON,
     };
     let mut written = Vec::new();
@@ -121,6 +131,17 @@ mod tests {
         assert!(package.contains("\"name\": \"hello\""), "{package}");
         let again = create(&project, "hello", Lang::Js).unwrap_err();
         assert!(again.to_string().contains("not empty"), "{again}");
+    }
+
+    /// Each scaffold is built by its own engine: `build` tells them apart by the package.
+    #[test]
+    fn each_javascript_scaffold_is_detected_as_its_engine() {
+        let dir = tempfile::tempdir().unwrap();
+        for lang in [Lang::Js, Lang::JsQuickjs, Lang::Rust, Lang::Python] {
+            let project = dir.path().join(format!("{lang:?}"));
+            create(&project, "hello", lang).unwrap();
+            assert_eq!(super::super::toolchain::detect(&project).unwrap(), lang);
+        }
     }
 
     #[test]

@@ -26,7 +26,13 @@ pub fn detect(dir: &Path) -> Result<Lang, CliError> {
     if dir.join("Cargo.toml").is_file() {
         Ok(Lang::Rust)
     } else if dir.join("package.json").is_file() {
-        Ok(Lang::Js)
+        // The engine the project depends on decides the build.
+        let manifest = std::fs::read_to_string(dir.join("package.json")).unwrap_or_default();
+        if manifest.contains("\"componentize-qjs\"") && !manifest.contains("/componentize-js\"") {
+            Ok(Lang::JsQuickjs)
+        } else {
+            Ok(Lang::Js)
+        }
     } else if dir.join("app.py").is_file() {
         Ok(Lang::Python)
     } else {
@@ -45,7 +51,8 @@ pub fn build(dir: &Path) -> Result<Built, CliError> {
     let started = Instant::now();
     let path = match detect(dir)? {
         Lang::Rust => build_rust(dir)?,
-        Lang::Js => build_js(dir)?,
+        Lang::Js => build_js(dir, &STARLINGMONKEY)?,
+        Lang::JsQuickjs => build_js(dir, &QUICKJS)?,
         Lang::Python => build_python(dir)?,
     };
     Ok(Built {
@@ -94,14 +101,51 @@ struct Artifact {
     filenames: Vec<PathBuf>,
 }
 
-/// `componentize-js app.js --wit wit --world-name transformer -o plugin.wasm`, from the
-/// project's `node_modules` (installed with `npm install` if absent) or `PATH`.
-fn build_js(dir: &Path) -> Result<PathBuf, CliError> {
-    let local = dir.join("node_modules/.bin/componentize-js");
+/// A JavaScript engine's build tool and its arguments.
+struct JsEngine {
+    tool: &'static str,
+    args: &'static [&'static str],
+}
+
+/// `componentize-js app.js --wit wit --world-name transformer -o plugin.wasm`.
+const STARLINGMONKEY: JsEngine = JsEngine {
+    tool: "componentize-js",
+    args: &[
+        "app.js",
+        "--wit",
+        "wit",
+        "--world-name",
+        "transformer",
+        "-o",
+        "plugin.wasm",
+    ],
+};
+
+/// `componentize-qjs --wit wit --world transformer --js app.js --sync -o plugin.wasm`
+/// (`--sync`: the exports are plain functions, as the host calls them).
+const QUICKJS: JsEngine = JsEngine {
+    tool: "componentize-qjs",
+    args: &[
+        "--wit",
+        "wit",
+        "--world",
+        "transformer",
+        "--js",
+        "app.js",
+        "--sync",
+        "-o",
+        "plugin.wasm",
+    ],
+};
+
+/// Builds with `engine`'s tool from the project's `node_modules` (installed with
+/// `npm install` if absent) or `PATH`.
+fn build_js(dir: &Path, engine: &JsEngine) -> Result<PathBuf, CliError> {
+    let local = dir.join("node_modules/.bin").join(engine.tool);
     let tool = if local.is_file() {
         local
-    } else if on_path("componentize-js") {
-        PathBuf::from("componentize-js")
+    } else if on_path(engine.tool) {
+        PathBuf::from(engine.tool)
     } else {
         eprintln!("installing the JavaScript toolchain (npm install)…");
         run(
@@ -114,11 +158,8 @@ fn build_js(dir: &Path) -> Result<PathBuf, CliError> {
         local
     };
     run(
-        Command::new(tool)
-            .args(["app.js", "--wit", "wit", "--world-name", "transformer"])
-            .args(["-o", "plugin.wasm"])
-            .current_dir(dir),
-        "componentize-js",
+        Command::new(tool).args(engine.args).current_dir(dir),
+        engine.tool,
         "run `npm install` in the project",
     )?;
     Ok(dir.join("plugin.wasm"))

@@ -35,7 +35,7 @@ export const transform = {
     const title = typeof data?.title === 'string' ? data.title : '(untitled)';
     const head = config.prefix === undefined ? event.eventType : `${config.prefix} ${event.eventType}`;
     log('info', `formatting ${event.id}`);
-    const body = new TextEncoder().encode(JSON.stringify({ text: `${head}: ${title}` }));
+    const body = utf8(JSON.stringify({ text: `${head}: ${title}` }));
     return { tag: 'deliver', val: { body, contentType: 'application/json', headers: [] } };
   },
 
@@ -43,3 +43,9 @@ export const transform = {
     parseConfig(configText);
   },
 };
+
+// UTF-8 bytes of a string: QuickJS (componentize-qjs) has no TextEncoder, StarlingMonkey
+// (componentize-js) has.
+const utf8 = (s) => (typeof TextEncoder === 'function'
+  ? new TextEncoder().encode(s)
+  : Uint8Array.from(unescape(encodeURIComponent(s)), (c) => c.charCodeAt(0)));

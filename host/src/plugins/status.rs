@@ -83,7 +83,8 @@ pub struct PluginStats {
 /// serves yet.
 pub(super) fn info(name: &str, entry: &Entry, fallback: &Limits) -> PluginInfo {
     let current = entry.current.as_ref();
-    let status = if !entry.pending.is_empty() || entry.starting {
+    // Listed at start-up but already serving (an upload came first): ready, not compiling.
+    let status = if !entry.pending.is_empty() || (entry.starting && current.is_none()) {
         PluginStatus::Compiling
     } else if entry.error.is_some() {
         PluginStatus::Error

@@ -84,7 +84,7 @@ pub struct PluginStats {
 pub(super) fn info(name: &str, entry: &Entry, fallback: &Limits) -> PluginInfo {
     let current = entry.current.as_ref();
     // Listed at start-up but already serving (an upload came first): ready, not compiling.
-    let status = if !entry.pending.is_empty() || (entry.starting && current.is_none()) {
+    let status = if !entry.pending.is_empty() || entry.loading() {
         PluginStatus::Compiling
     } else if entry.error.is_some() {
         PluginStatus::Error

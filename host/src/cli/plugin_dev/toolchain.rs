@@ -27,8 +27,12 @@ pub fn detect(dir: &Path) -> Result<Lang, CliError> {
         Ok(Lang::Rust)
     } else if dir.join("package.json").is_file() {
         // The engine the project depends on decides the build.
-        let manifest = std::fs::read_to_string(dir.join("package.json")).unwrap_or_default();
-        if manifest.contains("\"componentize-qjs\"") && !manifest.contains("/componentize-js\"") {
+        if depends_on(&dir.join("package.json"), "componentize-qjs")
+            && !depends_on(
+                &dir.join("package.json"),
+                "@bytecodealliance/componentize-js",
+            )
+        {
             Ok(Lang::JsQuickjs)
         } else {
             Ok(Lang::Js)
@@ -41,6 +45,20 @@ pub fn detect(dir: &Path) -> Result<Lang, CliError> {
             dir.display()
         )))
     }
+}
+
+/// Whether the `package.json` at `manifest` lists `package` in its dependencies or
+/// devDependencies (a manifest that does not parse lists nothing).
+fn depends_on(manifest: &Path, package: &str) -> bool {
+    let Ok(text) = std::fs::read_to_string(manifest) else {
+        return false;
+    };
+    let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return false;
+    };
+    ["dependencies", "devDependencies"]
+        .iter()
+        .any(|field| json[field].get(package).is_some())
 }
 
 /// Builds the project in `dir`. The toolchain's own output goes to stderr.

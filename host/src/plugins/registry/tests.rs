@@ -76,3 +76,46 @@ async fn a_plugin_listed_at_start_is_loading_until_its_file_is_synced() {
     assert!(registry.loading_names().is_empty());
     assert_eq!(registry.info("x").unwrap().status, PluginStatus::Error);
 }
+
+/// A prune while the start's first scan runs (here: an upload of another plugin) keeps the
+/// cached artefacts of the plugins the scan has not reached yet, so they load without a
+/// compile. (Pruning by the versions serving alone deleted them: each was compiled again.)
+#[tokio::test]
+async fn a_prune_during_the_first_scan_keeps_what_the_scan_will_load() {
+    use super::super::{BUNDLED, Cache, Limits, MemoryDigests};
+    let dir = tempfile::tempdir().unwrap();
+    let (plugins, cache) = (dir.path().join("plugins"), dir.path().join("cache"));
+    let digests = std::sync::Arc::new(MemoryDigests::default());
+    let registry = || {
+        let cache = Cache::new(&cache, digests.clone());
+        Registry::new(
+            Runtime::new(Limits::default(), Some(cache)).unwrap(),
+            &plugins,
+        )
+        .unwrap()
+    };
+    let bundled = |name: &str| BUNDLED.iter().find(|(n, _)| *n == name).unwrap().1;
+
+    let first = registry();
+    first
+        .install("a", bundled("slack"), PluginLimits::default())
+        .await
+        .unwrap();
+    assert_eq!(first.stats().compiles, 1);
+    drop(first);
+
+    // A restart: `a` is listed, not synced yet, when `b` is uploaded (an install prunes).
+    let restarted = registry();
+    restarted.mark_folder_starting().await;
+    restarted
+        .install("b", bundled("filter"), PluginLimits::default())
+        .await
+        .unwrap();
+    restarted.sync_file("a").await;
+    assert_eq!(restarted.info("a").unwrap().status, PluginStatus::Ready);
+    assert_eq!(
+        restarted.stats().compiles,
+        1,
+        "only `b` compiled: `a`'s artefact was pruned before the scan reached it"
+    );
+}

@@ -134,7 +134,7 @@ impl Registry {
 
     /// Marks each of `names` as listed at start-up, to be loaded by the first scan: until then
     /// it shows `compiling` and its deliveries wait.
-    pub(in crate::plugins) fn mark_starting(&self, names: &[String]) {
+    pub(super) fn mark_starting(&self, names: &[String]) {
         let mut entries = self.write();
         for name in names {
             let entry = entries.entry(name.clone()).or_default();

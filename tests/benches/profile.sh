@@ -30,6 +30,6 @@ for _ in $(seq 1 6000); do
   fi
   sleep 0.05
 done
-perf record -F 1999 -p "$pid" -o "$out" -- sleep "$secs" > /dev/null 2>&1
+perf record ${PERF_ARGS:-} -F ${PERF_FREQ:-1999} -p "$pid" -o "$out" -- sleep "$secs" > /dev/null 2>&1
 wait "$runner"
 grep -E '^\| ' "$out.txt"

@@ -26,17 +26,7 @@ pub fn detect(dir: &Path) -> Result<Lang, CliError> {
     if dir.join("Cargo.toml").is_file() {
         Ok(Lang::Rust)
     } else if dir.join("package.json").is_file() {
-        // The engine the project depends on decides the build.
-        if depends_on(&dir.join("package.json"), "componentize-qjs")
-            && !depends_on(
-                &dir.join("package.json"),
-                "@bytecodealliance/componentize-js",
-            )
-        {
-            Ok(Lang::JsQuickjs)
-        } else {
-            Ok(Lang::Js)
-        }
+        Ok(js_engine(&dir.join("package.json")))
     } else if dir.join("app.py").is_file() {
         Ok(Lang::Python)
     } else {
@@ -47,18 +37,24 @@ pub fn detect(dir: &Path) -> Result<Lang, CliError> {
     }
 }
 
-/// Whether the `package.json` at `manifest` lists `package` in its dependencies or
-/// devDependencies (a manifest that does not parse lists nothing).
-fn depends_on(manifest: &Path, package: &str) -> bool {
-    let Ok(text) = std::fs::read_to_string(manifest) else {
-        return false;
+/// The engine a JavaScript project depends on decides its build: componentize-qjs alone in the
+/// `package.json` at `manifest` (dependencies or devDependencies) means QuickJS; anything
+/// else, a manifest that does not parse included, componentize-js.
+fn js_engine(manifest: &Path) -> Lang {
+    let json = std::fs::read_to_string(manifest)
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .unwrap_or_default();
+    let depends_on = |package: &str| {
+        ["dependencies", "devDependencies"]
+            .iter()
+            .any(|field| json[field].get(package).is_some())
     };
-    let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) else {
-        return false;
-    };
-    ["dependencies", "devDependencies"]
-        .iter()
-        .any(|field| json[field].get(package).is_some())
+    if depends_on("componentize-qjs") && !depends_on("@bytecodealliance/componentize-js") {
+        Lang::JsQuickjs
+    } else {
+        Lang::Js
+    }
 }
 
 /// Builds the project in `dir`. The toolchain's own output goes to stderr.

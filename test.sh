@@ -29,7 +29,9 @@ cargo test "$@" 2>&1 | tee "$log" || status=$?
 # would starve other tests' 100 ms plugin deadlines, and their own timings would measure the
 # other tests. Skipped when arguments pick something else.
 if [ "$#" -eq 0 ]; then
-  cargo test -p switchyard --test e2e -- --ignored --test-threads=1 \
+  # (No `-p switchyard`: that resolves the workspace's features anew and rebuilt rusqlite and
+  # the service, a minute or more, for the same tests.)
+  cargo test --test e2e -- --ignored --test-threads=1 \
     fairness:: parked::an_idle queue_faults::killed plugin_hardening::pool::overlapping_calls 2>&1 | tee -a "$log" || status=$?
 fi
 count() { grep -E '^test result:' "$log" | grep -oE "[0-9]+ $1" | awk '{ n += $1 } END { print n + 0 }'; }

@@ -14,7 +14,8 @@ const DELIVERY_COLUMNS: &str = "id, tenant_id, event_id, subscription_id, status
 /// (from that subscription's failed ones in `deliveries_by_subscription_status`).
 pub(super) const RECOVER_FAILED: &str =
     "UPDATE deliveries SET status = 'pending', next_attempt_at = ?1, updated_at = ?1
-     WHERE subscription_id = ?2 AND status = 'failed' AND created_at BETWEEN ?3 AND ?4
+     WHERE subscription_id = ?2 AND status = 'failed' AND status <> 'delivering'
+     AND created_at BETWEEN ?3 AND ?4
      AND (?5 IS NULL OR tenant_id = ?5)";
 
 /// Filters of `GET /v1/deliveries`.
@@ -38,18 +39,40 @@ pub(super) fn list_query(
     filter: &DeliveryFilter,
     limit: i64,
 ) -> (String, Vec<rusqlite::types::Value>) {
-    let mut sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE 1 = 1");
+    let in_flight = filter.status == Some(DeliveryStatus::Delivering);
+    let from = if in_flight {
+        "deliveries INDEXED BY deliveries_leased"
+    } else {
+        "deliveries"
+    };
+    let mut sql = format!("SELECT {DELIVERY_COLUMNS} FROM {from} WHERE 1 = 1");
     let mut params: Vec<rusqlite::types::Value> = Vec::new();
     let conditions = [
         ("tenant_id", tenant),
         ("subscription_id", filter.subscription_id.clone()),
         ("event_id", filter.event_id.clone()),
-        ("status", filter.status.map(|s| s.as_str().to_owned())),
     ];
     for (column, value) in conditions {
         if let Some(value) = value {
             sql.push_str(&format!(" AND {column} = ?"));
             params.push(value.into());
+        }
+    }
+    // The status indexes leave deliveries in flight out
+    // (`migrations/0007_cheaper_delivery_writes.sql`). Those are read from
+    // `deliveries_leased`, which holds only them (as many as the dispatcher holds at most); a
+    // partial index is used only where the query's own terms imply its condition, hence the
+    // literals.
+    match filter.status {
+        None => {}
+        Some(DeliveryStatus::Delivering) => sql.push_str(" AND status = 'delivering'"),
+        Some(status) => {
+            sql.push_str(" AND status = ?");
+            params.push(status.as_str().to_owned().into());
+            // An event's few deliveries are read from `deliveries_by_event` instead.
+            if filter.event_id.is_none() {
+                sql.push_str(" AND status <> 'delivering'");
+            }
         }
     }
     if let Some(before) = &filter.before {

@@ -14,7 +14,7 @@ use super::handoff::Handoff;
 use super::matching::Index;
 use super::{
     Delivery, Event, Leased, Store, StoreError, Subscription, SubscriptionStatus, all_rows,
-    json_list, new_id_at,
+    json_list, new_id_at, queue,
 };
 use crate::clock::duration_ms;
 use crate::tenant::{Scope, TenantId};
@@ -205,6 +205,17 @@ async fn writer(
     }
 }
 
+/// An ingested event.
+pub(super) const INSERT_EVENT: &str = "INSERT INTO events (id, tenant_id, idempotency_key, type, data, created_at) VALUES (?, ?, ?, ?, ?, ?)";
+/// A fresh delivery, due now.
+pub(super) const INSERT_PENDING: &str =
+    "INSERT INTO deliveries (id, tenant_id, event_id, subscription_id, status, attempts, next_attempt_at, created_at, updated_at)
+     VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?)";
+/// A fresh delivery handed to the dispatcher, already leased.
+pub(super) const INSERT_LEASED: &str =
+    "INSERT INTO deliveries (id, tenant_id, event_id, subscription_id, status, attempts, next_attempt_at, created_at, updated_at, lease_until, lease_token)
+     VALUES (?, ?, ?, ?, 'delivering', 0, ?, ?, ?, ?, 1)";
+
 /// One batch to commit, and what it is committed against.
 struct Batch<'a> {
     events: &'a [NewEvent],
@@ -246,17 +257,11 @@ fn commit_batch(tx: &Transaction<'_>, batch: &Batch<'_>) -> Result<Committed, St
         handed: Vec::new(),
         pending: false,
     };
-    let mut insert_event = tx.prepare_cached(
-        "INSERT INTO events (id, tenant_id, idempotency_key, type, data, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-    )?;
-    let mut insert_delivery = tx.prepare_cached(
-        "INSERT INTO deliveries (id, tenant_id, event_id, subscription_id, status, attempts, next_attempt_at, created_at, updated_at)
-         VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
-    )?;
-    let mut insert_leased = tx.prepare_cached(
-        "INSERT INTO deliveries (id, tenant_id, event_id, subscription_id, status, attempts, next_attempt_at, created_at, updated_at, lease_until, lease_token)
-         VALUES (?, ?, ?, ?, 'delivering', 0, ?, ?, ?, ?, 1)",
-    )?;
+    let mut insert_event = tx.prepare_cached(INSERT_EVENT)?;
+    let mut insert_delivery = tx.prepare_cached(INSERT_PENDING)?;
+    let mut insert_leased = tx.prepare_cached(INSERT_LEASED)?;
+    // The subscriptions given pending deliveries, whose queues then say so (`queue::queued`).
+    let mut queued: Vec<String> = Vec::new();
     for event in batch.events {
         let tenant = event.tenant_id.as_str();
         if !batch.live.contains(tenant) {
@@ -324,7 +329,7 @@ fn commit_batch(tx: &Transaction<'_>, batch: &Batch<'_>) -> Result<Committed, St
                 ));
             } else {
                 insert_delivery.execute((&id, tenant, &event_id, &sub.id, now, now, now))?;
-                done.pending = true;
+                queued.push(sub.id.clone());
             }
             first_delivery.get_or_insert(id);
         }
@@ -339,6 +344,8 @@ fn commit_batch(tx: &Transaction<'_>, batch: &Batch<'_>) -> Result<Committed, St
         }
         done.outcomes.push(Ok(outcome));
     }
+    done.pending = !queued.is_empty();
+    queue::queued(tx, queued.iter().map(String::as_str), now)?;
     Ok(done)
 }
 

@@ -200,6 +200,16 @@ pub enum DeliveryStatus {
 }
 
 impl DeliveryStatus {
+    /// Every status.
+    pub const ALL: [Self; 6] = [
+        Self::Pending,
+        Self::Delivering,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Skipped,
+        Self::Cancelled,
+    ];
+
     /// The stored word.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -214,16 +224,7 @@ impl DeliveryStatus {
 
     /// Parses the stored word.
     pub fn parse(text: &str) -> Option<Self> {
-        [
-            Self::Pending,
-            Self::Delivering,
-            Self::Succeeded,
-            Self::Failed,
-            Self::Skipped,
-            Self::Cancelled,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == text)
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
     }
 }
 

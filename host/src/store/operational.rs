@@ -11,7 +11,7 @@ use rusqlite::{OptionalExtension, Transaction};
 use serde_json::{Value, json};
 
 use super::matching::{Index, OPERATIONAL_PREFIX};
-use super::{StoreError, Subscription, new_id_at};
+use super::{StoreError, Subscription, new_id_at, queue};
 
 /// A subscription was disabled (410 Gone, or failing for too long).
 pub const SUBSCRIPTION_DISABLED: &str = "switchyard.subscription.disabled";
@@ -41,7 +41,7 @@ pub(super) fn emit(
         "INSERT INTO deliveries (id, tenant_id, event_id, subscription_id, status, attempts, next_attempt_at, created_at, updated_at)
          VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
     )?;
-    let mut any = false;
+    let mut queued = Vec::new();
     for sub in index.matching(tenant, event_type) {
         if Some(sub.id.as_str()) == except {
             continue;
@@ -55,9 +55,10 @@ pub(super) fn emit(
             now,
             now,
         ))?;
-        any = true;
+        queued.push(sub.id.clone());
     }
-    Ok(any)
+    queue::queued(tx, queued.iter().map(String::as_str), now)?;
+    Ok(!queued.is_empty())
 }
 
 /// `switchyard.delivery.failed` for a delivery that just failed for good — unless it was itself

@@ -192,6 +192,33 @@ pub(super) const LEASE_QUEUE: &str = "UPDATE deliveries
                   ORDER BY next_attempt_at LIMIT ?4)
      RETURNING id, event_id, subscription_id, attempts, created_at, lease_token, tenant_id";
 
+/// Lowers subscription `?1`'s `next_due` to `?2` (when later or unset): deliveries of it became
+/// pending, due `?2`. What the `delivery_queued` trigger did for every inserted delivery before
+/// `migrations/0007_cheaper_delivery_writes.sql`; now the code that inserts pending
+/// deliveries runs it, once per subscription and transaction.
+const QUEUE_DUE: &str = "UPDATE subscription_queues SET next_due = ?2
+     WHERE subscription_id = ?1 AND (next_due IS NULL OR next_due > ?2)";
+
+/// After inserting pending deliveries, due `due`, of these subscriptions (repeats allowed):
+/// their queues say so, so the leaser finds them.
+///
+/// # Errors
+/// Database errors.
+pub(super) fn queued<'a>(
+    tx: &Transaction<'_>,
+    subscriptions: impl IntoIterator<Item = &'a str>,
+    due: i64,
+) -> Result<(), StoreError> {
+    let mut ids: Vec<&str> = subscriptions.into_iter().collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut stmt = tx.prepare_cached(QUEUE_DUE)?;
+    for id in ids {
+        stmt.execute((id, due))?;
+    }
+    Ok(())
+}
+
 /// Sets a queue's `next_due` exactly: its earliest pending delivery.
 pub(super) const SET_NEXT_DUE: &str = "UPDATE subscription_queues SET next_due =
          (SELECT MIN(next_attempt_at) FROM deliveries WHERE subscription_id = ?1 AND status = 'pending')

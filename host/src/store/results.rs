@@ -115,6 +115,18 @@ impl Store {
     }
 }
 
+/// A leased delivery's new state after its attempt, if its lease still holds.
+pub(super) const UPDATE_RESULT: &str =
+    "UPDATE deliveries SET status = ?1, attempts = ?2, next_attempt_at = ?3, lease_until = NULL, last_error = ?4,
+     skip_reason = ?5, updated_at = ?6 WHERE id = ?7 AND status = 'delivering' AND lease_token = ?8";
+/// An attempt. The response body is kept only while the event's content is (an expunge while
+/// the attempt was in flight wins), and the attempt carries its subscription for the feed.
+pub(super) const INSERT_ATTEMPT: &str =
+    "INSERT INTO attempts (delivery_id, subscription_id, at, outcome, status_code, latency_ms, error, plugin_version,
+     response_body)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,
+             CASE WHEN ?9 IS NOT NULL AND (SELECT expunged_at FROM events WHERE id = ?10) IS NULL THEN ?9 END)";
+
 /// Delivery states and attempt rows, for results whose lease still holds. Returns the counts
 /// and the results that were applied.
 fn record_results<'a>(
@@ -122,18 +134,8 @@ fn record_results<'a>(
     completions: &'a [Completion],
     now: i64,
 ) -> Result<(Recorded, Vec<&'a Completion>), StoreError> {
-    let mut update_delivery = tx.prepare_cached(
-        "UPDATE deliveries SET status = ?1, attempts = ?2, next_attempt_at = ?3, lease_until = NULL, last_error = ?4,
-         skip_reason = ?5, updated_at = ?6 WHERE id = ?7 AND status = 'delivering' AND lease_token = ?8",
-    )?;
-    // The response body is kept only while the event's content is (an expunge while the
-    // attempt was in flight wins), and the attempt carries its subscription for the feed.
-    let mut insert_attempt = tx.prepare_cached(
-        "INSERT INTO attempts (delivery_id, subscription_id, at, outcome, status_code, latency_ms, error, plugin_version,
-         response_body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,
-                 CASE WHEN ?9 IS NOT NULL AND (SELECT expunged_at FROM events WHERE id = ?10) IS NULL THEN ?9 END)",
-    )?;
+    let mut update_delivery = tx.prepare_cached(UPDATE_RESULT)?;
+    let mut insert_attempt = tx.prepare_cached(INSERT_ATTEMPT)?;
     let mut recorded = Recorded::default();
     let mut applied = Vec::with_capacity(completions.len());
     for c in completions {

@@ -67,7 +67,7 @@ const FINISHED: [&str; 3] = ["succeeded", "skipped", "cancelled"];
 /// The oldest deliveries of status `?1` created before the id `?2` and last changed before
 /// `?3`, oldest first (the `deliveries_by_status` index, from its start).
 pub(super) const OLD_DELIVERIES: &str = "SELECT id, event_id FROM deliveries
-     WHERE status = ?1 AND id < ?2 AND updated_at < ?3 ORDER BY id LIMIT ?4";
+     WHERE status = ?1 AND status <> 'delivering' AND id < ?2 AND updated_at < ?3 ORDER BY id LIMIT ?4";
 
 /// The attempts of the deliveries in the JSON array `?1`.
 pub(super) const DELETE_ATTEMPTS: &str =

@@ -100,6 +100,16 @@ fn same_config(a: &Subscription, b: &Subscription) -> bool {
         && a.secret == b.secret
 }
 
+/// Cancels a deleted subscription `?2`'s unfinished deliveries at `?1`: the pending ones (from
+/// `deliveries_pending`) and the leased ones (from `deliveries_leased`: the status indexes
+/// leave deliveries in flight out, see `migrations/0007_cheaper_delivery_writes.sql`).
+pub(super) const CANCEL_UNFINISHED: [&str; 2] = [
+    "UPDATE deliveries SET status = 'cancelled', lease_until = NULL, updated_at = ?1
+     WHERE subscription_id = ?2 AND status = 'pending'",
+    "UPDATE deliveries INDEXED BY deliveries_leased SET status = 'cancelled', lease_until = NULL, updated_at = ?1
+     WHERE subscription_id = ?2 AND status = 'delivering'",
+];
+
 const COLUMNS: &str = "id, tenant_id, url, events, plugin, plugin_config, description, headers, signature, secret, \
     previous_secrets, status, disabled_reason, disabled_at, created_at, updated_at";
 
@@ -309,11 +319,9 @@ impl Store {
                 }
                 // Leased ones too: their attempts may still reach the receiver, but their
                 // results no longer count, and nothing of it is attempted again.
-                tx.prepare_cached(
-                    "UPDATE deliveries SET status = 'cancelled', lease_until = NULL, updated_at = ?1
-                     WHERE subscription_id = ?2 AND status IN ('pending', 'delivering')",
-                )?
-                .execute((now, &id))?;
+                for unfinished in CANCEL_UNFINISHED {
+                    tx.prepare_cached(unfinished)?.execute((now, &id))?;
+                }
                 Ok(deleted)
             })
             .await?;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use rusqlite::Connection;
 
 use super::*;
-use crate::store::MIGRATIONS;
+use crate::store::migrate_as_of;
 use crate::store::{DeliveryFilter, IngestOutcome, Ingestor, NewEvent, NewSubscription};
 use crate::tenant::{Scope, TenantId};
 
@@ -48,15 +48,7 @@ async fn a_database_from_before_tenants_upgrades_in_place_into_default() {
     }
     let mut conn = Connection::open(&path).unwrap();
     conn.pragma_update(None, "foreign_keys", "ON").unwrap();
-    {
-        let tx = conn.transaction().unwrap();
-        for sql in &MIGRATIONS[..BEFORE_TENANTS] {
-            tx.execute_batch(sql).unwrap();
-        }
-        tx.pragma_update(None, "user_version", BEFORE_TENANTS as i64)
-            .unwrap();
-        tx.commit().unwrap();
-    }
+    migrate_as_of(&mut conn, BEFORE_TENANTS);
     // Plain-text secret: the store seals it at open, as it does for any old row.
     conn.execute_batch(
         r#"INSERT INTO subscriptions (id, url, events, signature, secret, created_at, updated_at)

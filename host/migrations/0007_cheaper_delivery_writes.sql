@@ -1,4 +1,4 @@
--- Performance: three changes to what every delivery writes (measured in docs/PERFORMANCE.md,
+-- Performance: four changes to what every delivery writes (measured in docs/PERFORMANCE.md,
 -- "Cheaper delivery writes").
 --
 -- 1. CHECK constraints without a list. SQLite evaluates `x IN ('a', 'b', 'c')` with more than
@@ -53,3 +53,16 @@ CREATE INDEX deliveries_by_subscription_status ON deliveries (subscription_id, s
 --    (`store::queue::queued`). Deliveries that become pending by an update (a retry, a lease
 --    given back or expired, a recovery) still go through `delivery_requeued`.
 DROP TRIGGER delivery_queued;
+
+-- 4. The update trigger watches `next_attempt_at` only. `delivery_requeued` ran for every
+--    change of status, so for every lease and every recorded result too, only to find the
+--    delivery was not pending. Every statement that makes a delivery pending sets
+--    `next_attempt_at` (a retry, a lease given back, expired leases, a recovery, a retry by
+--    hand), and the others (a lease, a finished result) do not, so it now runs exactly where it
+--    has work (`plans_tests` checks both sides).
+DROP TRIGGER delivery_requeued;
+CREATE TRIGGER delivery_requeued AFTER UPDATE OF next_attempt_at ON deliveries WHEN NEW.status = 'pending'
+BEGIN
+    UPDATE subscription_queues SET next_due = NEW.next_attempt_at
+    WHERE subscription_id = NEW.subscription_id AND (next_due IS NULL OR next_due > NEW.next_attempt_at);
+END;

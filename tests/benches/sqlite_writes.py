@@ -25,8 +25,9 @@ BATCH = 20
 INSERT_EVENT = "INSERT INTO events (id, tenant_id, idempotency_key, type, data, created_at) VALUES (?, ?, ?, ?, ?, ?)"
 INSERT_LEASED = """INSERT INTO deliveries (id, tenant_id, event_id, subscription_id, status, attempts, next_attempt_at, created_at, updated_at, lease_until, lease_token)
      VALUES (?, ?, ?, ?, 'delivering', 0, ?, ?, ?, ?, 1)"""
-UPDATE_RESULT = """UPDATE deliveries SET status = ?1, attempts = ?2, next_attempt_at = ?3, lease_until = NULL, last_error = ?4,
-     skip_reason = ?5, updated_at = ?6 WHERE id = ?7 AND status = 'delivering' AND lease_token = ?8"""
+# Before 0007 the result also set next_attempt_at (its trigger watched status too).
+UPDATE_RESULT = """UPDATE deliveries SET status = ?1, attempts = ?2, lease_until = NULL, last_error = ?3,
+     skip_reason = ?4, updated_at = ?5 WHERE id = ?6 AND status = 'delivering' AND lease_token = ?7"""
 INSERT_ATTEMPT = """INSERT INTO attempts (delivery_id, subscription_id, at, outcome, status_code, latency_ms, error, plugin_version,
      response_body)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,
@@ -65,7 +66,7 @@ def main():
             c.execute("COMMIT")
             c.execute("BEGIN IMMEDIATE")
             for event, delivery in batch:
-                c.execute(UPDATE_RESULT, ("succeeded", 1, n, None, None, n, delivery, 1))
+                c.execute(UPDATE_RESULT, ("succeeded", 1, None, None, n, delivery, 1))
                 c.execute(INSERT_ATTEMPT, (delivery, "sub_1", n, "succeeded", 200, 1, None, None, None, event))
             c.execute("COMMIT")
         print(f"deliveries {n}")

@@ -18,6 +18,11 @@ pub(super) const RECOVER_FAILED: &str =
      AND created_at BETWEEN ?3 AND ?4
      AND (?5 IS NULL OR tenant_id = ?5)";
 
+/// Queues finished delivery `?2` again, due `?1` (`POST /v1/deliveries/{id}/retry`).
+pub(super) const RETRY_BY_HAND: &str =
+    "UPDATE deliveries SET status = 'pending', next_attempt_at = ?1, updated_at = ?1, skip_reason = NULL
+     WHERE id = ?2";
+
 /// Filters of `GET /v1/deliveries`.
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryFilter {
@@ -162,11 +167,7 @@ impl Store {
             let status = DeliveryStatus::parse(&status)
                 .ok_or_else(|| StoreError::Corrupt(format!("delivery status {status:?}")))?;
             if !matches!(status, DeliveryStatus::Pending | DeliveryStatus::Delivering) {
-                tx.prepare_cached(
-                    "UPDATE deliveries SET status = 'pending', next_attempt_at = ?1, updated_at = ?1, skip_reason = NULL
-                     WHERE id = ?2",
-                )?
-                .execute((now, &id))?;
+                tx.prepare_cached(RETRY_BY_HAND)?.execute((now, &id))?;
             }
             Ok(Some(status))
         })

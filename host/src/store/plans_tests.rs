@@ -4,7 +4,7 @@
 //! database keeps. The lease's own statements are checked in `queue_tests`.
 
 use super::*;
-use crate::store::deliveries::{DeliveryFilter, RECOVER_FAILED, list_query};
+use crate::store::deliveries::{self, DeliveryFilter, RECOVER_FAILED, list_query};
 use crate::store::{attempts, events, queue, results, retention, subscriptions};
 
 /// Column `column` of every row `EXPLAIN`-like `prefix` gives for `sql` (parameters unbound).
@@ -242,6 +242,42 @@ async fn a_delivery_writes_without_temporary_btrees() {
                     !ops.iter().any(|op| op == "OpenEphemeral"),
                     "{name} builds a temporary b-tree: {ops:?}"
                 );
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+    store.close().await;
+}
+
+/// The queue's `delivery_requeued` trigger runs in every statement that makes a delivery
+/// pending, so its queue says when it is due, and in none of the others a delivery runs (a
+/// lease, a finished result), which it only cost (`migrations/0007_cheaper_delivery_writes.sql`).
+#[tokio::test]
+async fn the_queue_trigger_runs_exactly_where_deliveries_become_pending() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db.sqlite")).await.unwrap();
+    store
+        .write(|conn| {
+            let runs_a_trigger = |sql: &str| opcodes(conn, sql).iter().any(|op| op == "Program");
+            let pending = [
+                ("retry", results::UPDATE_RETRY),
+                ("give back", queue::GIVE_BACK),
+                ("requeue expired leases", queue::REQUEUE_EXPIRED),
+                ("recover", RECOVER_FAILED),
+                ("retry by hand", deliveries::RETRY_BY_HAND),
+            ];
+            for (name, sql) in pending {
+                assert!(runs_a_trigger(sql), "{name} leaves the queue behind");
+            }
+            let other = [
+                ("lease", queue::LEASE_QUEUE),
+                ("finished result", results::UPDATE_RESULT),
+                ("insert leased delivery", events::INSERT_LEASED),
+                ("insert pending delivery", events::INSERT_PENDING),
+            ];
+            for (name, sql) in other {
+                assert!(!runs_a_trigger(sql), "{name} runs a trigger");
             }
             Ok(())
         })

@@ -155,10 +155,7 @@ impl Store {
         }
         let now = self.clock.now_ms();
         self.bookkeeping(move |tx| {
-            let mut stmt = tx.prepare_cached(
-                "UPDATE deliveries SET status = 'pending', lease_until = NULL, updated_at = ?1
-                 WHERE id = ?2 AND status = 'delivering' AND lease_token = ?3",
-            )?;
+            let mut stmt = tx.prepare_cached(GIVE_BACK)?;
             let mut released = 0;
             for lease in &leases {
                 released += stmt.execute((now, &lease.id, lease.lease_token))?;
@@ -191,6 +188,13 @@ pub(super) const LEASE_QUEUE: &str = "UPDATE deliveries
                   WHERE subscription_id = ?3 AND status = 'pending' AND next_attempt_at <= ?2
                   ORDER BY next_attempt_at LIMIT ?4)
      RETURNING id, event_id, subscription_id, attempts, created_at, lease_token, tenant_id";
+
+/// A lease given back unused (`?2`, token `?3`): pending again, due when it was. Setting
+/// `next_attempt_at` (to itself) is what runs the queue's `delivery_requeued` trigger, which
+/// watches that column.
+pub(super) const GIVE_BACK: &str =
+    "UPDATE deliveries SET status = 'pending', next_attempt_at = next_attempt_at, lease_until = NULL, updated_at = ?1
+     WHERE id = ?2 AND status = 'delivering' AND lease_token = ?3";
 
 /// Lowers subscription `?1`'s `next_due` to `?2` (when later or unset): deliveries of it became
 /// pending, due `?2`. What the `delivery_queued` trigger did for every inserted delivery before

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use rusqlite::Transaction;
+use rusqlite::types::Value;
 
 use super::{Attempt, DeliveryStatus, LeaseRef, Leased, Store, StoreError, json_list};
 
@@ -115,10 +116,17 @@ impl Store {
     }
 }
 
-/// A leased delivery's new state after its attempt, if its lease still holds.
+/// A leased delivery's outcome after its attempt, if its lease still holds: finished (status
+/// `?1`). It leaves `next_attempt_at` alone (it means nothing once finished; the API shows it
+/// only while pending), so the queue's trigger, which watches that column, does not run.
 pub(super) const UPDATE_RESULT: &str =
-    "UPDATE deliveries SET status = ?1, attempts = ?2, next_attempt_at = ?3, lease_until = NULL, last_error = ?4,
-     skip_reason = ?5, updated_at = ?6 WHERE id = ?7 AND status = 'delivering' AND lease_token = ?8";
+    "UPDATE deliveries SET status = ?1, attempts = ?2, lease_until = NULL, last_error = ?3,
+     skip_reason = ?4, updated_at = ?5 WHERE id = ?6 AND status = 'delivering' AND lease_token = ?7";
+/// The same for an attempt to be made again at `?1`: pending, and its queue says so (the
+/// `delivery_requeued` trigger, which runs when `next_attempt_at` is set).
+pub(super) const UPDATE_RETRY: &str =
+    "UPDATE deliveries SET status = 'pending', next_attempt_at = ?1, attempts = ?2, lease_until = NULL, last_error = ?3,
+     skip_reason = ?4, updated_at = ?5 WHERE id = ?6 AND status = 'delivering' AND lease_token = ?7";
 /// An attempt. The response body is kept only while the event's content is (an expunge while
 /// the attempt was in flight wins), and the attempt carries its subscription for the feed.
 pub(super) const INSERT_ATTEMPT: &str =
@@ -134,16 +142,20 @@ fn record_results<'a>(
     completions: &'a [Completion],
     now: i64,
 ) -> Result<(Recorded, Vec<&'a Completion>), StoreError> {
-    let mut update_delivery = tx.prepare_cached(UPDATE_RESULT)?;
     let mut insert_attempt = tx.prepare_cached(INSERT_ATTEMPT)?;
     let mut recorded = Recorded::default();
     let mut applied = Vec::with_capacity(completions.len());
     for c in completions {
         let attempts = c.leased.attempts + i64::from(c.attempt.is_some());
-        let changed = update_delivery.execute((
-            c.status.as_str(),
+        // `?1` is the finished status, or a retry's due time.
+        let (sql, first) = if c.status == DeliveryStatus::Pending {
+            (UPDATE_RETRY, Value::Integer(c.next_attempt_at))
+        } else {
+            (UPDATE_RESULT, Value::Text(c.status.as_str().to_owned()))
+        };
+        let changed = tx.prepare_cached(sql)?.execute((
+            first,
             attempts,
-            c.next_attempt_at,
             &c.last_error,
             &c.skip_reason,
             now,

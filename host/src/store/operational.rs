@@ -11,7 +11,7 @@ use rusqlite::{OptionalExtension, Transaction};
 use serde_json::{Value, json};
 
 use super::matching::{Index, OPERATIONAL_PREFIX};
-use super::{StoreError, Subscription, new_id_at, queue};
+use super::{StoreError, Subscription, events, new_id_at, queue};
 
 /// A subscription was disabled (410 Gone, or failing for too long).
 pub const SUBSCRIPTION_DISABLED: &str = "switchyard.subscription.disabled";
@@ -37,10 +37,7 @@ pub(super) fn emit(
         "INSERT INTO events (id, tenant_id, idempotency_key, type, data, created_at) VALUES (?, ?, NULL, ?, ?, ?)",
     )?
     .execute((&event_id, tenant, event_type, data.to_string(), now))?;
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO deliveries (id, tenant_id, event_id, subscription_id, status, attempts, next_attempt_at, created_at, updated_at)
-         VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
-    )?;
+    let mut insert = tx.prepare_cached(events::INSERT_PENDING)?;
     let mut queued = Vec::new();
     for sub in index.matching(tenant, event_type) {
         if Some(sub.id.as_str()) == except {

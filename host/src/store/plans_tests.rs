@@ -217,32 +217,14 @@ async fn every_hot_query_reads_only_its_own_index_entries() {
     store.close().await;
 }
 
-/// Every statement a delivery runs once per row builds no temporary b-tree. SQLite evaluates
-/// a CHECK constraint's `IN` list of more than two constants with one, built anew for every
-/// row written (two pages allocated and zeroed each time): about a third of SQLite's
-/// instructions per delivery until `migrations/0007_cheaper_delivery_writes.sql`. (The lease,
-/// once per batch, keeps its two: the rows its subquery picks, and those it returns.)
-#[tokio::test]
-async fn a_delivery_writes_without_temporary_btrees() {
+/// Runs `check` on a new store's writer: its compiled programs, not a reader's (a read-only
+/// connection leaves the constraint checks out).
+async fn on_the_writer(check: impl FnOnce(&Connection) + Send + 'static) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("db.sqlite")).await.unwrap();
     store
-        // The writer's plans: a read-only connection leaves the constraint checks out.
         .write(|conn| {
-            let statements = [
-                ("insert event", events::INSERT_EVENT),
-                ("insert pending delivery", events::INSERT_PENDING),
-                ("insert leased delivery", events::INSERT_LEASED),
-                ("record result", results::UPDATE_RESULT),
-                ("insert attempt", results::INSERT_ATTEMPT),
-            ];
-            for (name, sql) in statements {
-                let ops = opcodes(conn, sql);
-                assert!(
-                    !ops.iter().any(|op| op == "OpenEphemeral"),
-                    "{name} builds a temporary b-tree: {ops:?}"
-                );
-            }
+            check(conn);
             Ok(())
         })
         .await
@@ -250,38 +232,59 @@ async fn a_delivery_writes_without_temporary_btrees() {
     store.close().await;
 }
 
+/// Every statement a delivery runs once per row builds no temporary b-tree. SQLite evaluates
+/// a CHECK constraint's `IN` list of more than two constants with one, built anew for every
+/// row written (two pages allocated and zeroed each time): about a third of SQLite's
+/// instructions per delivery until `migrations/0007_cheaper_delivery_writes.sql`. (The lease,
+/// once per batch, keeps its two: the rows its subquery picks, and those it returns.)
+#[tokio::test]
+async fn a_delivery_writes_without_temporary_btrees() {
+    on_the_writer(|conn| {
+        let statements = [
+            ("insert event", events::INSERT_EVENT),
+            ("insert pending delivery", events::INSERT_PENDING),
+            ("insert leased delivery", events::INSERT_LEASED),
+            ("record result", results::UPDATE_RESULT),
+            ("record a retry", results::UPDATE_RETRY),
+            ("insert attempt", results::INSERT_ATTEMPT),
+        ];
+        for (name, sql) in statements {
+            let ops = opcodes(conn, sql);
+            assert!(
+                !ops.iter().any(|op| op == "OpenEphemeral"),
+                "{name} builds a temporary b-tree: {ops:?}"
+            );
+        }
+    })
+    .await;
+}
+
 /// The queue's `delivery_requeued` trigger runs in every statement that makes a delivery
 /// pending, so its queue says when it is due, and in none of the others a delivery runs (a
 /// lease, a finished result), which it only cost (`migrations/0007_cheaper_delivery_writes.sql`).
 #[tokio::test]
 async fn the_queue_trigger_runs_exactly_where_deliveries_become_pending() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("db.sqlite")).await.unwrap();
-    store
-        .write(|conn| {
-            let runs_a_trigger = |sql: &str| opcodes(conn, sql).iter().any(|op| op == "Program");
-            let pending = [
-                ("retry", results::UPDATE_RETRY),
-                ("give back", queue::GIVE_BACK),
-                ("requeue expired leases", queue::REQUEUE_EXPIRED),
-                ("recover", RECOVER_FAILED),
-                ("retry by hand", deliveries::RETRY_BY_HAND),
-            ];
-            for (name, sql) in pending {
-                assert!(runs_a_trigger(sql), "{name} leaves the queue behind");
-            }
-            let other = [
-                ("lease", queue::LEASE_QUEUE),
-                ("finished result", results::UPDATE_RESULT),
-                ("insert leased delivery", events::INSERT_LEASED),
-                ("insert pending delivery", events::INSERT_PENDING),
-            ];
-            for (name, sql) in other {
-                assert!(!runs_a_trigger(sql), "{name} runs a trigger");
-            }
-            Ok(())
-        })
-        .await
-        .unwrap();
-    store.close().await;
+    on_the_writer(|conn| {
+        let runs_a_trigger = |sql: &str| opcodes(conn, sql).iter().any(|op| op == "Program");
+        let pending = [
+            ("retry", results::UPDATE_RETRY),
+            ("give back", queue::GIVE_BACK),
+            ("requeue expired leases", queue::REQUEUE_EXPIRED),
+            ("recover", RECOVER_FAILED),
+            ("retry by hand", deliveries::RETRY_BY_HAND),
+        ];
+        for (name, sql) in pending {
+            assert!(runs_a_trigger(sql), "{name} leaves the queue behind");
+        }
+        let other = [
+            ("lease", queue::LEASE_QUEUE),
+            ("finished result", results::UPDATE_RESULT),
+            ("insert leased delivery", events::INSERT_LEASED),
+            ("insert pending delivery", events::INSERT_PENDING),
+        ];
+        for (name, sql) in other {
+            assert!(!runs_a_trigger(sql), "{name} runs a trigger");
+        }
+    })
+    .await;
 }

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
+use rusqlite::ToSql;
 use rusqlite::Transaction;
-use rusqlite::types::Value;
 
 use super::{Attempt, DeliveryStatus, LeaseRef, Leased, Store, StoreError, json_list};
 
@@ -142,26 +142,29 @@ fn record_results<'a>(
     completions: &'a [Completion],
     now: i64,
 ) -> Result<(Recorded, Vec<&'a Completion>), StoreError> {
+    let mut finished = tx.prepare_cached(UPDATE_RESULT)?;
+    let mut retry = tx.prepare_cached(UPDATE_RETRY)?;
     let mut insert_attempt = tx.prepare_cached(INSERT_ATTEMPT)?;
     let mut recorded = Recorded::default();
     let mut applied = Vec::with_capacity(completions.len());
     for c in completions {
         let attempts = c.leased.attempts + i64::from(c.attempt.is_some());
-        // `?1` is the finished status, or a retry's due time.
-        let (sql, first) = if c.status == DeliveryStatus::Pending {
-            (UPDATE_RETRY, Value::Integer(c.next_attempt_at))
+        let status = c.status.as_str();
+        // `?1` is a retry's due time, or the finished status.
+        let (update, first): (_, &dyn ToSql) = if c.status == DeliveryStatus::Pending {
+            (&mut retry, &c.next_attempt_at)
         } else {
-            (UPDATE_RESULT, Value::Text(c.status.as_str().to_owned()))
+            (&mut finished, &status)
         };
-        let changed = tx.prepare_cached(sql)?.execute((
+        let changed = update.execute(rusqlite::params![
             first,
             attempts,
-            &c.last_error,
-            &c.skip_reason,
+            c.last_error,
+            c.skip_reason,
             now,
-            &c.leased.id,
+            c.leased.id,
             c.leased.lease_token,
-        ))?;
+        ])?;
         if changed == 0 {
             recorded.stale += 1;
             continue;

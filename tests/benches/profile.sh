@@ -9,6 +9,12 @@
 #
 # SWITCHYARD_BIN picks another binary (its file name is how the process is found); PROFILE_SECONDS
 # (default 2) how long to record. Needs perf.
+#
+# PROFILE_STAT=EVENTS counts instead of sampling: `perf stat --per-thread` of those events into
+# the output file, e.g. each thread's CPU and the writer's system calls:
+#   PROFILE_STAT=task-clock,context-switches,syscalls:sys_enter_pwrite64,syscalls:sys_enter_pread64,syscalls:sys_enter_fdatasync \
+#     tests/benches/profile.sh e2e 2 /tmp/e2e.stat
+# followed by the service's event and attempt counters before and after the count.
 set -euo pipefail
 scenario=$1 scale=$2 out=$3 secs=${PROFILE_SECONDS:-2}
 cd "$(dirname "$0")/../.."
@@ -30,6 +36,13 @@ for _ in $(seq 1 6000); do
   fi
   sleep 0.05
 done
-perf record ${PERF_ARGS:-} -F ${PERF_FREQ:-1999} -p "$pid" -o "$out" -- sleep "$secs" > /dev/null 2>&1
+if [[ -n ${PROFILE_STAT:-} ]]; then
+  counters() { curl -s "http://$port/metrics" | grep -E '^switchyard_(events_ingested|attempts)_total' | sed "s/^/$1 /"; }
+  before=$(counters before)
+  perf stat -e "$PROFILE_STAT" --per-thread -p "$pid" -o "$out" -- sleep "$secs" > /dev/null 2>&1
+  { echo "$before"; counters after; } >> "$out"
+else
+  perf record ${PERF_ARGS:-} -F ${PERF_FREQ:-1999} -p "$pid" -o "$out" -- sleep "$secs" > /dev/null 2>&1
+fi
 wait "$runner"
 grep -E '^\| ' "$out.txt"

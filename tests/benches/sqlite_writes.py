@@ -35,24 +35,31 @@ INSERT_ATTEMPT = """INSERT INTO attempts (delivery_id, subscription_id, at, outc
 DATA = '{"title":"Ships & Boats","url":"https://blog.example/ships","words":1200,"tags":["sea","travel"]}'
 
 
+def open_database(path, upto="9999"):
+    """A database at `path` with migrations 0001..`upto`, the service's pragmas and one
+    subscription, `sub_1`."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    migrations = sorted(glob.glob(os.path.join(here, "../../host/migrations/*.sql")))
+    c = sqlite3.connect(path, isolation_level=None)
+    c.execute("PRAGMA journal_mode = WAL")
+    for pragma in ["synchronous = NORMAL", "foreign_keys = ON", "temp_store = MEMORY"]:
+        c.execute(f"PRAGMA {pragma}")
+    for m in migrations:
+        if os.path.basename(m)[:4] <= upto:
+            with open(m) as f:
+                c.executescript(f.read())
+    c.execute(
+        "INSERT INTO subscriptions (id, url, events, signature, secret, created_at, updated_at)"
+        " VALUES ('sub_1', 'http://127.0.0.1/', '[\"*\"]', '{}', 's', 0, 0)"
+    )
+    return c
+
+
 def main():
     upto = sys.argv[1]
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 200
-    here = os.path.dirname(os.path.abspath(__file__))
-    migrations = sorted(glob.glob(os.path.join(here, "../../host/migrations/*.sql")))
     with tempfile.TemporaryDirectory() as tmp:
-        c = sqlite3.connect(os.path.join(tmp, "db.sqlite"), isolation_level=None)
-        c.execute("PRAGMA journal_mode = WAL")
-        for pragma in ["synchronous = NORMAL", "foreign_keys = ON", "temp_store = MEMORY"]:
-            c.execute(f"PRAGMA {pragma}")
-        for m in migrations:
-            if os.path.basename(m)[:4] <= upto:
-                with open(m) as f:
-                    c.executescript(f.read())
-        c.execute(
-            "INSERT INTO subscriptions (id, url, events, signature, secret, created_at, updated_at)"
-            " VALUES ('sub_1', 'http://127.0.0.1/', '[\"*\"]', '{}', 's', 0, 0)"
-        )
+        c = open_database(os.path.join(tmp, "db.sqlite"), upto)
         n = 0
         for _ in range(rounds):
             batch = []

@@ -13,10 +13,8 @@ amplification that instruction counts (sqlite_writes.sh) do not see.
 usage: wal_frames.py [BATCH ...]      (default: 5 10 20 40 80)
 """
 import collections
-import glob
 import os
 import random
-import sqlite3
 import struct
 import sys
 import tempfile
@@ -43,20 +41,9 @@ def ulid(prefix, ms):
 
 
 def open_database(directory):
-    c = sqlite3.connect(os.path.join(directory, "db.sqlite"), isolation_level=None)
-    c.execute("PRAGMA journal_mode = WAL")
+    c = w.open_database(os.path.join(directory, "db.sqlite"))
     # No checkpoint during the replay: every frame stays in the -wal file to be read back.
     c.execute("PRAGMA wal_autocheckpoint = 0")
-    for pragma in ["synchronous = NORMAL", "foreign_keys = ON", "temp_store = MEMORY"]:
-        c.execute(f"PRAGMA {pragma}")
-    here = os.path.dirname(os.path.abspath(__file__))
-    for migration in sorted(glob.glob(os.path.join(here, "../../host/migrations/*.sql"))):
-        with open(migration) as f:
-            c.executescript(f.read())
-    c.execute(
-        "INSERT INTO subscriptions (id, url, events, signature, secret, created_at, updated_at)"
-        " VALUES ('sub_1', 'http://127.0.0.1/', '[\"*\"]', '{}', 's', 0, 0)"
-    )
     c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return c, os.path.join(directory, "db.sqlite-wal")
 
@@ -112,21 +99,23 @@ def replay(batch):
 
 
 def report(label, commits, names, batch):
-    """Frames per commit and per delivery over the second half (a grown database)."""
+    """Frames per delivery over the second half (a grown database), and a line saying so by
+    b-tree."""
     steady = commits[len(commits) // 2:]
     per_commit = sum(map(len, steady)) / len(steady)
     by_tree = collections.Counter(names.get(p, "?") for pages in steady for p in pages)
     trees = ", ".join(f"{name} {n / len(steady):.1f}" for name, n in by_tree.most_common())
-    return f"  {label}: {per_commit:.1f} frames per commit, {per_commit / batch:.2f} per delivery ({trees})"
+    line = f"  {label}: {per_commit:.1f} frames per commit, {per_commit / batch:.2f} per delivery ({trees})"
+    return per_commit / batch, line
 
 
 def main():
     random.seed(1)
     for batch in [int(b) for b in sys.argv[1:]] or [5, 10, 20, 40, 80]:
-        lines = replay(batch)
-        total = sum(float(line.split(", ")[1].split()[0]) for line in lines)
+        reports = replay(batch)
+        total = sum(per_delivery for per_delivery, _ in reports)
         print(f"{batch} deliveries per transaction: {total:.2f} frames per delivery")
-        print("\n".join(lines))
+        print("\n".join(line for _, line in reports))
 
 
 if __name__ == "__main__":

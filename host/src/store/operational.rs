@@ -33,10 +33,14 @@ pub(super) fn emit(
     now: i64,
 ) -> Result<bool, StoreError> {
     let event_id = new_id_at("evt", now);
-    tx.prepare_cached(
-        "INSERT INTO events (id, tenant_id, idempotency_key, type, data, created_at) VALUES (?, ?, NULL, ?, ?, ?)",
-    )?
-    .execute((&event_id, tenant, event_type, data.to_string(), now))?;
+    tx.prepare_cached(events::INSERT_EVENT)?.execute((
+        &event_id,
+        tenant,
+        None::<&str>, // no idempotency key
+        event_type,
+        data.to_string(),
+        now,
+    ))?;
     let mut insert = tx.prepare_cached(events::INSERT_PENDING)?;
     let mut queued = Vec::new();
     for sub in index.matching(tenant, event_type) {

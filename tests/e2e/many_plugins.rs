@@ -120,9 +120,12 @@ async fn a_start_that_must_compile_serves_at_once_and_deliveries_wait_for_their_
         .get(&format!("/v1/deliveries?event_id={event_id}"))
         .await;
     assert_eq!(deliveries.data.len(), 1);
-    let detail: DeliveryDetailOut = server
-        .get(&format!("/v1/deliveries/{}", deliveries.data[0].id))
+    // The receiver has the body before the service has recorded its answer: wait for that.
+    let id = deliveries.data[0].id.to_string();
+    server
+        .wait_delivery(&id, "succeeded", Duration::from_secs(10))
         .await;
+    let detail: DeliveryDetailOut = server.get(&format!("/v1/deliveries/{id}")).await;
     assert_eq!(detail.delivery.status, DeliveryStatusOut::Succeeded);
     let outcomes: Vec<AttemptOutcome> = detail.attempts.iter().map(|a| a.outcome).collect();
     assert_eq!(

@@ -182,3 +182,65 @@ fn per_call_cost() {
         );
     }
 }
+
+/// Where a call's time goes natively, by phase, for each README example: compiling the
+/// program (what a pre-initialised snapshot would save per call) against running it. A
+/// measurement, not a check of speed: it prints figures and asserts only that every timed run
+/// produced the golden body. Release build, so the figures mean something:
+/// `cargo test --release -p switchyard-plugin-jq -- --ignored --nocapture phases`.
+#[test]
+#[ignore = "a measurement: run it in release with --nocapture"]
+fn phases() {
+    const CALLS: usize = 3_000;
+    let median = |mut micros: Vec<f64>| {
+        micros.sort_by(f64::total_cmp);
+        micros[micros.len() / 2]
+    };
+    let time = |f: &mut dyn FnMut()| {
+        let started = std::time::Instant::now();
+        f();
+        started.elapsed().as_secs_f64() * 1e6
+    };
+    for dir in examples() {
+        let config = config(&dir);
+        let event = event(&dir.join("event.json"));
+        let golden = read(&dir.join("body.json"));
+        let envelope = switchyard_plugin_sdk::envelope::envelope_text(&event)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let program = crate::program::compile(&config.program).expect("compiles");
+        let (mut compile, mut parse, mut run, mut whole) = (vec![], vec![], vec![], vec![]);
+        for _ in 0..CALLS {
+            compile.push(time(&mut || {
+                std::hint::black_box(crate::program::compile(&config.program).ok());
+            }));
+            let mut input = None;
+            parse.push(time(&mut || {
+                input = jaq_json::read::parse_single(envelope.as_bytes()).ok();
+            }));
+            let input = input.expect("the envelope parses");
+            let args = jaq_json::read::parse_single(b"{}").expect("parses");
+            let mut outcome = None;
+            run.push(time(&mut || {
+                outcome = Some(crate::output::run(&program, input.clone(), args.clone()));
+            }));
+            let mut full = None;
+            whole.push(time(&mut || {
+                full = Some(transform(&event, &config).map_err(|e| e.message().to_owned()));
+            }));
+            for outcome in [outcome, full] {
+                let Some(Ok(Outcome::Deliver(d))) = outcome else {
+                    panic!("{}: {outcome:?}", dir.display());
+                };
+                assert_eq!(String::from_utf8_lossy(&d.body), golden.trim_end());
+            }
+        }
+        println!(
+            "{}: compile {:.1} µs, parse the envelope {:.1} µs, run {:.1} µs, whole transform {:.1} µs (medians of {CALLS})",
+            dir.file_name().unwrap_or_default().to_string_lossy(),
+            median(compile),
+            median(parse),
+            median(run),
+            median(whole),
+        );
+    }
+}

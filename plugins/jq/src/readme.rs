@@ -125,122 +125,66 @@ fn readme_shows_every_example_file_verbatim() {
     }
 }
 
-/// Per-call cost natively, with where it goes (`cargo test --release -p
+/// Per-call cost natively, by phase, for each README example (`cargo test --release -p
 /// switchyard-plugin-jq -- --ignored --nocapture per_call`): what the component pays on every
-/// event, before wasm overhead.
-#[test]
-#[ignore = "a measurement, not a test"]
-fn per_call_cost() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("examples")
-        .join("slack");
-    let config = config(&dir);
-    let event = event(&dir.join("event.json"));
-    let code = config.program.as_str();
-    let n = 5000;
-    let time = |f: &dyn Fn()| {
-        let started = std::time::Instant::now();
-        for _ in 0..n {
-            f();
-        }
-        started.elapsed() / n
-    };
-    let mut names = Vec::new();
-    if let Ok(tokens) = jaq_core::load::lex::Lexer::new(code).lex() {
-        crate::calls::words(&tokens, &mut names);
-    }
-    let program = crate::program::compile(code).unwrap_or_default();
-    let input = super::envelope(&event).unwrap_or_default();
-    for _ in 0..3 {
-        let total = time(&|| {
-            std::hint::black_box(transform(&event, &config).ok());
-        });
-        let compile = time(&|| {
-            std::hint::black_box(crate::program::compile(code).is_ok());
-        });
-        let lex = time(&|| {
-            std::hint::black_box(jaq_core::load::lex::Lexer::new(code).lex().is_ok());
-        });
-        let parse = time(&|| {
-            std::hint::black_box(jaq_core::load::parse(code, |p| p.term()).is_some());
-        });
-        let prelude = time(&|| {
-            std::hint::black_box(crate::prelude::needed(|n, a| names.contains(&(n, a))).len());
-        });
-        let natives = time(&|| {
-            std::hint::black_box(crate::natives::natives().count());
-        });
-        let run = time(&|| {
-            let input = jaq_json::read::parse_single(input.as_bytes()).unwrap_or_default();
-            std::hint::black_box(crate::output::run(&program, input, jaq_json::Val::Null).ok());
-        });
-        println!(
-            "slack example: whole call {total:?} = compile {compile:?} (lex {lex:?}, parse {parse:?}, \
-             parse {} prelude defs {prelude:?}, natives list {natives:?}, rest is jaq's compiler) \
-             + run {run:?} (parse the envelope, run, print and check the body)",
-            crate::prelude::needed(|n, a| names.contains(&(n, a))).len()
-        );
-    }
-}
-
-/// Where a call's time goes natively, by phase, for each README example: compiling the
-/// program (what a pre-initialised snapshot would save per call) against running it. A
-/// measurement, not a check of speed: it prints figures and asserts only that every timed run
-/// produced the golden body. Release build, so the figures mean something:
-/// `cargo test --release -p switchyard-plugin-jq -- --ignored --nocapture phases`.
+/// event before wasm overhead. Compiling is what a pre-initialised snapshot would save per
+/// call; parsing the envelope and running are what it would not. A measurement: it prints
+/// medians and checks only that the timed calls produce the golden body.
 #[test]
 #[ignore = "a measurement: run it in release with --nocapture"]
-fn phases() {
-    const CALLS: usize = 3_000;
-    let median = |mut micros: Vec<f64>| {
-        micros.sort_by(f64::total_cmp);
-        micros[micros.len() / 2]
-    };
-    let time = |f: &mut dyn FnMut()| {
-        let started = std::time::Instant::now();
-        f();
-        started.elapsed().as_secs_f64() * 1e6
-    };
+fn per_call_cost() {
     for dir in examples() {
         let config = config(&dir);
         let event = event(&dir.join("event.json"));
         let golden = read(&dir.join("body.json"));
-        let envelope = switchyard_plugin_sdk::envelope::envelope_text(&event)
-            .unwrap_or_else(|e| panic!("{e:?}"));
-        let program = crate::program::compile(&config.program).expect("compiles");
-        let (mut compile, mut parse, mut run, mut whole) = (vec![], vec![], vec![], vec![]);
-        for _ in 0..CALLS {
-            compile.push(time(&mut || {
-                std::hint::black_box(crate::program::compile(&config.program).ok());
-            }));
-            let mut input = None;
-            parse.push(time(&mut || {
-                input = jaq_json::read::parse_single(envelope.as_bytes()).ok();
-            }));
-            let input = input.expect("the envelope parses");
-            let args = jaq_json::read::parse_single(b"{}").expect("parses");
-            let mut outcome = None;
-            run.push(time(&mut || {
-                outcome = Some(crate::output::run(&program, input.clone(), args.clone()));
-            }));
-            let mut full = None;
-            whole.push(time(&mut || {
-                full = Some(transform(&event, &config).map_err(|e| e.message().to_owned()));
-            }));
-            for outcome in [outcome, full] {
-                let Some(Ok(Outcome::Deliver(d))) = outcome else {
-                    panic!("{}: {outcome:?}", dir.display());
-                };
-                assert_eq!(String::from_utf8_lossy(&d.body), golden.trim_end());
-            }
+        let code = config.program.as_str();
+        let mut names = Vec::new();
+        if let Ok(tokens) = jaq_core::load::lex::Lexer::new(code).lex() {
+            crate::calls::words(&tokens, &mut names);
         }
+        let program = crate::program::compile(code).expect("compiles");
+        let envelope = super::envelope(&event).expect("the envelope");
+        let input = jaq_json::read::parse_single(envelope.as_bytes()).expect("the envelope parses");
+        let args = jaq_json::read::parse_single(config.args.as_bytes()).expect("the args parse");
+        let body = |outcome: Result<Outcome, String>| match outcome {
+            Ok(Outcome::Deliver(d)) => String::from_utf8_lossy(&d.body).into_owned(),
+            other => panic!("{}: {other:?}", dir.display()),
+        };
+        let whole = transform(&event, &config).map_err(|e| e.message().to_owned());
+        assert_eq!(body(whole), golden.trim_end());
+        let run = || crate::output::run(&program, input.clone(), args.clone());
+        assert_eq!(body(run()), golden.trim_end());
+        let prelude = crate::prelude::needed(|n, a| names.contains(&(n, a))).len();
         println!(
-            "{}: compile {:.1} µs, parse the envelope {:.1} µs, run {:.1} µs, whole transform {:.1} µs (medians of {CALLS})",
+            "{}: whole call {:.1} µs = compile {:.1} µs (lex {:.1}, parse {:.1}, {prelude} prelude defs {:.1}, \
+             natives list {:.1}, the rest jaq's compiler) + parse the envelope {:.1} µs + run {:.1} µs \
+             (medians of {CALLS} each)",
             dir.file_name().unwrap_or_default().to_string_lossy(),
-            median(compile),
-            median(parse),
-            median(run),
-            median(whole),
+            median_micros(|| transform(&event, &config)),
+            median_micros(|| crate::program::compile(code)),
+            median_micros(|| jaq_core::load::lex::Lexer::new(code).lex()),
+            median_micros(|| jaq_core::load::parse(code, |p| p.term())),
+            median_micros(|| crate::prelude::needed(|n, a| names.contains(&(n, a)))),
+            median_micros(|| crate::natives::natives().count()),
+            median_micros(|| jaq_json::read::parse_single(envelope.as_bytes())),
+            median_micros(run),
         );
     }
+}
+
+/// Calls a measured step runs.
+const CALLS: usize = 3_000;
+
+/// The median time of `CALLS` runs of `step`, in microseconds (its result is kept opaque to
+/// the optimiser, so the work is not left out).
+fn median_micros<T>(mut step: impl FnMut() -> T) -> f64 {
+    let mut micros: Vec<f64> = (0..CALLS)
+        .map(|_| {
+            let started = std::time::Instant::now();
+            drop(std::hint::black_box(step()));
+            started.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    micros.sort_by(f64::total_cmp);
+    micros[CALLS / 2]
 }

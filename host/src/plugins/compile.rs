@@ -59,10 +59,11 @@ pub(super) async fn compile(
     match compiler {
         Compiler::InProcess => {
             let engine = engine.clone();
+            let limits = limits.clone();
             let compile = tokio::task::spawn_blocking(move || {
-                let artefact = engine.precompile_component(&bytes);
+                let artefact = prepare_and_compile(&engine, &limits, &bytes, false);
                 super::runtime::release_compile_scratch();
-                artefact.map_err(|e| PluginError::Compile(format!("{e:#}")))
+                artefact
             });
             tokio::select! {
                 done = compile => done.map_err(|e| PluginError::Compile(format!("compile task failed: {e}")))?,
@@ -73,6 +74,20 @@ pub(super) async fn compile(
             in_child(program, budget, limits, scratch, bytes, shutdown).await
         }
     }
+}
+
+/// Pre-initialises the component if it asks for it (see `preinit.rs`), then compiles it.
+/// `parallel`: on every core (only in the compiler child, which exits afterwards).
+fn prepare_and_compile(
+    engine: &Engine,
+    limits: &Limits,
+    bytes: &[u8],
+    parallel: bool,
+) -> Result<Vec<u8>, PluginError> {
+    let prepared = super::preinit::preinitialize(limits, bytes, parallel)?;
+    engine
+        .precompile_component(prepared.as_deref().unwrap_or(bytes))
+        .map_err(|e| PluginError::Compile(format!("{e:#}")))
 }
 
 /// Resolves once shutdown is signalled (never, if the sender is gone without signalling).
@@ -229,10 +244,14 @@ pub fn compile_child_main(args: &[String]) -> i32 {
             return EXIT_USAGE;
         }
     };
-    let artefact = match engine.precompile_component(&bytes) {
+    let artefact = match prepare_and_compile(&engine, &limits, &bytes, true) {
         Ok(artefact) => artefact,
+        Err(PluginError::Compile(message)) => {
+            eprintln!("{message}");
+            return EXIT_COMPILE_ERROR;
+        }
         Err(e) => {
-            eprintln!("{e:#}");
+            eprintln!("{e}");
             return EXIT_COMPILE_ERROR;
         }
     };

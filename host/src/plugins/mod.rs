@@ -41,6 +41,7 @@ mod gate;
 mod limits;
 mod load;
 mod own_limits;
+mod preinit;
 mod registry;
 mod runtime;
 mod sandbox;

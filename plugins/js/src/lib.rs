@@ -110,6 +110,28 @@ thread_local! {
 #[cfg(target_family = "wasm")]
 switchyard_plugin_sdk::export_plugin!(Js);
 
+/// The `wizer-initialize` export: a component export of its own, merged into the component
+/// beside the plugin world's. The host calls it once and snapshots the instance (see
+/// `host/src/plugins/preinit.rs`); a host that does not simply never calls it.
+#[cfg(target_family = "wasm")]
+#[allow(unsafe_code)] // the generated export is canonical-ABI glue, unsafe by nature
+mod preinit {
+    switchyard_plugin_sdk::__wit_bindgen::generate!({
+        inline: "package switchyard:js-preinit; world preinit { export wizer-initialize: func(); }",
+        runtime_path: "switchyard_plugin_sdk::__wit_bindgen::rt",
+    });
+
+    struct Preinit;
+
+    impl Guest for Preinit {
+        fn wizer_initialize() {
+            crate::engine::prepare();
+        }
+    }
+
+    export!(Preinit);
+}
+
 #[cfg(test)]
 mod readme;
 

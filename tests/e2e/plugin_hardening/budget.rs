@@ -15,15 +15,16 @@ use super::process::{Service, alive};
 use crate::common::plugins::bundled;
 use crate::common::wait_until;
 
+/// An error answer (also read by the other upload tests of this folder).
 #[derive(Debug, Deserialize)]
-struct ErrorBody {
-    error: ErrorOut,
+pub(super) struct ErrorBody {
+    pub(super) error: ErrorOut,
 }
 
 #[derive(Debug, Deserialize)]
-struct ErrorOut {
-    code: String,
-    message: String,
+pub(super) struct ErrorOut {
+    pub(super) code: String,
+    pub(super) message: String,
 }
 
 /// The budget the tests set: far below the defaults, so a bomb hits it quickly.

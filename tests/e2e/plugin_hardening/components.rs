@@ -4,9 +4,61 @@
 //! the original's exports intact).
 
 use wasm_encoder::{
-    CodeSection, Component, CustomSection, FunctionSection, InstanceSection, MemorySection,
-    MemoryType, Module, ModuleArg, ModuleSection, TypeSection, ValType,
+    Alias, CanonicalFunctionSection, CodeSection, Component, ComponentAliasSection,
+    ComponentExportKind, ComponentExportSection, ComponentTypeSection, ComponentValType,
+    CustomSection, ExportKind, ExportSection, Function, FunctionSection, InstanceSection,
+    Instruction, MemorySection, MemoryType, Module, ModuleArg, ModuleSection, TypeSection, ValType,
 };
+
+/// A component whose only export is `wizer-initialize: func()`, running `body`: the service
+/// pre-initialises such a component as it compiles it (`host/src/plugins/preinit.rs`).
+pub fn with_initializer(body: &[Instruction<'_>]) -> Vec<u8> {
+    let mut types = TypeSection::new();
+    types.ty().function([], []);
+    let mut funcs = FunctionSection::new();
+    funcs.function(0);
+    let mut exports = ExportSection::new();
+    exports.export("init", ExportKind::Func, 0);
+    let mut func = Function::new([]);
+    for instruction in body {
+        func.instruction(instruction);
+    }
+    func.instruction(&Instruction::End);
+    let mut code = CodeSection::new();
+    code.function(&func);
+    let mut module = Module::new();
+    module
+        .section(&types)
+        .section(&funcs)
+        .section(&exports)
+        .section(&code);
+
+    let mut component = Component::new();
+    component.section(&ModuleSection(&module));
+    let mut instances = InstanceSection::new();
+    instances.instantiate(0, Vec::<(&str, ModuleArg)>::new());
+    component.section(&instances);
+    let mut aliases = ComponentAliasSection::new();
+    aliases.alias(Alias::CoreInstanceExport {
+        instance: 0,
+        kind: ExportKind::Func,
+        name: "init",
+    });
+    component.section(&aliases);
+    let mut func_types = ComponentTypeSection::new();
+    func_types
+        .function()
+        .params(std::iter::empty::<(&str, ComponentValType)>())
+        .result(None);
+    component.section(&func_types);
+    let mut canon = CanonicalFunctionSection::new();
+    canon.lift(0, 0, []);
+    component.section(&canon);
+    let mut component_exports = ComponentExportSection::new();
+    component_exports.export("wizer-initialize", ComponentExportKind::Func, 0, None);
+    component.section(&component_exports);
+    component.finish()
+}
 
 /// A component embedding (and instantiating) one core module of `functions` small functions.
 pub fn many_functions(functions: u32) -> Vec<u8> {

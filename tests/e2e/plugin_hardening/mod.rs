@@ -7,6 +7,7 @@ pub mod components;
 mod folder;
 mod idle;
 mod pool;
+mod preinit;
 mod process;
 mod sandbox;
 mod strings;

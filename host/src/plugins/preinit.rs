@@ -72,9 +72,6 @@ pub fn preinitialize(
     if !exports_initializer(bytes) {
         return Ok(None);
     }
-    let fail = |what: &str, e: wasmtime::Error| {
-        PluginError::Compile(format!("pre-initialising (`{INITIALIZER}`): {what}: {e:#}"))
-    };
     // Keep the export: wit-bindgen names the core function `wizer-initialize` too, and
     // Wizer, told to drop the initialiser, drops that core export but not the component's
     // lift of it, which then fails to validate. Nothing calls it after the snapshot.
@@ -83,33 +80,16 @@ pub fn preinitialize(
     let (cx, instrumented) = wizer
         .instrument_component(bytes)
         .map_err(|e| fail("instrumenting", e))?;
-    // The instrumented component runs once: compile it without optimising (a quarter faster
-    // to compile, 1.9 s instead of 2.6 s for the js plugin; its code is thrown away after the
-    // snapshot).
-    let mut config = super::runtime::engine_config(limits);
-    config
-        .cranelift_opt_level(OptLevel::None)
-        .parallel_compilation(parallel);
-    let engine = &Engine::new(&config).map_err(|e| fail("the engine", e))?;
-    let component = Component::new(engine, &instrumented).map_err(|e| fail("compiling", e))?;
-    let mut linker = Linker::new(engine);
+    let engine = one_off_engine(limits, parallel)?;
+    let component = Component::new(&engine, &instrumented).map_err(|e| fail("compiling", e))?;
+    let mut linker = Linker::new(&engine);
     sandbox::add_to_linker(&mut linker)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .map_err(|e| PluginError::Compile(format!("pre-initialising: {e}")))?;
-    let _ticker = Ticker::start(engine);
+    let _ticker = Ticker::start(&engine);
     runtime.block_on(async {
-        let mut store = Store::new(engine, State::new(limits));
-        store.limiter(|state| &mut state.limiter);
-        let start = Instant::now();
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            if start.elapsed() >= DEADLINE {
-                Ok(UpdateDeadline::Interrupt)
-            } else {
-                Ok(UpdateDeadline::Continue(1))
-            }
-        });
+        let mut store = sandboxed_store(&engine, limits);
         let instance = linker
             .instantiate_async(&mut store, &component)
             .await
@@ -136,6 +116,39 @@ pub fn preinitialize(
             None => Ok(Some(snapshot)),
         }
     })
+}
+
+/// A compile error naming the step of the pre-initialisation that failed.
+fn fail(what: &str, e: wasmtime::Error) -> PluginError {
+    PluginError::Compile(format!("pre-initialising (`{INITIALIZER}`): {what}: {e:#}"))
+}
+
+/// The engine the instrumented component runs on, once: the service's settings, but no
+/// optimisation (a quarter faster to compile, 1.9 s instead of 2.6 s for the js plugin; the
+/// code is thrown away after the snapshot).
+fn one_off_engine(limits: &Limits, parallel: bool) -> Result<Engine, PluginError> {
+    let mut config = super::runtime::engine_config(limits);
+    config
+        .cranelift_opt_level(OptLevel::None)
+        .parallel_compilation(parallel);
+    Engine::new(&config).map_err(|e| fail("the engine", e))
+}
+
+/// A store with a call's sandbox (deny-all imports, the memory limiter) and [`DEADLINE`] of
+/// wall time, checked on every tick of the [`Ticker`].
+fn sandboxed_store(engine: &Engine, limits: &Limits) -> Store<State> {
+    let mut store = Store::new(engine, State::new(limits));
+    store.limiter(|state| &mut state.limiter);
+    let start = Instant::now();
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        if start.elapsed() >= DEADLINE {
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            Ok(UpdateDeadline::Continue(1))
+        }
+    });
+    store
 }
 
 /// Advances the engine's epoch while the initialiser runs, so its deadline is checked (the

@@ -130,6 +130,7 @@ async fn in_child(
         .arg(budget.memory_bytes.to_string())
         .arg(cpu_seconds.to_string())
         .arg(limits.stack_bytes.to_string())
+        .arg(limits.memory_bytes.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -201,20 +202,23 @@ fn failure(
 }
 
 /// The child's side: `switchyard __compile-plugin <input> <output> <memory bytes> <cpu
-/// seconds> <stack bytes>`. Applies its limits first, then compiles and writes the artefact.
+/// seconds> <stack bytes> <plugin memory bytes>` (the last is the memory a pre-initialiser
+/// may use, the service's `plugin_memory_mb`). Applies its limits first, then compiles and
+/// writes the artefact.
 /// Returns the process exit code: 0, or 2 with the compile error on stderr, or 3 for anything
 /// else (usage, I/O).
 pub fn compile_child_main(args: &[String]) -> i32 {
-    let [input, output, memory, cpu, stack] = args else {
+    let [input, output, memory, cpu, stack, plugin_memory] = args else {
         eprintln!(
-            "usage: switchyard {COMPILE_SUBCOMMAND} <input> <output> <memory bytes> <cpu seconds> <stack bytes>"
+            "usage: switchyard {COMPILE_SUBCOMMAND} <input> <output> <memory bytes> <cpu seconds> <stack bytes> <plugin memory bytes>"
         );
         return EXIT_USAGE;
     };
-    let (Ok(memory), Ok(cpu), Ok(stack)) = (
+    let (Ok(memory), Ok(cpu), Ok(stack), Ok(plugin_memory)) = (
         memory.parse::<u64>(),
         cpu.parse::<u64>(),
         stack.parse::<usize>(),
+        plugin_memory.parse::<usize>(),
     ) else {
         eprintln!("{COMPILE_SUBCOMMAND}: limits must be numbers");
         return EXIT_USAGE;
@@ -225,6 +229,7 @@ pub fn compile_child_main(args: &[String]) -> i32 {
     }
     let limits = Limits {
         stack_bytes: stack,
+        memory_bytes: plugin_memory,
         ..Limits::default()
     };
     let mut config = super::runtime::engine_config(&limits);
@@ -246,12 +251,12 @@ pub fn compile_child_main(args: &[String]) -> i32 {
     };
     let artefact = match prepare_and_compile(&engine, &limits, &bytes, true) {
         Ok(artefact) => artefact,
-        Err(PluginError::Compile(message)) => {
-            eprintln!("{message}");
-            return EXIT_COMPILE_ERROR;
-        }
         Err(e) => {
-            eprintln!("{e}");
+            // The reason alone: the parent reports it as a compile error.
+            match e {
+                PluginError::Compile(message) => eprintln!("{message}"),
+                other => eprintln!("{other}"),
+            }
             return EXIT_COMPILE_ERROR;
         }
     };

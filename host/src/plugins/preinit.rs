@@ -7,8 +7,8 @@
 //!
 //! It runs as part of compiling, so in the compiler child under its budget (the parent kills
 //! it at the wall-clock deadline; `RLIMIT_CPU` and `RLIMIT_DATA` bound it too) and with the
-//! sandbox's deny-all imports and the service's default memory limit (a plugin's own limit
-//! applies to its calls), plus a deadline of its own.
+//! sandbox's deny-all imports and the service's memory limit for a plugin (`plugin_memory_mb`;
+//! a plugin's own limit, set at upload, applies to its calls), plus a deadline of its own.
 //!
 //! [Wizer]: https://docs.rs/wasmtime-wizer
 
@@ -25,7 +25,7 @@ use super::sandbox::{self, State};
 use super::{Limits, PluginError};
 
 /// The export Wizer calls (its default name).
-pub const INITIALIZER: &str = "wizer-initialize";
+const INITIALIZER: &str = "wizer-initialize";
 
 /// Wall time the initialiser may run. Generous: it runs once per compile, not per call.
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -36,7 +36,7 @@ const TICK: Duration = Duration::from_millis(10);
 /// module's export of that name, which a toolchain may leave behind after its own
 /// pre-initialisation, does not count).
 #[must_use]
-pub fn exports_initializer(bytes: &[u8]) -> bool {
+pub(super) fn exports_initializer(bytes: &[u8]) -> bool {
     let mut depth = 0_usize;
     for payload in Parser::new(0).parse_all(bytes) {
         match payload {
@@ -64,7 +64,7 @@ pub fn exports_initializer(bytes: &[u8]) -> bool {
 /// # Errors
 /// [`PluginError::Compile`] naming what failed: instrumenting, the initialiser's trap or
 /// deadline, or the snapshot.
-pub fn preinitialize(
+pub(super) fn preinitialize(
     limits: &Limits,
     bytes: &[u8],
     parallel: bool,

@@ -10,9 +10,18 @@ use wasm_encoder::{
     Instruction, MemorySection, MemoryType, Module, ModuleArg, ModuleSection, TypeSection, ValType,
 };
 
-/// A component whose only export is `wizer-initialize: func()`, running `body`: the service
-/// pre-initialises such a component as it compiles it (`host/src/plugins/preinit.rs`).
+/// A component whose only export is `wizer-initialize: func()`, running `body` in a core
+/// module with one memory of one 64 KiB page: the service pre-initialises such a component
+/// as it compiles it (`host/src/plugins/preinit.rs`).
 pub fn with_initializer(body: &[Instruction<'_>]) -> Vec<u8> {
+    let mut memories = MemorySection::new();
+    memories.memory(MemoryType {
+        minimum: 1,
+        maximum: None,
+        memory64: false,
+        shared: false,
+        page_size_log2: None,
+    });
     let mut types = TypeSection::new();
     types.ty().function([], []);
     let mut funcs = FunctionSection::new();
@@ -30,6 +39,7 @@ pub fn with_initializer(body: &[Instruction<'_>]) -> Vec<u8> {
     module
         .section(&types)
         .section(&funcs)
+        .section(&memories)
         .section(&exports)
         .section(&code);
 

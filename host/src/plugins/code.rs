@@ -10,12 +10,16 @@
 //! a file changed in place would then change the code after its check, or fault the process
 //! with `SIGBUS`.) An artefact gone or changed by then is compiled again from the plugin's
 //! file, if that still holds the same version. Without a cache (embedders, tests) the code is
-//! kept from the start.
+//! kept from the start (and its memory images are made at its first call, as wasmtime does).
+//! Code loaded from the cache has its memory images made as it comes into memory, before the
+//! first call instantiates it ([`prepare_images`]).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use bytes::Bytes;
+use wasmtime::component::Component;
 
 use super::PluginError;
 use super::bindings::TransformerPre;
@@ -98,8 +102,10 @@ impl Runtime {
         let code = &plugin.code;
         if let (Some(cache), Some(artefact)) = (&self.cache, &code.artefact) {
             let (cache, artefact, runtime) = (cache.clone(), artefact.clone(), self.clone());
+            let name = plugin.name.clone();
             let linked = tokio::task::spawn_blocking(move || {
                 let component = cache.open(&artefact, &runtime.engine)?;
+                prepare_images(&component, &name);
                 runtime.link(&component).map_err(|e| e.to_string())
             })
             .await
@@ -141,10 +147,91 @@ impl Runtime {
             return Err(gone());
         }
         let (component, artefact) = self.compile_fresh(bytes).await?;
+        prepare_images_off_thread(&component, &plugin.name).await;
         let pre = self.link(&component)?;
         if let (Some(cache), Some(artefact)) = (&self.cache, artefact) {
             cache.put(&plugin.version, &self.engine_key, artefact).await;
         }
         Ok(pre)
+    }
+}
+
+/// Tries of [`prepare_images`], and the pause after a failed one.
+const IMAGE_TRIES: u32 = 3;
+const IMAGE_RETRY_PAUSE: Duration = Duration::from_millis(20);
+
+/// Creates `component`'s copy-on-write memory images now, as its code comes into memory,
+/// rather than in its first call, where wasmtime would otherwise create them. On Linux an image
+/// is a memfd, written and then sealed read-only, and the sealing can fail for a moment ("cannot
+/// add seals to the memfd"; seen once in the `plugin_call` bench, on the 12 MB JavaScript
+/// example, and not reproduced since). Inside a call that failed the call; here it is tried
+/// again. If it keeps failing the images stay lazy, and the first call tries once more.
+/// Blocking: it writes the module's data, megabytes for JavaScript and Python guests.
+fn prepare_images(component: &Component, plugin: &str) {
+    let made = retried(IMAGE_TRIES, IMAGE_RETRY_PAUSE, || {
+        component.initialize_copy_on_write_image()
+    });
+    if let Err(e) = made {
+        tracing::warn!(plugin, error = %format!("{e:#}"), "could not create the plugin's memory images; its first call tries again");
+    }
+}
+
+/// [`prepare_images`] on a blocking thread.
+async fn prepare_images_off_thread(component: &Component, plugin: &str) {
+    let (component, plugin) = (component.clone(), plugin.to_owned());
+    // A panic there is only a lost head start: the first call makes the images.
+    let _ = tokio::task::spawn_blocking(move || prepare_images(&component, &plugin)).await;
+}
+
+/// Runs `attempt` until it succeeds, at most `tries` times (at least once), pausing between
+/// tries; the last error when every try failed.
+fn retried<T, E>(
+    tries: u32,
+    pause: Duration,
+    mut attempt: impl FnMut() -> Result<T, E>,
+) -> Result<T, E> {
+    let mut left = tries.max(1);
+    loop {
+        match attempt() {
+            Ok(value) => return Ok(value),
+            Err(e) if left <= 1 => return Err(e),
+            Err(_) => {
+                left = left.saturating_sub(1);
+                std::thread::sleep(pause);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_step_is_tried_again_until_it_succeeds() {
+        let mut calls = 0;
+        let result = retried(3, Duration::ZERO, || {
+            calls += 1;
+            if calls < 3 { Err(calls) } else { Ok("made") }
+        });
+        assert_eq!(result, Ok("made"));
+        assert_eq!(calls, 3);
+    }
+
+    #[test]
+    fn a_step_that_keeps_failing_gives_its_last_error_after_the_tries() {
+        let mut calls = 0;
+        let result: Result<(), u32> = retried(3, Duration::ZERO, || {
+            calls += 1;
+            Err(calls)
+        });
+        assert_eq!(result, Err(3));
+        assert_eq!(calls, 3, "tried three times, not more");
+        let mut once = 0;
+        let _: Result<(), ()> = retried(0, Duration::ZERO, || {
+            once += 1;
+            Err(())
+        });
+        assert_eq!(once, 1, "zero tries still runs it once");
     }
 }

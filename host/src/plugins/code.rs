@@ -164,8 +164,8 @@ const IMAGE_RETRY_PAUSE: Duration = Duration::from_millis(20);
 /// rather than in its first call, where wasmtime would otherwise create them. On Linux an image
 /// is a memfd, written and then sealed read-only, and the sealing can fail for a moment ("cannot
 /// add seals to the memfd"; seen once in the `plugin_call` bench, on the 12 MB JavaScript
-/// example, and not reproduced since). Inside a call that failed the call; here it is tried
-/// again. If it keeps failing the images stay lazy, and the first call tries once more.
+/// example, and not reproduced since). Inside a call, that failure failed the call; here it is
+/// tried again. If it keeps failing the images stay lazy, and the first call tries once more.
 /// Blocking: it writes the module's data, megabytes for JavaScript and Python guests.
 fn prepare_images(component: &Component, plugin: &str) {
     let made = retried(IMAGE_TRIES, IMAGE_RETRY_PAUSE, || {
@@ -190,17 +190,13 @@ fn retried<T, E>(
     pause: Duration,
     mut attempt: impl FnMut() -> Result<T, E>,
 ) -> Result<T, E> {
-    let mut left = tries.max(1);
-    loop {
+    for _ in 1..tries {
         match attempt() {
             Ok(value) => return Ok(value),
-            Err(e) if left <= 1 => return Err(e),
-            Err(_) => {
-                left = left.saturating_sub(1);
-                std::thread::sleep(pause);
-            }
+            Err(_) => std::thread::sleep(pause),
         }
     }
+    attempt()
 }
 
 #[cfg(test)]

@@ -251,12 +251,12 @@ pub fn compile_child_main(args: &[String]) -> i32 {
     };
     let artefact = match prepare_and_compile(&engine, &limits, &bytes, true) {
         Ok(artefact) => artefact,
+        Err(PluginError::Compile(message)) => {
+            eprintln!("{message}");
+            return EXIT_COMPILE_ERROR;
+        }
         Err(e) => {
-            // The reason alone: the parent reports it as a compile error.
-            match e {
-                PluginError::Compile(message) => eprintln!("{message}"),
-                other => eprintln!("{other}"),
-            }
+            eprintln!("{e}");
             return EXIT_COMPILE_ERROR;
         }
     };

@@ -14,14 +14,7 @@ use wasm_encoder::{
 /// module with one memory of one 64 KiB page: the service pre-initialises such a component
 /// as it compiles it (`host/src/plugins/preinit.rs`).
 pub fn with_initializer(body: &[Instruction<'_>]) -> Vec<u8> {
-    let mut memories = MemorySection::new();
-    memories.memory(MemoryType {
-        minimum: 1,
-        maximum: None,
-        memory64: false,
-        shared: false,
-        page_size_log2: None,
-    });
+    let memories = memory_of(1);
     let mut types = TypeSection::new();
     types.ty().function([], []);
     let mut funcs = FunctionSection::new();
@@ -181,6 +174,13 @@ pub fn with_extra_core_instances(plugin: &[u8], n: u32) -> Vec<u8> {
 
 /// `plugin` with one more core instance owning a memory of `pages` 64 KiB pages.
 pub fn with_extra_memory(plugin: &[u8], pages: u64) -> Vec<u8> {
+    let mut module = Module::new();
+    module.section(&memory_of(pages));
+    append_module(plugin, &module, 1)
+}
+
+/// A memory section with one 32-bit memory of `pages` 64 KiB pages, unbounded.
+fn memory_of(pages: u64) -> MemorySection {
     let mut memories = MemorySection::new();
     memories.memory(MemoryType {
         minimum: pages,
@@ -189,9 +189,7 @@ pub fn with_extra_memory(plugin: &[u8], pages: u64) -> Vec<u8> {
         shared: false,
         page_size_log2: None,
     });
-    let mut module = Module::new();
-    module.section(&memories);
-    append_module(plugin, &module, 1)
+    memories
 }
 
 /// `plugin` with a custom section that makes its bytes (and so its version) unique.

@@ -152,6 +152,20 @@ impl Scheme {
         }
     }
 
+    /// The signing key of `secret` under this scheme, or why it cannot sign: Standard Webhooks
+    /// needs its `whsec_` base64 key; the hex scheme takes any text as its HMAC key, but not
+    /// none.
+    ///
+    /// # Errors
+    /// When the secret does not fit the scheme.
+    pub fn key(&self, secret: &str) -> Result<SigningKey, SigningError> {
+        match self {
+            Self::StandardWebhooks => standard_key(secret).map(|key| SigningKey(hmac(&key))),
+            Self::HmacSha256Hex { .. } if secret.is_empty() => Err(SigningError::BadHexSecret),
+            Self::HmacSha256Hex { .. } => Ok(SigningKey(hmac(secret.as_bytes()))),
+        }
+    }
+
     /// The signature headers for one request, `secrets` newest first (several during a
     /// rotation: Standard Webhooks sends one signature per secret, space-separated; the hex
     /// scheme has room for one, the newest). Rotated-out secrets that do not fit the scheme
@@ -167,31 +181,42 @@ impl Scheme {
         timestamp: i64,
         body: &[u8],
     ) -> Result<Vec<(String, String)>, SigningError> {
-        let current = secrets.first().ok_or_else(|| SigningError::CannotSign {
+        let keys: Vec<_> = secrets.iter().map(|secret| self.key(secret)).collect();
+        self.sign_with(&keys.iter().collect::<Vec<_>>(), msg_id, timestamp, body)
+    }
+
+    /// [`Scheme::sign`] with the secrets' keys made already ([`Scheme::key`], once per
+    /// subscription load), so an attempt hashes only its own message.
+    ///
+    /// # Errors
+    /// As [`Scheme::sign`].
+    pub fn sign_with(
+        &self,
+        keys: &[&Result<SigningKey, SigningError>],
+        msg_id: &str,
+        timestamp: i64,
+        body: &[u8],
+    ) -> Result<Vec<(String, String)>, SigningError> {
+        let cannot = |why: String| SigningError::CannotSign {
             scheme: self.name(),
-            why: "there is no secret".into(),
-        })?;
-        // What can make a signature: Standard Webhooks needs its `whsec_` base64 key; the
-        // hex scheme takes any text as its HMAC key, but not none.
-        let usable = match self {
-            Self::StandardWebhooks => standard_key(current).map(|_| ()),
-            Self::HmacSha256Hex { .. } if current.is_empty() => Err(SigningError::BadHexSecret),
-            Self::HmacSha256Hex { .. } => Ok(()),
+            why,
         };
-        usable.map_err(|e| SigningError::CannotSign {
-            scheme: self.name(),
-            why: e.to_string(),
-        })?;
+        let current = keys
+            .first()
+            .ok_or_else(|| cannot("there is no secret".into()))?
+            .as_ref()
+            .map_err(|e| cannot(e.to_string()))?;
+        let timestamp_text = timestamp.to_string();
         let mut headers = vec![
             ("webhook-id".to_owned(), msg_id.to_owned()),
-            ("webhook-timestamp".to_owned(), timestamp.to_string()),
+            ("webhook-timestamp".to_owned(), timestamp_text.clone()),
         ];
         match self {
             Self::StandardWebhooks => {
-                let signatures: Vec<String> = secrets
+                let signatures: Vec<String> = keys
                     .iter()
-                    .filter_map(|s| standard_key(s).ok())
-                    .map(|key| standard_signature(&key, msg_id, timestamp, body))
+                    .filter_map(|key| key.as_ref().ok())
+                    .map(|key| signature_with(key, msg_id, &timestamp_text, body))
                     .collect();
                 headers.push(("webhook-signature".to_owned(), signatures.join(" ")));
             }
@@ -200,11 +225,11 @@ impl Scheme {
                 prefix,
                 timestamp_header,
             } => {
-                let secret = current;
-                let mut mac = hmac(secret.as_bytes());
+                let mut mac = current.0.clone();
                 if let Some(ts_header) = timestamp_header {
-                    mac.update(format!("{timestamp}.").as_bytes());
-                    headers.push((ts_header.clone(), timestamp.to_string()));
+                    mac.update(timestamp_text.as_bytes());
+                    mac.update(b".");
+                    headers.push((ts_header.clone(), timestamp_text));
                 }
                 mac.update(body);
                 headers.push((
@@ -214,6 +239,17 @@ impl Scheme {
             }
         }
         Ok(headers)
+    }
+}
+
+/// A secret made ready to sign with: the HMAC state after its key, copied for each message
+/// (two SHA-256 blocks and the key's decoding saved per delivery). Never printed.
+#[derive(Clone)]
+pub struct SigningKey(Hmac<Sha256>);
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SigningKey(..)")
     }
 }
 
@@ -241,10 +277,15 @@ fn standard_key(secret: &str) -> Result<Vec<u8>, SigningError> {
 
 /// `v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}.{body}")>`.
 pub fn standard_signature(key: &[u8], msg_id: &str, timestamp: i64, body: &[u8]) -> String {
-    let mut mac = hmac(key);
+    signature_with(&SigningKey(hmac(key)), msg_id, &timestamp.to_string(), body)
+}
+
+/// [`standard_signature`] from a prepared key.
+fn signature_with(key: &SigningKey, msg_id: &str, timestamp: &str, body: &[u8]) -> String {
+    let mut mac = key.0.clone();
     mac.update(msg_id.as_bytes());
     mac.update(b".");
-    mac.update(timestamp.to_string().as_bytes());
+    mac.update(timestamp.as_bytes());
     mac.update(b".");
     mac.update(body);
     format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()))

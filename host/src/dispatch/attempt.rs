@@ -74,7 +74,9 @@ pub(super) async fn run(shared: &Shared, job: Job) -> Attempted {
             Some(EXPUNGED.into()),
         ));
     }
-    let outgoing = match prepare(shared, &sub, &event, &leased).await {
+    // The subscription's id as the gates' key, made once for both of them.
+    let key: Arc<str> = Arc::from(sub.id.as_str());
+    let outgoing = match prepare(shared, &sub, &key, &event, &leased).await {
         Ok(Prepared::Send(outgoing)) => outgoing,
         Ok(Prepared::Skip { reason, version }) => {
             ctx.metrics.delivery_finished("skipped");
@@ -96,7 +98,6 @@ pub(super) async fn run(shared: &Shared, job: Job) -> Attempted {
             ));
         }
     };
-    let key: Arc<str> = Arc::from(sub.id.as_str());
     let _slot = shared.send_gate.acquire(&key, &key).await;
     // Waited for a slot: still enabled, and the lease still holds the request?
     let sub = match may_start(shared, &leased, ctx.delivery_timeout).await {
@@ -179,6 +180,7 @@ enum Prepared {
 async fn prepare(
     shared: &Shared,
     sub: &Subscription,
+    key: &Arc<str>,
     event: &Event,
     leased: &Leased,
 ) -> Result<Prepared, (String, Option<String>)> {
@@ -195,9 +197,8 @@ async fn prepare(
         return Err((format!("plugin {name:?} is not loaded"), None));
     };
     let version = Some(plugin.version.clone());
-    let (group, member): (Arc<str>, Arc<str>) =
-        (Arc::from(name.as_str()), Arc::from(sub.id.as_str()));
-    let _slot = shared.plugin_gate.acquire(&group, &member).await;
+    let group: Arc<str> = Arc::from(name.as_str());
+    let _slot = shared.plugin_gate.acquire(&group, key).await;
     // Waited for a slot: the attempt must still fit in its lease.
     let sub = match may_start(shared, leased, ctx.attempt_time()).await {
         Ok(sub) => sub,
@@ -247,7 +248,11 @@ async fn send(
         }
     };
     let timer = Instant::now();
-    let result = match ctx.client.check_url(&sub.url) {
+    let parsed = match &sub.parsed_url {
+        Some(url) => Ok(std::borrow::Cow::Borrowed(url)),
+        None => ctx.client.check_url(&sub.url).map(std::borrow::Cow::Owned),
+    };
+    let result = match parsed {
         Ok(url) => ctx.client.post(&url, headers, out.body).await,
         Err(e) => Err(e),
     };

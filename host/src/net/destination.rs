@@ -21,15 +21,23 @@ impl Client {
             return Err(invalid(format!("longer than {MAX_URL_LEN} bytes")));
         }
         let parsed = Url::parse(url).map_err(|e| invalid(e.to_string()))?;
-        self.check_scheme(&parsed)?;
-        if !parsed.username().is_empty() || parsed.password().is_some() {
+        self.check_parsed(&parsed)?;
+        Ok(parsed)
+    }
+
+    /// [`Client::check_url`] on a URL parsed already (a subscription's, parsed when it was
+    /// loaded): the same policy, without parsing the text again before every send.
+    /// (The length bound is on the text as given, so it is checked by `check_url` alone.)
+    pub fn check_parsed(&self, url: &Url) -> Result<(), NetError> {
+        self.check_scheme(url)?;
+        if !url.username().is_empty() || url.password().is_some() {
             return Err(invalid("credentials (user:password@) are not allowed"));
         }
-        let host = parsed.host().ok_or_else(|| invalid("no host"))?;
+        let host = url.host().ok_or_else(|| invalid("no host"))?;
         if !self.allow_private_networks {
             check_ip_literal(&host)?;
         }
-        Ok(parsed)
+        Ok(())
     }
 
     /// Refuses schemes other than `https`, and `http` unless private networks are allowed.

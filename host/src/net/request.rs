@@ -22,10 +22,10 @@ impl Client {
         headers: HeaderMap,
         body: Bytes,
     ) -> Result<Response, NetError> {
-        let url = self.check_url(url.as_str())?;
+        self.check_parsed(url)?;
         let response = self
             .http
-            .post(url)
+            .post(url.clone())
             .headers(headers)
             .body(body)
             .send()

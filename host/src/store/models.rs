@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::StoreError;
 use super::matching::{Routable, pattern_matches};
 use super::secrets::Sealer;
-use crate::signing::Scheme;
+use crate::signing::{Scheme, SigningError, SigningKey};
 use crate::tenant::TenantId;
 
 /// Rotated-out secrets kept at most, newest first: each keeps signing until its grace ends,
@@ -68,6 +68,13 @@ pub struct Subscription {
     pub created_at: i64,
     /// Last changed (unix ms).
     pub updated_at: i64,
+    /// `url` parsed when the row was read, so an attempt does not parse it again (`None` if it
+    /// does not parse; the create-time check makes that a corrupt row, which the send reports).
+    pub parsed_url: Option<url::Url>,
+    /// The signing keys of `secret`, then of each of `previous_secrets` (in that order), made
+    /// when the row was read: an attempt copies a key's HMAC state instead of decoding the
+    /// secret and hashing the key again.
+    pub signing_keys: Vec<Result<SigningKey, SigningError>>,
 }
 
 impl Routable for Subscription {
@@ -86,6 +93,20 @@ impl Subscription {
     /// Whether an event of `event_type` goes to this subscription.
     pub fn matches(&self, event_type: &str) -> bool {
         self.events.iter().any(|p| pattern_matches(p, event_type))
+    }
+
+    /// The keys of [`Subscription::signing_secrets`] at `now_ms`, in the same order.
+    pub fn signing_keys(&self, now_ms: i64) -> Vec<&Result<SigningKey, SigningError>> {
+        let live = std::iter::once(true).chain(
+            self.previous_secrets
+                .iter()
+                .map(|(_, until)| *until > now_ms),
+        );
+        self.signing_keys
+            .iter()
+            .zip(live)
+            .filter_map(|(key, live)| live.then_some(key))
+            .collect()
     }
 
     /// Secrets that sign a delivery at `now_ms`, newest first.
@@ -121,10 +142,18 @@ impl Subscription {
         let secret = sealer.open(&id, &row.get::<_, String>("secret")?)?;
         let reason: Option<String> = row.get("disabled_reason")?;
         let disabled_at: Option<i64> = row.get("disabled_at")?;
+        let url: String = row.get("url")?;
+        let signature: Scheme = serde_json::from_str(&row.get::<_, String>("signature")?)
+            .map_err(|e| corrupt("signature", e))?;
+        let signing_keys = std::iter::once(secret.as_str())
+            .chain(previous_secrets.iter().map(|(s, _)| s.as_str()))
+            .map(|s| signature.key(s))
+            .collect();
         Ok(Self {
             id,
             tenant_id: TenantId::from_stored(row.get("tenant_id")?),
-            url: row.get("url")?,
+            parsed_url: url::Url::parse(&url).ok(),
+            url,
             events: serde_json::from_str(&row.get::<_, String>("events")?)
                 .map_err(|e| corrupt("events", e))?,
             plugin: row.get("plugin")?,
@@ -132,9 +161,9 @@ impl Subscription {
             description: row.get("description")?,
             headers: serde_json::from_str(&row.get::<_, String>("headers")?)
                 .map_err(|e| corrupt("headers", e))?,
-            signature: serde_json::from_str(&row.get::<_, String>("signature")?)
-                .map_err(|e| corrupt("signature", e))?,
+            signature,
             secret,
+            signing_keys,
             previous_secrets,
             status: if status == "enabled" {
                 SubscriptionStatus::Enabled

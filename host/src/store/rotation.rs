@@ -189,6 +189,59 @@ mod tests {
         store.close().await;
     }
 
+    /// The keys made when the row is read sign exactly as the secrets do, and leave out a
+    /// rotated-out secret once its grace ends, as the secrets' list does.
+    #[tokio::test]
+    async fn prepared_keys_sign_as_the_secrets_do_and_follow_their_grace() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db.sqlite")).await.unwrap();
+        let first = crate::signing::generate_secret();
+        let sub = store
+            .create_subscription(new_subscription(&first))
+            .await
+            .unwrap();
+        let (hour, day) = (3600 * 1000, 24 * 3600 * 1000);
+        let any = crate::tenant::Scope::Any;
+        let second = crate::signing::generate_secret();
+        assert!(
+            store
+                .rotate_secret(&any, &sub.id, &second, hour)
+                .await
+                .unwrap()
+        );
+        let third = crate::signing::generate_secret();
+        assert!(
+            store
+                .rotate_secret(&any, &sub.id, &third, day)
+                .await
+                .unwrap()
+        );
+        let sub = store.cached_subscription(&sub.id).unwrap();
+        let now = store.clock().now_ms();
+        for (at, signatures) in [(now, 3), (now + 2 * hour, 2), (now + 2 * day, 1)] {
+            let with_keys = sub
+                .signature
+                .sign_with(&sub.signing_keys(at), "evt_1", 7, b"{}")
+                .unwrap();
+            let with_secrets = sub
+                .signature
+                .sign(&sub.signing_secrets(at), "evt_1", 7, b"{}")
+                .unwrap();
+            assert_eq!(with_keys, with_secrets, "at +{} ms", at - now);
+            let (_, signature) = with_keys
+                .iter()
+                .find(|(name, _)| name == "webhook-signature")
+                .unwrap();
+            assert_eq!(
+                signature.split(' ').count(),
+                signatures,
+                "at +{} ms",
+                at - now
+            );
+        }
+        store.close().await;
+    }
+
     #[tokio::test]
     async fn expired_previous_secrets_are_left_out_on_read_and_cleared_by_the_sweep() {
         let dir = tempfile::tempdir().unwrap();

@@ -95,30 +95,35 @@ impl Subscription {
         self.events.iter().any(|p| pattern_matches(p, event_type))
     }
 
-    /// The keys of [`Subscription::signing_secrets`] at `now_ms`, in the same order.
+    /// The keys that sign a delivery at `now_ms`, newest first: the current secret's, then
+    /// those of the rotated-out secrets still inside their grace.
     pub fn signing_keys(&self, now_ms: i64) -> Vec<&Result<SigningKey, SigningError>> {
-        let live = std::iter::once(true).chain(
-            self.previous_secrets
-                .iter()
-                .map(|(_, until)| *until > now_ms),
-        );
         self.signing_keys
             .iter()
-            .zip(live)
-            .filter_map(|(key, live)| live.then_some(key))
+            .zip(self.signs_at(now_ms))
+            .filter_map(|(key, signs)| signs.then_some(key))
             .collect()
     }
 
-    /// Secrets that sign a delivery at `now_ms`, newest first.
-    pub fn signing_secrets(&self, now_ms: i64) -> Vec<&str> {
+    /// The secrets behind [`Subscription::signing_keys`] at `now_ms`, in the same order: what
+    /// the tests check the keys against.
+    #[cfg(test)]
+    pub(crate) fn signing_secrets(&self, now_ms: i64) -> Vec<&str> {
         std::iter::once(self.secret.as_str())
-            .chain(
-                self.previous_secrets
-                    .iter()
-                    .filter(|(_, until)| *until > now_ms)
-                    .map(|(secret, _)| secret.as_str()),
-            )
+            .chain(self.previous_secrets.iter().map(|(s, _)| s.as_str()))
+            .zip(self.signs_at(now_ms))
+            .filter_map(|(secret, signs)| signs.then_some(secret))
             .collect()
+    }
+
+    /// Whether each secret signs at `now_ms`, in key order (current, then previous): the
+    /// current one always, a rotated-out one until its grace ends.
+    fn signs_at(&self, now_ms: i64) -> impl Iterator<Item = bool> + '_ {
+        std::iter::once(true).chain(
+            self.previous_secrets
+                .iter()
+                .map(move |(_, until)| *until > now_ms),
+        )
     }
 
     /// Reads a row, opening its sealed secrets; rotated-out secrets past their grace are

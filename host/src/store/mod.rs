@@ -502,6 +502,27 @@ mod upgrade_tests;
 mod tests {
     use super::*;
 
+    /// The bundled SQLite is built with `.cargo/config.toml`'s `LIBSQLITE3_FLAGS`: a build that
+    /// lost them (another config, a `cargo` run from elsewhere) would still pass every other
+    /// test and take a global mutex on every page. (`HAVE_FDATASYNC` is not among the options
+    /// SQLite reports; it goes with the others.)
+    #[test]
+    fn sqlite_is_built_with_the_projects_options() {
+        let conn = Connection::open_in_memory().unwrap();
+        let mut stmt = conn.prepare("PRAGMA compile_options").unwrap();
+        let options = all_rows(&mut stmt, [], |r| Ok(r.get::<_, String>(0)?)).unwrap();
+        for want in ["DEFAULT_MEMSTATUS=0", "OMIT_SHARED_CACHE"] {
+            assert!(
+                options.iter().any(|o| o == want),
+                "{want} missing from {options:?}"
+            );
+        }
+        assert!(
+            !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
+            "ENABLE_MEMORY_MANAGEMENT is on: {options:?}"
+        );
+    }
+
     #[tokio::test]
     async fn reopening_applies_the_schema_once() {
         let dir = tempfile::tempdir().unwrap();

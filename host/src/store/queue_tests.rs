@@ -490,3 +490,65 @@ async fn leases_take_turns_across_tenants() {
         "b excluded: a may use it all"
     );
 }
+
+/// A failing streak starts at a subscription's first failed attempt, keeps that start through
+/// later failures, and ends with a success — per subscription, several in one batch.
+#[tokio::test]
+async fn results_start_keep_and_end_each_subscriptions_failing_streak() {
+    let f = fixture().await;
+    let (a, b) = (f.subscription("*").await, f.subscription("*").await);
+    let streak = |id: String| {
+        let store = f.store.clone();
+        async move {
+            store
+                .read(move |conn| {
+                    Ok(conn.query_row(
+                        "SELECT first_failure_at FROM subscriptions WHERE id = ?1",
+                        [id],
+                        |r| r.get::<_, Option<i64>>(0),
+                    )?)
+                })
+                .await
+                .unwrap()
+        }
+    };
+    let with = |leased: &Leased, effect| Completion {
+        effect,
+        ..completion(leased, DeliveryStatus::Pending, 0)
+    };
+    f.events("x.y", 3).await;
+    let leased = f.lease(10, &[]).await.leased;
+    let of = |sub: &str| -> Vec<&Leased> {
+        leased.iter().filter(|l| l.subscription_id == sub).collect()
+    };
+    let (of_a, of_b) = (of(&a), of(&b));
+    assert_eq!((of_a.len(), of_b.len()), (3, 3));
+
+    let started = f.clock.now_ms();
+    let batch = [
+        with(of_a[0], SubscriptionEffect::Failed),
+        with(of_b[0], SubscriptionEffect::Failed),
+    ];
+    f.store.record(Arc::from(batch)).await.unwrap();
+    assert_eq!(streak(a.clone()).await, Some(started));
+    assert_eq!(streak(b.clone()).await, Some(started));
+
+    f.clock.advance(Duration::from_secs(60));
+    let batch = [
+        with(of_a[1], SubscriptionEffect::Failed),
+        with(of_b[1], SubscriptionEffect::Succeeded),
+    ];
+    f.store.record(Arc::from(batch)).await.unwrap();
+    assert_eq!(
+        streak(a.clone()).await,
+        Some(started),
+        "a later failure keeps the start"
+    );
+    assert_eq!(streak(b.clone()).await, None, "a success ends the streak");
+
+    f.store
+        .record(Arc::from([with(of_a[2], SubscriptionEffect::Succeeded)]))
+        .await
+        .unwrap();
+    assert_eq!(streak(a).await, None);
+}

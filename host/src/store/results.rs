@@ -7,7 +7,7 @@ use std::sync::Arc;
 use rusqlite::ToSql;
 use rusqlite::Transaction;
 
-use super::{Attempt, DeliveryStatus, LeaseRef, Leased, Store, StoreError, json_list};
+use super::{Attempt, DeliveryStatus, LeaseRef, Leased, Store, StoreError};
 
 /// What one attempt did to its subscription's health.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,31 +195,39 @@ fn record_streaks(
     completions: &[&Completion],
     now: i64,
 ) -> Result<(), StoreError> {
-    let subscriptions_with = |effect: SubscriptionEffect| {
-        let mut ids: Vec<&str> = completions
-            .iter()
-            .filter(|c| c.effect == effect)
-            .map(|c| c.leased.subscription_id.as_str())
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
-        ids
-    };
-    let succeeded = subscriptions_with(SubscriptionEffect::Succeeded);
-    if !succeeded.is_empty() {
-        tx.prepare_cached(
-            "UPDATE subscriptions SET first_failure_at = NULL
-             WHERE first_failure_at IS NOT NULL AND id IN (SELECT value FROM json_each(?))",
-        )?
-        .execute([json_list(&succeeded)])?;
+    // One primary-key update per subscription of the batch (usually one or a few), rather than
+    // one statement over a JSON list of them: that built the list, parsed it back and made a
+    // temporary b-tree of it for every batch (5% of the writer's samples in e2e).
+    let mut ended = tx.prepare_cached(
+        "UPDATE subscriptions SET first_failure_at = NULL
+         WHERE id = ?1 AND first_failure_at IS NOT NULL",
+    )?;
+    for id in subscriptions_with(completions, SubscriptionEffect::Succeeded) {
+        ended.execute([id])?;
     }
-    let failed = subscriptions_with(SubscriptionEffect::Failed);
-    if !failed.is_empty() {
-        tx.prepare_cached(
-            "UPDATE subscriptions SET first_failure_at = ?1
-             WHERE first_failure_at IS NULL AND id IN (SELECT value FROM json_each(?2))",
-        )?
-        .execute((now, json_list(&failed)))?;
+    let mut started = tx.prepare_cached(
+        "UPDATE subscriptions SET first_failure_at = ?1
+         WHERE id = ?2 AND first_failure_at IS NULL",
+    )?;
+    for id in subscriptions_with(completions, SubscriptionEffect::Failed) {
+        started.execute((now, id))?;
     }
     Ok(())
+}
+
+/// The distinct subscriptions of the `completions` that had `effect`.
+fn subscriptions_with<'a>(
+    completions: &[&'a Completion],
+    effect: SubscriptionEffect,
+) -> Vec<&'a str> {
+    let mut ids = Vec::with_capacity(completions.len());
+    ids.extend(
+        completions
+            .iter()
+            .filter(|c| c.effect == effect)
+            .map(|c| c.leased.subscription_id.as_str()),
+    );
+    ids.sort_unstable();
+    ids.dedup();
+    ids
 }

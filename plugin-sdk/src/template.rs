@@ -104,15 +104,17 @@ pub fn render(
     escape: fn(&str) -> String,
 ) -> Result<String, Error> {
     let pieces = parse(template).map_err(|why| Error::msg(format!("template {why}")))?;
-    Ok(pieces
-        .iter()
-        .map(|piece| match piece {
-            Piece::Text(text) => (*text).to_owned(),
-            Piece::Field(path) => {
-                escape(&lookup(envelope, path).map(value_text).unwrap_or_default())
-            }
-        })
-        .collect())
+    // Into one string: literal text is copied, not allocated piece by piece.
+    let mut out = String::with_capacity(template.len());
+    for piece in &pieces {
+        match piece {
+            Piece::Text(text) => out.push_str(text),
+            Piece::Field(path) => out.push_str(&escape(
+                &lookup(envelope, path).map(value_text).unwrap_or_default(),
+            )),
+        }
+    }
+    Ok(out)
 }
 
 /// Resolve a link (see [`check_link`]) against `envelope`, trimmed; `""` when its path is

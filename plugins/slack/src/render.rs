@@ -326,11 +326,22 @@ fn fallback(title: &str, text: Option<&str>, event_type: &str) -> String {
     truncate_mrkdwn(&joined, FALLBACK_MAX)
 }
 
-/// Escape the three characters Slack treats as markup in mrkdwn (`&` first).
+/// Escape the three characters Slack treats as markup in mrkdwn, in one pass (one allocation,
+/// where chained `replace` calls made three per value).
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    for (at, markup) in text.match_indices(['&', '<', '>']) {
+        out.push_str(&text[copied..at]);
+        out.push_str(match markup {
+            "&" => "&amp;",
+            "<" => "&lt;",
+            _ => "&gt;",
+        });
+        copied = at + markup.len();
+    }
+    out.push_str(&text[copied..]);
+    out
 }
 
 /// [`truncate`] for escaped text: never leave half an entity (`&am…`) that Slack would show raw.
@@ -513,6 +524,27 @@ mod tests {
         );
         let out = body(json!({"title": "", "fields": []}), json!({"a": 1}));
         assert_eq!(out["blocks"].as_array().map(Vec::len), Some(1));
+    }
+
+    #[test]
+    fn escaping_in_one_pass_is_the_three_replacements() {
+        let three = |t: &str| {
+            t.replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+        };
+        for text in [
+            "",
+            "plain",
+            "&",
+            "<<>>&&",
+            "a &amp; b",
+            "<@U123|é> & ✓>",
+            "ends with &",
+            "🎉<b>🎉</b>&",
+        ] {
+            assert_eq!(escape(text), three(text), "{text:?}");
+        }
     }
 
     #[test]

@@ -330,17 +330,14 @@ fn fallback(title: &str, text: Option<&str>, event_type: &str) -> String {
 /// where chained `replace` calls made three per value).
 fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    let mut copied = 0;
-    for (at, markup) in text.match_indices(['&', '<', '>']) {
-        out.push_str(&text[copied..at]);
-        out.push_str(match markup {
-            "&" => "&amp;",
-            "<" => "&lt;",
-            _ => "&gt;",
-        });
-        copied = at + markup.len();
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
     }
-    out.push_str(&text[copied..]);
     out
 }
 
